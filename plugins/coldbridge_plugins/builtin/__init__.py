@@ -1,0 +1,3 @@
+"""Strategies shipped with coldbridge, registered through the plugin hook."""
+
+from __future__ import annotations
