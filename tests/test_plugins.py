@@ -63,3 +63,29 @@ def test_broken_plugins_fail_with_their_name(cls: type, message: str) -> None:
     pm.register(Plugin())
     with pytest.raises(PluginValidationError, match=message):
         load_strategies(pm)
+
+
+def test_server_refuses_a_bundle_whose_strategy_is_not_registered(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from coldbridge_server import Settings, create_server
+    from coldbridge_server.errors import ConfigError
+    from coldbridge_trainer.export import write_bundle
+    from conftest import make_tiny_arrays
+
+    path = write_bundle(tmp_path, **make_tiny_arrays(), strategy="no-such-strategy")
+    with pytest.raises(ConfigError, match="no-such-strategy"):
+        create_server(Settings(bundle_path=str(path), host="127.0.0.1", port=0))
+
+
+def test_server_resolves_transferred_users_through_the_bundle_strategy(tiny_bundle) -> None:  # type: ignore[no-untyped-def]
+    from coldbridge_plugins.builtin.emcdr import Emcdr
+    from coldbridge_server import Settings, create_server
+
+    class Doubled(Emcdr):
+        def initial_embeddings(self, source_embeddings, bridge):  # type: ignore[no-untyped-def]
+            return 2.0 * super().initial_embeddings(source_embeddings, bridge)
+
+    settings = Settings(bundle_path=str(tiny_bundle.path), host="127.0.0.1", port=0)
+    server, _ = create_server(settings, strategies={"emcdr": Doubled})
+    resolved = server.engine.resolver.resolve("s0")
+    np.testing.assert_allclose(resolved.vector, 2.0 * tiny_bundle.target_vector("s0"), rtol=1e-5, atol=1e-5)
+    assert server.engine.resolver.resolve("u0").provenance.value == "warm_target"

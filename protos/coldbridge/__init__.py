@@ -1,0 +1,1 @@
+"""Generated protobuf packages for coldbridge (``coldbridge.v1``)."""

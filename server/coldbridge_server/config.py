@@ -1,0 +1,113 @@
+"""Server settings: one frozen dataclass, read from ``COLDBRIDGE_*`` variables in one place.
+
+Every field has a default and a help string (``dataclasses.field(metadata={"help": ...})``).
+:meth:`Settings.from_env` is the only code in the server that reads ``os.environ``; everything
+else receives a :class:`Settings` (or plain arguments).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from coldbridge_server.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "Settings"]
+
+ENV_PREFIX = "COLDBRIDGE_"
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of the gRPC server.
+
+    Each field can be set from the environment variable ``COLDBRIDGE_<FIELD NAME IN CAPS>``,
+    e.g. ``COLDBRIDGE_PORT=50051``. See :meth:`describe` for the help texts.
+
+    Raises
+    ------
+    ConfigError
+        If a value is out of range (checked on construction).
+
+    Examples
+    --------
+    >>> Settings(port=0).max_k
+    1000
+    """
+
+    bundle_path: str = _setting(
+        "",
+        "Bundle directory (containing manifest.json), or a directory of bundle versions, "
+        "in which case the newest version is served.",
+    )
+    host: str = _setting("0.0.0.0", "Interface to listen on ('[::]' for all IPv6+IPv4).")
+    port: int = _setting(50051, "TCP port to listen on; 0 picks a free port.")
+    max_k: int = _setting(1000, "Largest k accepted by Recommend (larger k -> INVALID_ARGUMENT).")
+    max_request_ids: int = _setting(
+        1000,
+        "Largest number of ids accepted in any repeated id field of one request "
+        "(exclude_item_ids, item_ids, source_item_ids).",
+    )
+    max_workers: int = _setting(8, "Size of the gRPC handler thread pool.")
+    grace_seconds: float = _setting(
+        5.0, "On SIGTERM/SIGINT, how long in-flight RPCs may run before they are cancelled."
+    )
+    intra_op_threads: int = _setting(
+        1, "onnxruntime intra-op threads per model session (0 lets onnxruntime decide)."
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("port", f"must be in 0..65535, got {self.port}")
+        for name in ("max_k", "max_request_ids", "max_workers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.grace_seconds < 0:
+            raise ConfigError("grace_seconds", f"must be >= 0, got {self.grace_seconds}")
+        if self.intra_op_threads < 0:
+            raise ConfigError("intra_op_threads", f"must be >= 0, got {self.intra_op_threads}")
+        if not self.host:
+            raise ConfigError("host", "must be non-empty")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``COLDBRIDGE_*`` variables; unset ones keep their default.
+
+        Parameters
+        ----------
+        environ
+            Mapping to read instead of ``os.environ`` (for tests).
+
+        Raises
+        ------
+        ConfigError
+            If a variable cannot be parsed or its value is out of range.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = ENV_PREFIX + f.name.upper()
+            if name in env:
+                values[f.name] = _parse(name, env[name], f.type)
+        return cls(**values)
+
+    @classmethod
+    def describe(cls) -> Iterator[tuple[str, str, Any, str]]:
+        """Yield ``(field, environment variable, default, help)`` for every setting."""
+        for f in dataclasses.fields(cls):
+            yield f.name, ENV_PREFIX + f.name.upper(), f.default, f.metadata["help"]
+
+
+def _parse(name: str, raw: str, type_name: Any) -> Any:
+    kind = {"int": int, "float": float, "str": str}[str(type_name)]
+    try:
+        return kind(raw.strip()) if kind is not str else raw
+    except ValueError:
+        raise ConfigError(name, f"expected {kind.__name__}, got {raw!r}") from None

@@ -1,0 +1,171 @@
+"""The recommendation domain API: validation, resolution, top-k and candidate scoring.
+
+:class:`RecommendationEngine` is what the gRPC servicer calls; it knows nothing of protobuf.
+
+Documented behaviours
+---------------------
+* **Limits.** ``user_id`` must be non-empty; ``1 <= k <= max_k``; every id list holds at
+  most ``max_request_ids`` entries. Violations raise :class:`InvalidRequestError` naming
+  the field. A ``k`` larger than the number of (non-excluded) target items is *not* an
+  error: all of them are returned.
+* **Exclusions.** Known ``exclude_item_ids`` never appear in the answer; the model is
+  asked for ``k + len(known exclusions)`` items (capped at the item count), the excluded
+  ones are dropped and the first ``k`` kept, so exactly ``min(k, N - excluded)`` items
+  come back.
+* **Unknown ids.** Exclude, candidate and source ids the bundle does not know are ignored
+  and returned in ``unknown_item_ids`` (first-seen order, each once; target ids first,
+  then source ids). Unknown candidate ids of :meth:`score` are simply not scored.
+* **Fallback.** Users that cannot be resolved (see :mod:`coldbridge_server.resolver`) get
+  target items ranked by training interaction count (``target_item_popularity.npy``),
+  ties broken by item index; the score *is* that count.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from coldbridge_plugins import TransferStrategy
+from coldbridge_plugins.builtin.emcdr import Emcdr
+
+from coldbridge_server.bundle import Bundle
+from coldbridge_server.errors import InvalidRequestError, NotReadyError
+from coldbridge_server.resolver import Provenance, ResolvedUser, UserResolver, split_known
+from coldbridge_server.scoring import OnnxScorer
+
+__all__ = ["Limits", "RecommendationEngine", "Scored"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits (from :class:`~coldbridge_server.config.Settings`)."""
+
+    max_k: int = 1000
+    max_request_ids: int = 1000
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Answer of :meth:`RecommendationEngine.recommend` and :meth:`~RecommendationEngine.score`.
+
+    ``items`` are ``(item_id, score)`` pairs: best first for recommend, request order for
+    score.
+    """
+
+    items: list[tuple[str, float]]
+    provenance: Provenance
+    fallback_reason: str
+    unknown_item_ids: tuple[str, ...]
+
+
+class RecommendationEngine:
+    """Serve one bundle.
+
+    Parameters
+    ----------
+    bundle
+        The validated bundle.
+    limits
+        Request limits.
+    strategy
+        Server half of the bundle's transfer strategy (default: the built-in EMCDR).
+    intra_op_threads
+        onnxruntime intra-op threads per session.
+
+    Raises
+    ------
+    ModelLoadError
+        If the ONNX models cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        limits: Limits,
+        *,
+        strategy: TransferStrategy | None = None,
+        intra_op_threads: int = 1,
+    ) -> None:
+        self.bundle = bundle
+        self.limits = limits
+        self.strategy = strategy if strategy is not None else Emcdr()
+        self.scorer = OnnxScorer(bundle, intra_op_threads=intra_op_threads)
+        self.resolver = UserResolver(bundle, self.scorer, self.strategy)
+        popularity = bundle.target_item_popularity
+        self._popular = np.argsort(-popularity, kind="stable")
+        self._ready = threading.Event()
+
+    @property
+    def ready(self) -> bool:
+        """Whether :meth:`warmup` has completed."""
+        return self._ready.is_set()
+
+    def warmup(self) -> None:
+        """Run every model once; afterwards requests are accepted."""
+        self.scorer.warmup()
+        self._ready.set()
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int,
+        exclude_item_ids: Sequence[str] = (),
+        source_item_ids: Sequence[str] = (),
+    ) -> Scored:
+        """Top-``k`` target items for ``user_id``, best first (see module docs)."""
+        self._check_request(user_id, exclude_item_ids=exclude_item_ids,
+                            source_item_ids=source_item_ids)
+        if k <= 0:
+            raise InvalidRequestError("k", f"must be >= 1, got {k}")
+        if k > self.limits.max_k:
+            raise InvalidRequestError("k", f"{k} exceeds max_k={self.limits.max_k}")
+        excluded, unknown = split_known(exclude_item_ids, self.bundle.target_item_index)
+        drop = set(excluded)
+        user = self.resolver.resolve(user_id, source_item_ids)
+        indices, scores = self._top(user, min(k + len(drop), len(self._popular)))
+        ids = self.bundle.target_item_ids
+        ranked = zip(indices.tolist(), scores.tolist(), strict=True)
+        items = [(ids[i], s) for i, s in ranked if i not in drop][:k]
+        return self._answer(items, user, unknown)
+
+    def score(
+        self, user_id: str, item_ids: Sequence[str], source_item_ids: Sequence[str] = ()
+    ) -> Scored:
+        """Scores of the known ``item_ids`` for ``user_id``, in request order."""
+        self._check_request(user_id, item_ids=item_ids, source_item_ids=source_item_ids)
+        known, unknown = split_known(item_ids, self.bundle.target_item_index)
+        user = self.resolver.resolve(user_id, source_item_ids)
+        idx = np.asarray(known, dtype=np.int64)
+        if user.vector is None:
+            scores = self.bundle.target_item_popularity[idx]
+        else:
+            scores = self.scorer.score(user.vector[None, :], idx[None, :])[0]
+        ids = self.bundle.target_item_ids
+        items = [(ids[i], s) for i, s in zip(known, scores.tolist(), strict=True)]
+        return self._answer(items, user, unknown)
+
+    def _top(self, user: ResolvedUser, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if user.vector is None:
+            order = self._popular[:n]
+            return order, self.bundle.target_item_popularity[order]
+        scores, indices = self.scorer.topk(user.vector[None, :], n)
+        return indices[0], scores[0]
+
+    def _check_request(self, user_id: str, **id_lists: Sequence[str]) -> None:
+        if not self._ready.is_set():
+            raise NotReadyError("the model is still loading or warming up")
+        if not user_id:
+            raise InvalidRequestError("user_id", "must be non-empty")
+        for field, ids in id_lists.items():
+            if len(ids) > self.limits.max_request_ids:
+                raise InvalidRequestError(
+                    field, f"{len(ids)} ids exceed max_request_ids={self.limits.max_request_ids}"
+                )
+
+    @staticmethod
+    def _answer(items: list[tuple[str, float]], user: ResolvedUser,
+                unknown_targets: tuple[str, ...]) -> Scored:
+        unknown = tuple(dict.fromkeys((*unknown_targets, *user.unknown_source_ids)))
+        return Scored(items, user.provenance, user.fallback_reason, unknown)

@@ -1,0 +1,149 @@
+"""ONNX inference for a bundle: one onnxruntime session per model file.
+
+The graphs and their input/output names are the contract of docs/ARCHITECTURE.md; the
+constructor checks them so that a bundle with a wrong graph fails at start-up.
+``InferenceSession.run`` is thread-safe, so one :class:`OnnxScorer` serves all handler
+threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from coldbridge_server.bundle import Bundle
+from coldbridge_server.errors import ModelLoadError
+
+__all__ = ["OnnxScorer"]
+
+#: model key -> (input names, output names) required by the bundle contract.
+_SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "source_encoder": (("item_indices", "mask"), ("user_embedding",)),
+    "bridge": (("source_embedding",), ("target_embedding",)),
+    "target_topk": (("user_embedding", "k"), ("scores", "indices")),
+    "target_candidates": (("user_embedding", "item_indices"), ("scores",)),
+}
+
+
+class OnnxScorer:
+    """Runs the four bundle models with onnxruntime on CPU.
+
+    Parameters
+    ----------
+    bundle
+        A validated bundle.
+    intra_op_threads
+        onnxruntime intra-op threads per session; 0 lets onnxruntime decide.
+
+    Raises
+    ------
+    ModelLoadError
+        If a model cannot be loaded or does not have the contract's inputs and outputs.
+    """
+
+    def __init__(self, bundle: Bundle, *, intra_op_threads: int = 1) -> None:
+        self.num_items = len(bundle.target_item_ids)
+        self.source_dim = bundle.source_dim
+        self.target_dim = bundle.target_dim
+        self.max_history = bundle.encoder_max_history
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._sessions = {
+            key: _open_session(str(bundle.model_paths[key]), key, options) for key in _SIGNATURES
+        }
+
+    def encode_source(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        """Encode source-item histories (index lists) into source user embeddings.
+
+        Histories longer than ``encoder_max_history`` keep their most recent (last) items;
+        an empty history encodes to the encoder bias.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``[len(histories), d_s]``.
+        """
+        kept = [list(h)[-self.max_history :] if self.max_history else list(h) for h in histories]
+        width = max([1, *(len(h) for h in kept)])
+        indices = np.zeros((len(kept), width), dtype=np.int64)
+        mask = np.zeros((len(kept), width), dtype=np.float32)
+        for row, history in enumerate(kept):
+            indices[row, : len(history)] = history
+            mask[row, : len(history)] = 1.0
+        return self._run("source_encoder", {"item_indices": indices, "mask": mask})[0]
+
+    def bridge(self, source_embeddings: np.ndarray) -> np.ndarray:
+        """Map source embeddings ``[B, d_s]`` to target user embeddings ``[B, d_t]``."""
+        x = np.ascontiguousarray(source_embeddings, dtype=np.float32).reshape(-1, self.source_dim)
+        return self._run("bridge", {"source_embedding": x})[0]
+
+    def topk(self, user_vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``min(k, num_items)`` target items per user, best first.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``scores`` float32 ``[B, k']`` and ``indices`` int64 ``[B, k']``.
+        """
+        k = max(0, min(int(k), self.num_items))
+        u = self._users(user_vecs)
+        if k == 0:
+            return np.zeros((len(u), 0), np.float32), np.zeros((len(u), 0), np.int64)
+        scores, indices = self._run("target_topk", {"user_embedding": u, "k": np.array([k])})
+        return scores, indices
+
+    def score(self, user_vecs: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """Scores of candidate items: ``item_idx`` int ``[B, C]`` -> float32 ``[B, C]``."""
+        u = self._users(user_vecs)
+        idx = np.ascontiguousarray(item_idx, dtype=np.int64).reshape(len(u), -1)
+        if idx.shape[1] == 0:
+            return np.zeros(idx.shape, dtype=np.float32)
+        return self._run("target_candidates", {"user_embedding": u, "item_indices": idx})[0]
+
+    def warmup(self) -> None:
+        """Run every session once on dummy input, so the first request is not slow.
+
+        Raises
+        ------
+        ModelLoadError
+            If a model fails to run or returns a wrongly shaped result.
+        """
+        try:
+            src = self.encode_source([[0]])
+            tgt = self.bridge(src)
+            scores, _ = self.topk(tgt, 1)
+            cand = self.score(tgt, np.zeros((1, 1), np.int64))
+        except Exception as exc:  # onnxruntime raises its own, undocumented, types
+            raise ModelLoadError(f"model warm-up failed: {exc}") from exc
+        expected = [(src, (1, self.source_dim)), (tgt, (1, self.target_dim)),
+                    (scores, (1, 1)), (cand, (1, 1))]
+        for array, shape in expected:
+            if array.shape != shape:
+                raise ModelLoadError(f"warm-up output shape {array.shape}, expected {shape}")
+
+    def _users(self, user_vecs: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(user_vecs, dtype=np.float32).reshape(-1, self.target_dim)
+
+    def _run(self, key: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        outputs: list[np.ndarray] = self._sessions[key].run(list(_SIGNATURES[key][1]), feeds)
+        return outputs
+
+
+def _open_session(path: str, key: str, options: ort.SessionOptions) -> ort.InferenceSession:
+    try:
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own, undocumented, types
+        raise ModelLoadError(f"{path}: cannot load {key} model: {exc}") from exc
+    inputs = tuple(sorted(i.name for i in session.get_inputs()))
+    outputs = {o.name for o in session.get_outputs()}
+    want_in, want_out = _SIGNATURES[key]
+    if inputs != tuple(sorted(want_in)) or not set(want_out) <= outputs:
+        raise ModelLoadError(
+            f"{path}: {key} model has inputs {list(inputs)} / outputs {sorted(outputs)}, "
+            f"expected inputs {list(want_in)} and outputs {list(want_out)}"
+        )
+    return session
