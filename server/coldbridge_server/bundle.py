@@ -33,7 +33,14 @@ BUNDLE_FORMAT = "coldbridge-bundle"
 SUPPORTED_FORMAT_VERSIONS = frozenset({1})
 MANIFEST = "manifest.json"
 MODEL_KEYS = ("source_encoder", "bridge", "target_topk", "target_candidates")
-ARRAY_KEYS = ("source_user_embeddings", "target_user_embeddings", "target_item_popularity")
+ARRAY_KEYS = (
+    "source_user_embeddings",
+    "target_user_embeddings",
+    "target_item_popularity",
+    "source_item_embeddings",
+    "target_item_embeddings",
+    "target_item_bias",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +72,9 @@ class Bundle:
     source_user_embeddings: np.ndarray
     target_user_embeddings: np.ndarray
     target_item_popularity: np.ndarray
+    source_item_embeddings: np.ndarray
+    target_item_embeddings: np.ndarray
+    target_item_bias: np.ndarray
     metrics: Mapping[str, Any]
     config: Mapping[str, Any]
 
@@ -122,6 +132,9 @@ def load_bundle(path: Path | str) -> Bundle:
         "source_user_embeddings": (len(users["source"]), dims["source"]),
         "target_user_embeddings": (len(users["target"]), dims["target"]),
         "target_item_popularity": (len(items["target"]),),
+        "source_item_embeddings": (len(items["source"]), dims["source"]),
+        "target_item_embeddings": (len(items["target"]), dims["target"]),
+        "target_item_bias": (len(items["target"]),),
     }
     loaded = {key: _load_array(root / arrays[key], shapes[key]) for key in ARRAY_KEYS}
     domains = m.section("domains", ("source", "target"), str)
@@ -148,6 +161,9 @@ def load_bundle(path: Path | str) -> Bundle:
         source_user_embeddings=loaded["source_user_embeddings"],
         target_user_embeddings=loaded["target_user_embeddings"],
         target_item_popularity=loaded["target_item_popularity"],
+        source_item_embeddings=loaded["source_item_embeddings"],
+        target_item_embeddings=loaded["target_item_embeddings"],
+        target_item_bias=loaded["target_item_bias"],
         metrics=m.optional_dict("metrics"),
         config=m.optional_dict("config"),
     )

@@ -65,6 +65,9 @@ ARRAY_FILES = {
     "source_user_embeddings": "source_user_embeddings.npy",
     "target_user_embeddings": "target_user_embeddings.npy",
     "target_item_popularity": "target_item_popularity.npy",
+    "source_item_embeddings": "source_item_embeddings.npy",
+    "target_item_embeddings": "target_item_embeddings.npy",
+    "target_item_bias": "target_item_bias.npy",
 }
 
 _F32 = TensorProto.FLOAT
@@ -299,6 +302,9 @@ def write_bundle(
         "source_user_embeddings": source_user_emb,
         "target_user_embeddings": target_user_emb,
         "target_item_popularity": popularity,
+        "source_item_embeddings": _f32(source_item_emb, "source_item_emb", 2),
+        "target_item_embeddings": _f32(target_item_emb, "target_item_emb", 2),
+        "target_item_bias": _f32(target_item_bias, "target_item_bias", 1),
     }
     version = version or _new_version()
     out_dir = Path(out_dir)
