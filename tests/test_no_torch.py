@@ -46,7 +46,8 @@ def _start(tmp_path: Path, entry: str, argv: list[str], env: dict[str, str]) -> 
     pythonpath = os.pathsep.join(str(ROOT / d) for d in ("server", "protos", "trainer", "plugins"))
     return subprocess.Popen(
         [sys.executable, "-c", WRAPPER, str(tmp_path / "report.json"), entry, *argv],
-        env={**os.environ, **env, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, **env, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1",
+             "COLDBRIDGE_METRICS_PORT": "0"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 

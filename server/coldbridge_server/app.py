@@ -27,11 +27,13 @@ from coldbridge.v1 import recommender_pb2_grpc
 from coldbridge_plugins import TransferStrategy, get_plugin_manager, load_strategies
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
 from coldbridge_server.bundle import Bundle, load_bundle, resolve_bundle_dir
 from coldbridge_server.config import Settings
 from coldbridge_server.engine import Limits, RecommendationEngine
 from coldbridge_server.errors import ConfigError, ModelLoadError
+from coldbridge_server.metrics import Metrics, MetricsInterceptor, serve_metrics
 from coldbridge_server.servicer import SERVICE_NAME, RecommenderServicer
 
 __all__ = ["ColdbridgeServer", "client_address", "create_server", "serve"]
@@ -45,15 +47,20 @@ class ColdbridgeServer(grpc.Server):
 
     Everything grpc-specific is delegated to the wrapped server. The extra attributes are
     ``engine`` (the :class:`RecommendationEngine`) and ``health`` (the registered
-    ``HealthServicer``).
+    ``HealthServicer``) and ``metrics`` (the :class:`Metrics` on the injected registry).
     """
 
     def __init__(
-        self, server: grpc.Server, engine: RecommendationEngine, health: health.HealthServicer
+        self,
+        server: grpc.Server,
+        engine: RecommendationEngine,
+        health: health.HealthServicer,
+        metrics: Metrics,
     ) -> None:
         self._server = server
         self.engine = engine
         self.health = health
+        self.metrics = metrics
         self._warm = threading.Event()
         self._error: ModelLoadError | None = None
 
@@ -109,7 +116,10 @@ class ColdbridgeServer(grpc.Server):
             logger.error("warm-up failed, staying NOT_SERVING: %s", exc)
             error = ModelLoadError(f"warm-up failed: {exc}")
             self._error = exc if isinstance(exc, ModelLoadError) else error
+            self.metrics.bundle_loads.labels("error").inc()
         else:
+            self.metrics.bundle_loads.labels("ok").inc()
+            self.metrics.ready.set(1)
             for service in _HEALTH_SERVICES:
                 self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         finally:
@@ -121,6 +131,7 @@ def create_server(
     *,
     bundle: Bundle | None = None,
     strategies: Mapping[str, type[TransferStrategy]] | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> tuple[ColdbridgeServer, int]:
     """Build the server for ``settings`` and bind ``settings.host:settings.port``.
 
@@ -135,6 +146,9 @@ def create_server(
         ``{name: strategy class}``; by default every strategy registered through the
         ``coldbridge`` plugin entry points (plus the built-ins). The bundle's strategy
         must be among them.
+    registry
+        Prometheus registry for the server's metrics (default: a new one, so several
+        servers in one process never collide). :func:`serve` exposes it over HTTP.
 
     Returns
     -------
@@ -163,12 +177,20 @@ def create_server(
             f"bundle {bundle.version} needs strategy {bundle.strategy!r}, registered: "
             f"{sorted(strategies)}",
         )
+    metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    metrics.bundle_info.info(
+        {"version": bundle.version, "strategy": bundle.strategy, "created_at": bundle.created_at,
+         "source_domain": bundle.source_domain, "target_domain": bundle.target_domain}
+    )
     limits = Limits(max_k=settings.max_k, max_request_ids=settings.max_request_ids)
     engine = RecommendationEngine(
         bundle, limits, strategy=strategies[bundle.strategy](),
-        intra_op_threads=settings.intra_op_threads,
+        intra_op_threads=settings.intra_op_threads, metrics=metrics,
     )
-    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.max_workers))
+    grpc_server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.max_workers),
+        interceptors=[MetricsInterceptor(metrics)],
+    )
     recommender_pb2_grpc.add_RecommenderServicer_to_server(
         RecommenderServicer(engine), grpc_server
     )
@@ -183,7 +205,7 @@ def create_server(
         port = grpc_server.add_insecure_port(address)
     except RuntimeError as exc:
         raise ConfigError("port", f"cannot bind {address}: {exc}") from exc
-    return ColdbridgeServer(grpc_server, engine, health_servicer), port
+    return ColdbridgeServer(grpc_server, engine, health_servicer, metrics), port
 
 
 def client_address(host: str, port: int) -> str:
@@ -215,6 +237,12 @@ def serve(
         At start-up, before any traffic is served.
     """
     server, port = create_server(settings, bundle=bundle)
+    http = None
+    if settings.metrics_port >= 0:
+        http, metrics_port = serve_metrics(server.metrics, settings.metrics_port,
+                                           settings.metrics_host)
+        logger.info("metrics on http://%s/metrics",
+                    client_address(settings.metrics_host, metrics_port))
     stop = threading.Event()
     previous = _install_signal_handlers(stop)
     server.start()
@@ -229,6 +257,8 @@ def serve(
     finally:
         logger.info("shutting down (grace %.1fs)", settings.grace_seconds)
         server.stop(settings.grace_seconds).wait()
+        if http is not None:
+            http.shutdown()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

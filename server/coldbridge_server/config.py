@@ -62,10 +62,16 @@ class Settings:
     intra_op_threads: int = _setting(
         1, "onnxruntime intra-op threads per model session (0 lets onnxruntime decide)."
     )
+    metrics_port: int = _setting(
+        9464, "HTTP port of the Prometheus /metrics endpoint; 0 picks a free port, -1 disables it."
+    )
+    metrics_host: str = _setting("0.0.0.0", "Interface the /metrics endpoint listens on.")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError("port", f"must be in 0..65535, got {self.port}")
+        if not -1 <= self.metrics_port <= 65535:
+            raise ConfigError("metrics_port", f"must be in -1..65535, got {self.metrics_port}")
         for name in ("max_k", "max_request_ids", "max_workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")

@@ -32,6 +32,7 @@ from coldbridge_plugins.builtin.emcdr import Emcdr
 
 from coldbridge_server.bundle import Bundle
 from coldbridge_server.errors import InvalidRequestError, NotReadyError
+from coldbridge_server.metrics import Metrics
 from coldbridge_server.resolver import Provenance, ResolvedUser, UserResolver, split_known
 from coldbridge_server.scoring import OnnxScorer
 
@@ -73,6 +74,8 @@ class RecommendationEngine:
         Server half of the bundle's transfer strategy (default: the built-in EMCDR).
     intra_op_threads
         onnxruntime intra-op threads per session.
+    metrics
+        Where to count answers by provenance and fallbacks by reason (optional).
 
     Raises
     ------
@@ -87,11 +90,14 @@ class RecommendationEngine:
         *,
         strategy: TransferStrategy | None = None,
         intra_op_threads: int = 1,
+        metrics: Metrics | None = None,
     ) -> None:
         self.bundle = bundle
         self.limits = limits
         self.strategy = strategy if strategy is not None else Emcdr()
-        self.scorer = OnnxScorer(bundle, intra_op_threads=intra_op_threads)
+        self.metrics = metrics
+        observe = None if metrics is None else metrics.observe_inference
+        self.scorer = OnnxScorer(bundle, intra_op_threads=intra_op_threads, observe=observe)
         self.resolver = UserResolver(bundle, self.scorer, self.strategy)
         popularity = bundle.target_item_popularity
         self._popular = np.argsort(-popularity, kind="stable")
@@ -164,8 +170,10 @@ class RecommendationEngine:
                     field, f"{len(ids)} ids exceed max_request_ids={self.limits.max_request_ids}"
                 )
 
-    @staticmethod
-    def _answer(items: list[tuple[str, float]], user: ResolvedUser,
+    def _answer(self, items: list[tuple[str, float]], user: ResolvedUser,
                 unknown_targets: tuple[str, ...]) -> Scored:
+        if self.metrics is not None:
+            self.metrics.count_answer(user.provenance.value, self.strategy.name,
+                                      user.fallback_reason)
         unknown = tuple(dict.fromkeys((*unknown_targets, *user.unknown_source_ids)))
         return Scored(items, user.provenance, user.fallback_reason, unknown)

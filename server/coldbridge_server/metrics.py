@@ -105,6 +105,16 @@ class Metrics:
             "coldbridge_ready", "1 once the bundle is loaded and warmed up, else 0.", registry=r
         )
 
+    def observe_inference(self, model: str, seconds: float) -> None:
+        """Record one onnxruntime session run."""
+        self.inference_seconds.labels(model).observe(seconds)
+
+    def count_answer(self, provenance: str, strategy: str, fallback_reason: str) -> None:
+        """Count one Recommend/Score answer (and its fallback reason, if any)."""
+        self.recommendations.labels(provenance, strategy).inc()
+        if fallback_reason:
+            self.fallbacks.labels(fallback_reason).inc()
+
 
 def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> tuple[Any, int]:
     """Serve ``/metrics`` over HTTP on its own port; returns ``(server, bound_port)``."""

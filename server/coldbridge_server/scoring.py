@@ -8,7 +8,8 @@ threads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -36,6 +37,9 @@ class OnnxScorer:
         A validated bundle.
     intra_op_threads
         onnxruntime intra-op threads per session; 0 lets onnxruntime decide.
+    observe
+        Optional ``observe(model_key, seconds)`` called after every session run
+        (the server passes its inference-time histogram).
 
     Raises
     ------
@@ -43,7 +47,14 @@ class OnnxScorer:
         If a model cannot be loaded or does not have the contract's inputs and outputs.
     """
 
-    def __init__(self, bundle: Bundle, *, intra_op_threads: int = 1) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        intra_op_threads: int = 1,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self._observe = observe
         self.num_items = len(bundle.target_item_ids)
         self.source_dim = bundle.source_dim
         self.target_dim = bundle.target_dim
@@ -129,7 +140,10 @@ class OnnxScorer:
         return np.ascontiguousarray(user_vecs, dtype=np.float32).reshape(-1, self.target_dim)
 
     def _run(self, key: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        start = time.perf_counter()
         outputs: list[np.ndarray] = self._sessions[key].run(list(_SIGNATURES[key][1]), feeds)
+        if self._observe is not None:
+            self._observe(key, time.perf_counter() - start)
         return outputs
 
 
