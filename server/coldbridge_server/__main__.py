@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from coldbridge_server.app import serve
 from coldbridge_server.config import Settings
 from coldbridge_server.errors import ColdbridgeError
+from coldbridge_server.logs import configure_logging
 
 __all__ = ["main"]
 
 
 def main() -> int:
     """Serve until SIGTERM/SIGINT; return the process exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        serve(Settings.from_env(), on_ready=lambda address: print(
+        settings = Settings.from_env()
+        configure_logging(settings.log_format, settings.log_level)
+        serve(settings, on_ready=lambda address: print(
             f"coldbridge: serving on {address}", flush=True))
     except ColdbridgeError as exc:
         print(f"coldbridge: error: {exc}", file=sys.stderr)

@@ -33,7 +33,8 @@ from coldbridge_server.bundle import Bundle, load_bundle, resolve_bundle_dir
 from coldbridge_server.config import Settings
 from coldbridge_server.engine import Limits, RecommendationEngine
 from coldbridge_server.errors import ConfigError, ModelLoadError
-from coldbridge_server.metrics import Metrics, MetricsInterceptor, serve_metrics
+from coldbridge_server.interceptor import ServerInterceptor
+from coldbridge_server.metrics import Metrics, serve_metrics
 from coldbridge_server.servicer import SERVICE_NAME, RecommenderServicer
 
 __all__ = ["ColdbridgeServer", "client_address", "create_server", "serve"]
@@ -189,7 +190,7 @@ def create_server(
     )
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers),
-        interceptors=[MetricsInterceptor(metrics)],
+        interceptors=[ServerInterceptor(metrics, access_log=settings.access_log)],
     )
     recommender_pb2_grpc.add_RecommenderServicer_to_server(
         RecommenderServicer(engine), grpc_server

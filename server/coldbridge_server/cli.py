@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +31,7 @@ from coldbridge_server.bundle import load_bundle, resolve_bundle_dir
 from coldbridge_server.config import Settings
 from coldbridge_server.demo import print_samples
 from coldbridge_server.errors import ColdbridgeError, ConfigError
+from coldbridge_server.logs import configure_logging
 
 __all__ = ["TRAINER_COMMANDS", "main"]
 
@@ -84,7 +84,6 @@ def _run_trainer(command: str, argv: list[str]) -> int:
 
 
 def _serve(options: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     overrides: dict[str, Any] = {
         name: value for name, value in (("bundle_path", options.bundle),
                                         ("host", options.host), ("port", options.port))
@@ -92,6 +91,7 @@ def _serve(options: argparse.Namespace) -> int:
     }
     try:
         settings = dataclasses.replace(Settings.from_env(), **overrides)
+        configure_logging(settings.log_format, settings.log_level)
         if not settings.bundle_path:
             raise ConfigError("bundle_path", "pass --bundle or set COLDBRIDGE_BUNDLE_PATH")
         bundle = load_bundle(resolve_bundle_dir(settings.bundle_path))

@@ -66,6 +66,9 @@ class Settings:
         9464, "HTTP port of the Prometheus /metrics endpoint; 0 picks a free port, -1 disables it."
     )
     metrics_host: str = _setting("0.0.0.0", "Interface the /metrics endpoint listens on.")
+    log_format: str = _setting("text", "Log line format: 'text' or 'json' (one JSON object per line).")
+    log_level: str = _setting("INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).")
+    access_log: bool = _setting(True, "Log one line per finished RPC (method, code, duration, request id).")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -81,6 +84,10 @@ class Settings:
             raise ConfigError("intra_op_threads", f"must be >= 0, got {self.intra_op_threads}")
         if not self.host:
             raise ConfigError("host", "must be non-empty")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("log_format", f"must be 'text' or 'json', got {self.log_format!r}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError("log_level", f"unknown level {self.log_level!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -112,8 +119,17 @@ class Settings:
 
 
 def _parse(name: str, raw: str, type_name: Any) -> Any:
-    kind = {"int": int, "float": float, "str": str}[str(type_name)]
+    kind = {"int": int, "float": float, "str": str, "bool": _bool}[str(type_name)]
     try:
         return kind(raw.strip()) if kind is not str else raw
     except ValueError:
         raise ConfigError(name, f"expected {kind.__name__}, got {raw!r}") from None
+
+
+def _bool(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)

@@ -1,4 +1,4 @@
-"""Prometheus metrics on an injected registry, and the gRPC server interceptor.
+"""Prometheus metrics on an injected registry (recorded by :mod:`coldbridge_server.interceptor`).
 
 Every metric hangs off the :class:`prometheus_client.CollectorRegistry` passed to
 :class:`Metrics`, so two servers in one process (or one per test) never collide
@@ -15,11 +15,8 @@ The README's "Monitoring" section lists every metric; a test keeps it complete.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import grpc
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -30,7 +27,7 @@ from prometheus_client import (
 )
 from prometheus_client import gc_collector, platform_collector, process_collector
 
-__all__ = ["Metrics", "MetricsInterceptor", "serve_metrics"]
+__all__ = ["Metrics", "serve_metrics"]
 
 _GRPC_LABELS = ("grpc_service", "grpc_method", "grpc_type")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -120,97 +117,3 @@ def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> tuple
     """Serve ``/metrics`` over HTTP on its own port; returns ``(server, bound_port)``."""
     server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
     return server, int(server.server_port)
-
-
-def _split(full_method: str) -> tuple[str, str]:
-    _, service, method = full_method.split("/", 2)
-    return service, method
-
-
-def _code_name(context: grpc.ServicerContext, failed: bool) -> str:
-    code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code.name
-    return "UNKNOWN" if failed else "OK"
-
-
-class MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts and times every RPC once, whatever its type."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._m = metrics
-
-    def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: grpc.HandlerCallDetails
-    ) -> Any:
-        handler = continuation(details)
-        if handler is None:
-            return None
-        service, method = _split(details.method)
-        kind = ("bidi_stream" if handler.response_streaming else "client_stream") \
-            if handler.request_streaming else \
-            ("server_stream" if handler.response_streaming else "unary")
-        labels = (service, method, kind)
-        behaviour = next(
-            b for b in (handler.unary_unary, handler.unary_stream, handler.stream_unary, handler.stream_stream)
-            if b is not None
-        )
-        wrapped = self._wrap(behaviour, labels, handler.request_streaming, handler.response_streaming)
-        factory = {
-            (False, False): grpc.unary_unary_rpc_method_handler,
-            (False, True): grpc.unary_stream_rpc_method_handler,
-            (True, False): grpc.stream_unary_rpc_method_handler,
-            (True, True): grpc.stream_stream_rpc_method_handler,
-        }[(handler.request_streaming, handler.response_streaming)]
-        return factory(
-            wrapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-    def _wrap(self, behaviour: Callable[..., Any], labels: tuple[str, str, str],
-              req_stream: bool, resp_stream: bool) -> Callable[..., Any]:
-        m = self._m
-
-        def count_in(requests: Iterator[Any]) -> Iterator[Any]:
-            for request in requests:
-                m.grpc_received.labels(*labels).inc()
-                yield request
-
-        def finish(context: grpc.ServicerContext, start: float, failed: bool) -> None:
-            m.grpc_seconds.labels(*labels).observe(time.perf_counter() - start)
-            m.grpc_handled.labels(*labels, _code_name(context, failed)).inc()
-
-        def unary_response(request: Any, context: grpc.ServicerContext) -> Any:
-            start = time.perf_counter()
-            m.grpc_started.labels(*labels).inc()
-            if req_stream:
-                request = count_in(request)
-            else:
-                m.grpc_received.labels(*labels).inc()
-            try:
-                response = behaviour(request, context)
-            except BaseException:
-                finish(context, start, True)
-                raise
-            m.grpc_sent.labels(*labels).inc()
-            finish(context, start, False)
-            return response
-
-        def stream_response(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            start = time.perf_counter()
-            m.grpc_started.labels(*labels).inc()
-            if req_stream:
-                request = count_in(request)
-            else:
-                m.grpc_received.labels(*labels).inc()
-            try:
-                for response in behaviour(request, context):
-                    m.grpc_sent.labels(*labels).inc()
-                    yield response
-            except BaseException:
-                finish(context, start, True)
-                raise
-            finish(context, start, False)
-
-        return stream_response if resp_stream else unary_response

@@ -1,0 +1,170 @@
+"""One server interceptor for every RPC: gRPC metrics, request ids and the access log.
+
+For each call it
+
+* takes the request id from the ``x-request-id`` metadata (or makes one), puts it in
+  :data:`coldbridge_server.logs.request_id` for the handler's log lines and sends it
+  back as ``x-request-id`` initial metadata;
+* counts ``grpc_server_started_total``, ``grpc_server_handled_total{grpc_code}``,
+  ``grpc_server_msg_received_total`` / ``grpc_server_msg_sent_total`` and observes
+  ``grpc_server_handling_seconds``;
+* writes one access-log line (method, code, duration, request id; never the payload)
+  at INFO to the ``coldbridge.access`` logger when ``access_log`` is on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from coldbridge_server.logs import request_id
+from coldbridge_server.metrics import Metrics
+
+__all__ = ["REQUEST_ID_KEY", "ServerInterceptor"]
+
+REQUEST_ID_KEY = "x-request-id"
+access_logger = logging.getLogger("coldbridge.access")
+_FACTORIES = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+_TYPES = {
+    (False, False): "unary",
+    (False, True): "server_stream",
+    (True, False): "client_stream",
+    (True, True): "bidi_stream",
+}
+
+
+def _code_name(context: grpc.ServicerContext, failed: bool) -> str:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    return "UNKNOWN" if failed else "OK"
+
+
+def _incoming_request_id(context: grpc.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return uuid.uuid4().hex
+
+
+class _Call:
+    """Book-keeping of one RPC."""
+
+    def __init__(self, metrics: Metrics, labels: tuple[str, str, str], access_log: bool,
+                 context: grpc.ServicerContext) -> None:
+        self.metrics, self.labels, self.access_log, self.context = metrics, labels, access_log, context
+        self.start = time.perf_counter()
+        self.rid = _incoming_request_id(context)
+        self.token = request_id.set(self.rid)
+        context.send_initial_metadata(((REQUEST_ID_KEY, self.rid),))
+        metrics.grpc_started.labels(*labels).inc()
+
+    def received(self) -> None:
+        self.metrics.grpc_received.labels(*self.labels).inc()
+
+    def sent(self) -> None:
+        self.metrics.grpc_sent.labels(*self.labels).inc()
+
+    def finish(self, failed: bool) -> None:
+        elapsed = time.perf_counter() - self.start
+        code = _code_name(self.context, failed)
+        self.metrics.grpc_seconds.labels(*self.labels).observe(elapsed)
+        self.metrics.grpc_handled.labels(*self.labels, code).inc()
+        if self.access_log:
+            access_logger.info(
+                "%s/%s %s %.2fms", self.labels[0], self.labels[1], code, elapsed * 1000,
+                extra={"grpc_method": self.labels[1], "grpc_code": code,
+                       "duration_ms": round(elapsed * 1000, 3)},
+            )
+        try:
+            request_id.reset(self.token)
+        except ValueError:  # finished from another context (a cancelled stream's cleanup)
+            pass
+
+
+class ServerInterceptor(grpc.ServerInterceptor):
+    """Wraps every handler once (see the module docstring).
+
+    Parameters
+    ----------
+    metrics
+        Where the ``grpc_server_*`` series live.
+    access_log
+        Log one line per finished RPC.
+    """
+
+    def __init__(self, metrics: Metrics, *, access_log: bool = True) -> None:
+        self._metrics = metrics
+        self._access_log = access_log
+
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        shape = (handler.request_streaming, handler.response_streaming)
+        _, service, method = details.method.split("/", 2)
+        labels = (service, method, _TYPES[shape])
+        behaviour = (handler.unary_unary or handler.unary_stream
+                     or handler.stream_unary or handler.stream_stream)
+        wrap = self._wrap_stream if shape[1] else self._wrap_unary
+        return _FACTORIES[shape](
+            wrap(behaviour, labels, shape[0]),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _begin(self, request: Any, context: grpc.ServicerContext, labels: tuple[str, str, str],
+               streaming_in: bool) -> tuple[_Call, Any]:
+        call = _Call(self._metrics, labels, self._access_log, context)
+        if not streaming_in:
+            call.received()
+            return call, request
+
+        def counted(requests: Iterator[Any]) -> Iterator[Any]:
+            for item in requests:
+                call.received()
+                yield item
+
+        return call, counted(request)
+
+    def _wrap_unary(self, behaviour: Callable[..., Any], labels: tuple[str, str, str],
+                    streaming_in: bool) -> Callable[..., Any]:
+        def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            call, request = self._begin(request, context, labels, streaming_in)
+            try:
+                response = behaviour(request, context)
+            except BaseException:
+                call.finish(failed=True)
+                raise
+            call.sent()
+            call.finish(failed=False)
+            return response
+
+        return handle
+
+    def _wrap_stream(self, behaviour: Callable[..., Any], labels: tuple[str, str, str],
+                     streaming_in: bool) -> Callable[..., Iterator[Any]]:
+        def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            call, request = self._begin(request, context, labels, streaming_in)
+            try:
+                for response in behaviour(request, context):
+                    call.sent()
+                    yield response
+            except BaseException:
+                call.finish(failed=True)
+                raise
+            call.finish(failed=False)
+
+        return handle
