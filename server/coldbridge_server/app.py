@@ -260,6 +260,7 @@ def serve(
         server.stop(settings.grace_seconds).wait()
         if http is not None:
             http.shutdown()
+            http.server_close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

@@ -69,6 +69,47 @@ class Settings:
     log_format: str = _setting("text", "Log line format: 'text' or 'json' (one JSON object per line).")
     log_level: str = _setting("INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).")
     access_log: bool = _setting(True, "Log one line per finished RPC (method, code, duration, request id).")
+    # --- online learning (coldbridge.v1.Events) ---
+    state_dir: str = _setting(
+        "var/state",
+        "Directory of the durable event log and user-state snapshots (SQLite in WAL mode); "
+        "created if missing. A restart on the same directory restores every acknowledged event.",
+    )
+    state_sync: str = _setting(
+        "FULL",
+        "SQLite 'synchronous' mode of the event log: FULL (an ack survives power loss) or "
+        "NORMAL (an ack survives a process crash, the last batches may be lost on power loss).",
+    )
+    snapshot_every_events: int = _setting(
+        5000, "Persist the changed user states after this many applied events; a restart loads "
+        "the snapshot and replays the event-log tail after it.",
+    )
+    warm_threshold: int = _setting(
+        10, "Target-domain events after which a user is WARM: the online vector is served "
+        "without the pull towards the bridge prior.",
+    )
+    max_batch_events: int = _setting(
+        1000, "Most events in one EventBatch; a larger batch ends the stream with INVALID_ARGUMENT."
+    )
+    max_message_bytes: int = _setting(
+        4 * 1024 * 1024, "Largest gRPC message the server accepts (grpc.max_receive_message_length)."
+    )
+    ingest_queue_size: int = _setting(
+        16, "Batches waiting to be applied; when full, streams stop reading (gRPC flow control)."
+    )
+    online_learning_rate: float = _setting(
+        0.05, "SGD learning rate of the online user-embedding updates."
+    )
+    online_l2: float = _setting(
+        0.01, "L2 pull of a WARMING user's online vector towards their bridge (prior) vector."
+    )
+    online_negatives: int = _setting(
+        4, "Sampled negative items per implicit target event (logistic loss)."
+    )
+    prequential_k: int = _setting(
+        10, "K of the prequential hit rate: was a target event's item in the user's top-K "
+        "before learning from it.",
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -88,6 +129,7 @@ class Settings:
             raise ConfigError("log_format", f"must be 'text' or 'json', got {self.log_format!r}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError("log_level", f"unknown level {self.log_level!r}")
+        _check_online(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +158,22 @@ class Settings:
         """Yield ``(field, environment variable, default, help)`` for every setting."""
         for f in dataclasses.fields(cls):
             yield f.name, ENV_PREFIX + f.name.upper(), f.default, f.metadata["help"]
+
+
+def _check_online(s: Settings) -> None:
+    """Range checks of the online-learning settings."""
+    if not s.state_dir:
+        raise ConfigError("state_dir", "must be non-empty")
+    if s.state_sync not in ("FULL", "NORMAL"):
+        raise ConfigError("state_sync", f"must be 'FULL' or 'NORMAL', got {s.state_sync!r}")
+    for name in ("snapshot_every_events", "warm_threshold", "max_batch_events",
+                 "max_message_bytes", "ingest_queue_size", "prequential_k"):
+        if getattr(s, name) < 1:
+            raise ConfigError(name, f"must be >= 1, got {getattr(s, name)}")
+    if not s.online_learning_rate > 0:
+        raise ConfigError("online_learning_rate", f"must be > 0, got {s.online_learning_rate}")
+    if s.online_l2 < 0 or s.online_negatives < 0:
+        raise ConfigError("online_l2/online_negatives", "must be >= 0")
 
 
 def _parse(name: str, raw: str, type_name: Any) -> Any:

@@ -1,0 +1,213 @@
+"""Serving benchmark: Recommend QPS and latency next to a bare gRPC server.
+
+For each catalogue size a random bundle is written, the real coldbridge server is
+started in a subprocess, and the same closed-loop client load is sent to it and to
+a bare gRPC server (same port setup, same method path, answering a precomputed
+``RecommendResponse`` of the same size without doing any work). The figure that
+matters is the ratio coldbridge / bare, measured in the same script run, because
+this machine is shared and absolute numbers drift.
+
+Usage::
+
+    python benchmarks/serving.py --items 10000 100000 --requests 4000 --concurrency 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+for sub in ("server", "trainer", "protos", "plugins"):
+    sys.path.insert(0, str(ROOT / sub))
+
+from coldbridge.v1 import recommender_pb2, recommender_pb2_grpc  # noqa: E402
+
+METHOD = "/coldbridge.v1.Recommender/Recommend"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_bundle(out: Path, n_items: int, n_users: int, dim: int, seed: int = 0) -> Path:
+    """A bundle with random weights: serving cost does not depend on their values."""
+    from coldbridge_trainer.export import write_bundle
+
+    rng = np.random.default_rng(seed)
+    n_src = 5000
+    return write_bundle(
+        out,
+        source_domain="source",
+        target_domain="target",
+        feedback="implicit",
+        source_item_ids=[f"s{i}" for i in range(n_src)],
+        target_item_ids=[f"t{i}" for i in range(n_items)],
+        source_user_ids=[f"u{i}" for i in range(n_users)],
+        target_user_ids=[f"u{i}" for i in range(n_users // 2)],
+        source_item_emb=rng.normal(size=(n_src, dim)),
+        encoder_weight=rng.normal(size=(dim, dim)) / np.sqrt(dim),
+        encoder_bias=np.zeros(dim),
+        source_user_emb=rng.normal(size=(n_users, dim)),
+        bridge_layers=[
+            (rng.normal(size=(dim, 2 * dim)) / np.sqrt(dim), np.zeros(2 * dim)),
+            (rng.normal(size=(2 * dim, dim)) / np.sqrt(2 * dim), np.zeros(dim)),
+        ],
+        target_item_emb=rng.normal(size=(n_items, dim)),
+        target_item_bias=rng.normal(size=n_items),
+        target_user_emb=rng.normal(size=(n_users // 2, dim)),
+        target_item_popularity=rng.integers(0, 100, size=n_items).astype(np.float32),
+    )
+
+
+def wait_serving(port: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise TimeoutError(f"server on port {port} not SERVING after {timeout}s")
+
+
+def serve_bare(port: int, k: int) -> None:
+    """The baseline: a gRPC server that answers Recommend with a fixed response."""
+    response = recommender_pb2.RecommendResponse(
+        items=[recommender_pb2.ScoredItem(item_id=f"t{i}", score=1.0) for i in range(k)],
+        model_version="bare",
+    ).SerializeToString()
+    handler = grpc.method_handlers_generic_handler(
+        "coldbridge.v1.Recommender",
+        {"Recommend": grpc.unary_unary_rpc_method_handler(lambda req, ctx: response)},
+    )
+    from grpc_health.v1 import health
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers((handler,))
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+def load(port: int, users: list[str], requests: int, concurrency: int, k: int) -> dict[str, float]:
+    """Closed loop: ``concurrency`` threads, each on its own channel, ``requests`` calls in all."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    per_thread = requests // concurrency
+
+    def worker(t: int) -> None:
+        own: list[float] = []
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary(
+                METHOD,
+                request_serializer=recommender_pb2.RecommendRequest.SerializeToString,
+                response_deserializer=recommender_pb2.RecommendResponse.FromString,
+            )
+            for i in range(per_thread):
+                req = recommender_pb2.RecommendRequest(user_id=users[(t * per_thread + i) % len(users)], k=k)
+                start = time.perf_counter()
+                call(req, timeout=30)
+                own.append(time.perf_counter() - start)
+        with lock:
+            latencies.extend(own)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(concurrency)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - start
+    lat = np.array(latencies) * 1000.0
+    return {
+        "qps": len(latencies) / wall,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+    }
+
+
+def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def bench_one(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+    bundle = make_bundle(workdir / f"items{n_items}", n_items, args.users, args.dim)
+    users = [f"u{i}" for i in range(args.users)]  # half warm, half transferred
+    results: dict[str, object] = {"items": n_items}
+    for name, cmd, env in (
+        ("bare", [sys.executable, __file__, "--bare-server"], {}),
+        ("coldbridge", [sys.executable, "-m", "coldbridge_server"], {"COLDBRIDGE_BUNDLE_PATH": str(bundle)}),
+    ):
+        port = free_port()
+        env = {**env, "COLDBRIDGE_PORT": str(port), "COLDBRIDGE_HOST": "127.0.0.1", "COLDBRIDGE_METRICS_PORT": "-1",
+               "PYTHONPATH": os.pathsep.join(str(ROOT / s) for s in ("server", "plugins", "protos", "trainer"))}
+        if name == "bare":
+            cmd = cmd + [str(port), str(args.k)]
+        proc = start(cmd, env)
+        try:
+            wait_serving(port)
+            load(port, users, min(200, args.requests), args.concurrency, args.k)  # warm-up
+            results[name] = load(port, users, args.requests, args.concurrency, args.k)
+        finally:
+            stop(proc)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--bare-server", nargs=2, metavar=("PORT", "K"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.bare_server:
+        serve_bare(int(args.bare_server[0]), int(args.bare_server[1]))
+        return 0
+    print(f"# serving benchmark: users={args.users} dim={args.dim} k={args.k} "
+          f"requests={args.requests} concurrency={args.concurrency}")
+    print("| target items | coldbridge QPS | p50 ms | p99 ms | bare gRPC QPS | p50 ms | p99 ms | QPS ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n_items in args.items:
+            r = bench_one(n_items, args, Path(tmp))
+            cb, bare = r["coldbridge"], r["bare"]
+            assert isinstance(cb, dict) and isinstance(bare, dict)
+            print(f"| {n_items:,} | {cb['qps']:.0f} | {cb['p50_ms']:.2f} | {cb['p99_ms']:.2f} | "
+                  f"{bare['qps']:.0f} | {bare['p50_ms']:.2f} | {bare['p99_ms']:.2f} | "
+                  f"{cb['qps'] / bare['qps']:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
