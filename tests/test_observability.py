@@ -38,7 +38,7 @@ def _tool(name: str) -> str:
 
 @pytest.fixture()
 def running(tiny_bundle: TinyBundle) -> Iterator[tuple[ColdbridgeServer, grpc.Channel]]:
-    settings = Settings(bundle_path=str(tiny_bundle.path), host="127.0.0.1", port=0)
+    settings = Settings(bundle_path=str(tiny_bundle.path), host="127.0.0.1", port=0, access_log=True)
     server, port = create_server(settings)
     server.start()
     assert server.wait_until_ready(30)
@@ -103,7 +103,7 @@ def test_request_id_is_echoed_and_logged_without_user_data(
     assert ("x-request-id", "req-abc-123") in call.initial_metadata()
     _, call = stub.Recommend.with_call(pb.RecommendRequest(user_id=WARM, k=2))
     generated = dict(call.initial_metadata())["x-request-id"]
-    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    assert re.fullmatch(r"[0-9a-f]{16}-[0-9a-f]+", generated)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     access = [e for e in lines if e["logger"] == "coldbridge.access"]
     assert {e["request_id"] for e in access} >= {"req-abc-123", generated}

@@ -11,7 +11,8 @@ Documented behaviours
 * **Exclusions.** Known ``exclude_item_ids`` never appear in the answer; the model is
   asked for ``k + len(known exclusions)`` items (capped at the item count), the excluded
   ones are dropped and the first ``k`` kept, so exactly ``min(k, N - excluded)`` items
-  come back.
+  come back. ``exclude_seen`` also drops the target items of the user's applied streamed
+  events (:mod:`coldbridge_server.lifecycle`).
 * **Unknown ids.** Exclude, candidate and source ids the bundle does not know are ignored
   and returned in ``unknown_item_ids`` (first-seen order, each once; target ids first,
   then source ids). Unknown candidate ids of :meth:`score` are simply not scored.
@@ -32,6 +33,7 @@ from coldbridge_plugins.builtin.emcdr import Emcdr
 
 from coldbridge_server.bundle import Bundle
 from coldbridge_server.errors import InvalidRequestError, NotReadyError
+from coldbridge_server.lifecycle import Stage, UserStates
 from coldbridge_server.metrics import Metrics
 from coldbridge_server.resolver import Provenance, ResolvedUser, UserResolver, split_known
 from coldbridge_server.scoring import OnnxScorer
@@ -59,6 +61,7 @@ class Scored:
     provenance: Provenance
     fallback_reason: str
     unknown_item_ids: tuple[str, ...]
+    stage: Stage = Stage.NEW
 
 
 class RecommendationEngine:
@@ -76,6 +79,10 @@ class RecommendationEngine:
         onnxruntime intra-op threads per session.
     metrics
         Where to count answers by provenance and fallbacks by reason (optional).
+    states
+        Online user states written by the ingest pipeline (default: none).
+    warm_threshold
+        Target events after which an online user is WARM.
 
     Raises
     ------
@@ -91,6 +98,8 @@ class RecommendationEngine:
         strategy: TransferStrategy | None = None,
         intra_op_threads: int = 1,
         metrics: Metrics | None = None,
+        states: UserStates | None = None,
+        warm_threshold: int = 10,
     ) -> None:
         self.bundle = bundle
         self.limits = limits
@@ -98,7 +107,8 @@ class RecommendationEngine:
         self.metrics = metrics
         observe = None if metrics is None else metrics.observe_inference
         self.scorer = OnnxScorer(bundle, intra_op_threads=intra_op_threads, observe=observe)
-        self.resolver = UserResolver(bundle, self.scorer, self.strategy)
+        self.resolver = UserResolver(bundle, self.scorer, self.strategy, states=states,
+                                     warm_threshold=warm_threshold)
         popularity = bundle.target_item_popularity
         self._popular = np.argsort(-popularity, kind="stable")
         self._ready = threading.Event()
@@ -119,6 +129,7 @@ class RecommendationEngine:
         k: int,
         exclude_item_ids: Sequence[str] = (),
         source_item_ids: Sequence[str] = (),
+        exclude_seen: bool = False,
     ) -> Scored:
         """Top-``k`` target items for ``user_id``, best first (see module docs)."""
         self._check_request(user_id, exclude_item_ids=exclude_item_ids,
@@ -130,6 +141,8 @@ class RecommendationEngine:
         excluded, unknown = split_known(exclude_item_ids, self.bundle.target_item_index)
         drop = set(excluded)
         user = self.resolver.resolve(user_id, source_item_ids)
+        if exclude_seen:
+            drop |= user.seen
         indices, scores = self._top(user, min(k + len(drop), len(self._popular)))
         ids = self.bundle.target_item_ids
         ranked = zip(indices.tolist(), scores.tolist(), strict=True)
@@ -174,6 +187,6 @@ class RecommendationEngine:
                 unknown_targets: tuple[str, ...]) -> Scored:
         if self.metrics is not None:
             self.metrics.count_answer(user.provenance.value, self.strategy.name,
-                                      user.fallback_reason)
+                                      user.fallback_reason, user.stage.value)
         unknown = tuple(dict.fromkeys((*unknown_targets, *user.unknown_source_ids)))
-        return Scored(items, user.provenance, user.fallback_reason, unknown)
+        return Scored(items, user.provenance, user.fallback_reason, unknown, user.stage)

@@ -46,6 +46,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry, *, process_metrics: bool = True) -> None:
         self.registry = registry
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         if process_metrics:
             process_collector.ProcessCollector(registry=registry)
             platform_collector.PlatformCollector(registry=registry)
@@ -75,8 +76,9 @@ class Metrics:
         )
         self.recommendations = Counter(
             "coldbridge_recommendations_total",
-            "Recommend/Score answers, by the path that produced them and the strategy.",
-            ("provenance", "strategy"),
+            "Recommend/Score answers, by the path that produced them, the strategy and the "
+            "user's lifecycle stage.",
+            ("provenance", "strategy", "stage"),
             registry=r,
         )
         self.fallbacks = Counter(
@@ -101,16 +103,85 @@ class Metrics:
         self.ready = Gauge(
             "coldbridge_ready", "1 once the bundle is loaded and warmed up, else 0.", registry=r
         )
+        self._init_online(r)
+
+    def _init_online(self, r: CollectorRegistry) -> None:
+        # --- online learning (coldbridge.v1.Events; recorded by ingest.py / events_servicer.py) ---
+        self.events_received = Counter(
+            "coldbridge_events_received_total", "Streamed events received, by domain.",
+            ("domain",), registry=r,
+        )
+        self.events_applied = Counter(
+            "coldbridge_events_applied_total",
+            "Streamed events durably logged and applied, by domain.", ("domain",), registry=r,
+        )
+        self.events_rejected = Counter(
+            "coldbridge_events_rejected_total", "Streamed events rejected, by domain and reason.",
+            ("domain", "reason"), registry=r,
+        )
+        self.event_apply_seconds = Histogram(
+            "coldbridge_event_apply_seconds",
+            "Time to validate, log (commit) and apply one group of batches.",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.ack_lag_seconds = Histogram(
+            "coldbridge_ack_lag_seconds", "Time from receiving a batch to sending its ack.",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.event_log_events = Gauge(
+            "coldbridge_event_log_events", "Events in the durable event log.", registry=r
+        )
+        self.users = Gauge(
+            "coldbridge_users", "Users with online state, by lifecycle stage.", ("stage",),
+            registry=r,
+        )
+        self.online_updates_per_user = Histogram(
+            "coldbridge_online_updates_per_user",
+            "The user's total number of online updates, observed at each update (high "
+            "buckets filling up = users warming up).",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r,
+        )
+        self.prequential_hits = Counter(
+            "coldbridge_prequential_hits_total",
+            "Target events whose item was in the user's top-K before learning from it.",
+            ("strategy", "stage"), registry=r,
+        )
+        self.prequential_events = Counter(
+            "coldbridge_prequential_events_total",
+            "Target events evaluated prequentially (hit rate = hits / events).",
+            ("strategy", "stage"), registry=r,
+        )
+
+    def count_events(self, family: Any, domain: str, n: int = 1, reason: str = "") -> None:
+        """Add ``n`` to one of the ``events_*`` counters (``reason`` for rejections)."""
+        labels = (domain, reason) if reason else (domain,)
+        self.child(family, *labels).inc(n)
+
+    def observe_prequential(self, strategy: str, stage: str, hit: bool) -> None:
+        """Count one prequentially evaluated target event."""
+        self.child(self.prequential_events, strategy, stage).inc()
+        if hit:
+            self.child(self.prequential_hits, strategy, stage).inc()
+
+    def child(self, family: Any, *labels: str) -> Any:
+        """``family.labels(*labels)``, cached: ``labels()`` costs microseconds per call."""
+        key = (id(family), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children.setdefault(key, family.labels(*labels))
+        return found
 
     def observe_inference(self, model: str, seconds: float) -> None:
         """Record one onnxruntime session run."""
-        self.inference_seconds.labels(model).observe(seconds)
+        self.child(self.inference_seconds, model).observe(seconds)
 
-    def count_answer(self, provenance: str, strategy: str, fallback_reason: str) -> None:
+    def count_answer(
+        self, provenance: str, strategy: str, fallback_reason: str, stage: str = "new"
+    ) -> None:
         """Count one Recommend/Score answer (and its fallback reason, if any)."""
-        self.recommendations.labels(provenance, strategy).inc()
+        self.child(self.recommendations, provenance, strategy, stage).inc()
         if fallback_reason:
-            self.fallbacks.labels(fallback_reason).inc()
+            self.child(self.fallbacks, fallback_reason).inc()
 
 
 def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> tuple[Any, int]:

@@ -1,15 +1,21 @@
 """Resolve a user id (plus optional source history) to a target-domain user vector.
 
-Rules (docs/ARCHITECTURE.md, "Resolution"), first match wins:
+Rules (docs/ARCHITECTURE.md, "Resolution"), first match wins. Online state (streamed events,
+:mod:`coldbridge_server.lifecycle`) is consulted first:
 
-1. ``user_id`` is a bundle target user -> their trained target embedding
-   (:attr:`Provenance.WARM_TARGET`).
+1. ``user_id`` is a bundle target user -> their trained target embedding, plus its online
+   updates if they streamed target events (:attr:`Provenance.WARM_TARGET`, stage WARM).
+1a. The user streamed target events -> their online vector (prior + learned residual; stage
+   WARMING or WARM). Provenance :attr:`Provenance.TRANSFERRED` if the prior came through the
+   bridge, :attr:`Provenance.ONLINE` if nothing was known before the events (zero prior).
 2. The request carries source item ids the bundle knows -> ``source_encoder`` over that
    history, then ``bridge`` (:attr:`Provenance.TRANSFERRED`). A supplied history wins over a
    stored source embedding: it is the caller's freshest view of the user.
 3. ``user_id`` is a bundle source user -> their stored source embedding through ``bridge``
    (:attr:`Provenance.TRANSFERRED`). These bridged vectors are computed on first use and
    cached for the lifetime of the bundle.
+3a. (before 3) The user streamed source events and the bundle does not know them -> the
+   bridge over the source encoder of those items (the online fold-in), as in rule 2.
 4. Otherwise no vector: the caller ranks by popularity (:attr:`Provenance.FALLBACK`),
    with ``fallback_reason`` ``"unknown_user"`` or, when a history was supplied but none
    of its items is known, ``"no_known_source_items"``.
@@ -17,6 +23,7 @@ Rules (docs/ARCHITECTURE.md, "Resolution"), first match wins:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import threading
 from collections.abc import Mapping, Sequence
@@ -27,6 +34,7 @@ import numpy as np
 from coldbridge_plugins import TransferStrategy
 
 from coldbridge_server.bundle import Bundle
+from coldbridge_server.lifecycle import Stage, UserState, UserStates, stage_of
 from coldbridge_server.scoring import OnnxScorer
 
 __all__ = ["Provenance", "ResolvedUser", "UserResolver", "split_known"]
@@ -38,6 +46,7 @@ class Provenance(enum.Enum):
     WARM_TARGET = "warm_target"
     TRANSFERRED = "transferred"
     FALLBACK = "fallback"
+    ONLINE = "online"
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,12 +55,15 @@ class ResolvedUser:
 
     ``vector`` is float32 ``[d_t]``, or ``None`` for :attr:`Provenance.FALLBACK`.
     ``unknown_source_ids`` lists the supplied source ids the bundle does not know.
+    ``seen`` holds the target item indices of the user's applied streamed events.
     """
 
     provenance: Provenance
     vector: np.ndarray | None
     fallback_reason: str = ""
     unknown_source_ids: tuple[str, ...] = ()
+    stage: Stage = Stage.NEW
+    seen: frozenset[int] = frozenset()
 
 
 class UserResolver:
@@ -66,31 +78,67 @@ class UserResolver:
     strategy
         The bundle's transfer strategy (server half): turns source embeddings into
         initial target embeddings, given the bundle's bridge.
+    states
+        Published online user states (default: none, as without streamed events).
+    warm_threshold
+        Target events after which an online user is WARM.
     """
 
-    def __init__(self, bundle: Bundle, scorer: OnnxScorer, strategy: TransferStrategy) -> None:
+    def __init__(self, bundle: Bundle, scorer: OnnxScorer, strategy: TransferStrategy,
+                 *, states: UserStates | None = None, warm_threshold: int = 10) -> None:
         self.bundle = bundle
         self.scorer = scorer
         self.strategy = strategy
+        self.states = states if states is not None else UserStates()
+        self.warm_threshold = warm_threshold
         self._bridged: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
 
     def resolve(self, user_id: str, source_item_ids: Sequence[str] = ()) -> ResolvedUser:
         """Resolve ``user_id``; ``source_item_ids`` is an optional source-domain history."""
         known, unknown = split_known(source_item_ids, self.bundle.source_item_index)
+        state = self.states.get(user_id)  # one read: a consistent snapshot of the user
+        seen = state.seen if state is not None else frozenset()
+        online = state is not None and state.vector is not None
         row = self.bundle.target_user_index.get(user_id)
         if row is not None:
-            vector = self.bundle.target_user_embeddings[row]
-            return ResolvedUser(Provenance.WARM_TARGET, vector, unknown_source_ids=unknown)
+            vector = state.vector if online else self.bundle.target_user_embeddings[row]
+            return ResolvedUser(Provenance.WARM_TARGET, vector, unknown_source_ids=unknown,
+                                stage=Stage.WARM, seen=seen)
+        if online:
+            return self._online(user_id, state, unknown)
+        transferred = ResolvedUser(Provenance.TRANSFERRED, None, unknown_source_ids=unknown,
+                                   stage=Stage.TRANSFERRED, seen=seen)
         if known:
             vector = self._transfer(self.scorer.encode_source([known]))[0]
-            return ResolvedUser(Provenance.TRANSFERRED, vector, unknown_source_ids=unknown)
-        row = self.bundle.source_user_index.get(user_id)
-        if row is not None:
-            return ResolvedUser(Provenance.TRANSFERRED, self._bridge_source_user(row),
-                                unknown_source_ids=unknown)
+            return dataclasses.replace(transferred, vector=vector)
+        prior = self.bundle_prior(user_id) if state is None or state.prior is None else state.prior
+        if prior is not None:
+            return dataclasses.replace(transferred, vector=prior)
         reason = "no_known_source_items" if source_item_ids else "unknown_user"
-        return ResolvedUser(Provenance.FALLBACK, None, reason, unknown)
+        return ResolvedUser(Provenance.FALLBACK, None, reason, unknown, seen=seen)
+
+    def bundle_prior(self, user_id: str) -> np.ndarray | None:
+        """What the bundle alone says about ``user_id``: target row, bridged source row, or None."""
+        row = self.bundle.target_user_index.get(user_id)
+        if row is not None:
+            return self.bundle.target_user_embeddings[row]
+        row = self.bundle.source_user_index.get(user_id)
+        return None if row is None else self._bridge_source_user(row)
+
+    def bridge_history(self, source_items: Sequence[int]) -> np.ndarray:
+        """Bridge the source encoder's embedding of ``source_items`` (indices): float32 ``[d_t]``."""
+        vector = self._transfer(self.scorer.encode_source([source_items]))[0]
+        vector.setflags(write=False)
+        return vector
+
+    def _online(self, user_id: str, state: UserState, unknown: tuple[str, ...]) -> ResolvedUser:
+        bridged = state.prior is not None or user_id in self.bundle.source_user_index
+        stage = stage_of(state, bundle_target=False, has_source=bridged,
+                         warm_threshold=self.warm_threshold)
+        provenance = Provenance.TRANSFERRED if bridged else Provenance.ONLINE
+        return ResolvedUser(provenance, state.vector, unknown_source_ids=unknown, stage=stage,
+                            seen=state.seen)
 
     def _bridge_source_user(self, row: int) -> np.ndarray:
         cached = self._bridged.get(row)

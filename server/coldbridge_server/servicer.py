@@ -21,9 +21,10 @@ from coldbridge.v1 import recommender_pb2, recommender_pb2_grpc
 
 from coldbridge_server.engine import RecommendationEngine, Scored
 from coldbridge_server.errors import ColdbridgeError, InvalidRequestError, NotReadyError
+from coldbridge_server.lifecycle import Stage
 from coldbridge_server.resolver import Provenance
 
-__all__ = ["SERVICE_NAME", "RecommenderServicer"]
+__all__ = ["SERVICE_NAME", "RecommenderServicer", "map_errors", "provenance_pb", "stage_pb"]
 
 SERVICE_NAME: str = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name
 
@@ -31,6 +32,13 @@ _PROVENANCE = {
     Provenance.WARM_TARGET: recommender_pb2.PROVENANCE_WARM_TARGET,
     Provenance.TRANSFERRED: recommender_pb2.PROVENANCE_TRANSFERRED,
     Provenance.FALLBACK: recommender_pb2.PROVENANCE_FALLBACK,
+    Provenance.ONLINE: recommender_pb2.PROVENANCE_ONLINE,
+}
+_STAGE = {
+    Stage.NEW: recommender_pb2.LIFECYCLE_STAGE_NEW,
+    Stage.TRANSFERRED: recommender_pb2.LIFECYCLE_STAGE_TRANSFERRED,
+    Stage.WARMING: recommender_pb2.LIFECYCLE_STAGE_WARMING,
+    Stage.WARM: recommender_pb2.LIFECYCLE_STAGE_WARM,
 }
 _STATUS: tuple[tuple[type[ColdbridgeError], grpc.StatusCode], ...] = (
     (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -52,6 +60,19 @@ def _map_errors(context: grpc.ServicerContext) -> Iterator[None]:
         context.abort(code, str(exc))
 
 
+map_errors = _map_errors
+
+
+def provenance_pb(provenance: Provenance) -> recommender_pb2.Provenance.ValueType:
+    """The proto enum value of ``provenance``."""
+    return _PROVENANCE[provenance]
+
+
+def stage_pb(stage: Stage) -> recommender_pb2.LifecycleStage.ValueType:
+    """The proto enum value of ``stage``."""
+    return _STAGE[stage]
+
+
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     """Implements ``coldbridge.v1.Recommender`` on top of a :class:`RecommendationEngine`."""
 
@@ -63,7 +84,8 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     ) -> recommender_pb2.RecommendResponse:
         with _map_errors(context):
             result = self.engine.recommend(
-                request.user_id, request.k, request.exclude_item_ids, request.source_item_ids
+                request.user_id, request.k, request.exclude_item_ids, request.source_item_ids,
+                exclude_seen=request.exclude_seen,
             )
         return recommender_pb2.RecommendResponse(
             items=_items(result),
@@ -72,6 +94,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             strategy=self.engine.bundle.strategy,
             fallback_reason=result.fallback_reason,
             unknown_item_ids=result.unknown_item_ids,
+            stage=_STAGE[result.stage],
         )
 
     def Score(  # noqa: N802 - gRPC method name
@@ -88,6 +111,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             model_version=self.engine.bundle.version,
             strategy=self.engine.bundle.strategy,
             fallback_reason=result.fallback_reason,
+            stage=_STAGE[result.stage],
         )
 
     def GetModelInfo(  # noqa: N802 - gRPC method name

@@ -1,0 +1,84 @@
+"""Streamed events as domain objects, and their validation into per-event rejections.
+
+An :class:`Event` is what the servicer makes of a ``coldbridge.v1.Event``; unknown enum values
+arrive as ``None`` so that validation, not the translator, rejects them.
+:func:`validate` checks one event against the bundle and returns a :class:`Rejection` (reason
+plus message) or ``None``; duplicates are detected by the ingest writer, which owns the set
+of applied event ids.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from coldbridge_server.bundle import Bundle
+
+__all__ = ["Domain", "Event", "Kind", "Reason", "Rejection", "validate"]
+
+
+class Domain(enum.Enum):
+    """The domain an event happened in."""
+
+    SOURCE = "source"
+    TARGET = "target"
+
+
+class Kind(enum.Enum):
+    """Feedback kind: an implicit interaction or an explicit rating."""
+
+    IMPLICIT = "implicit"
+    RATING = "rating"
+
+
+class Reason(enum.Enum):
+    """Why an event is rejected (mirrors the proto enum ``RejectionReason``)."""
+
+    EMPTY_ID = "empty_id"
+    UNKNOWN_DOMAIN = "unknown_domain"
+    UNKNOWN_KIND = "unknown_kind"
+    UNKNOWN_ITEM = "unknown_item"
+    INVALID_VALUE = "invalid_value"
+    DUPLICATE_EVENT = "duplicate_event"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One interaction; ``timestamp`` is Unix seconds (0 = unknown)."""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    domain: Domain | None
+    kind: Kind | None
+    value: float = 0.0
+    timestamp: float = 0.0
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A rejected event: its position in the batch, id, reason and a message."""
+
+    index: int
+    event_id: str
+    reason: Reason
+    message: str
+
+
+def validate(event: Event, bundle: Bundle) -> tuple[Reason, str] | None:
+    """Return ``(reason, message)`` if ``event`` cannot be applied to ``bundle``, else ``None``."""
+    for name in ("event_id", "user_id", "item_id"):
+        if not getattr(event, name):
+            return Reason.EMPTY_ID, f"{name} must be non-empty"
+    if event.domain is None:
+        return Reason.UNKNOWN_DOMAIN, "domain must be DOMAIN_SOURCE or DOMAIN_TARGET"
+    if event.kind is None:
+        return Reason.UNKNOWN_KIND, "kind must be EVENT_KIND_IMPLICIT or EVENT_KIND_RATING"
+    if event.kind is Kind.RATING and not math.isfinite(event.value):
+        return Reason.INVALID_VALUE, f"rating must be finite, got {event.value}"
+    index = bundle.source_item_index if event.domain is Domain.SOURCE else bundle.target_item_index
+    if event.item_id not in index:
+        name = bundle.source_domain if event.domain is Domain.SOURCE else bundle.target_domain
+        return Reason.UNKNOWN_ITEM, f"item {event.item_id!r} is not a {name} item of the bundle"
+    return None

@@ -1,0 +1,106 @@
+"""Per-user online state and the lifecycle rules (sparse -> transfer, dense -> target model).
+
+Stages, first match wins (``stage_of``):
+
+========  ==================================================================================
+WARM      a bundle target user, or ``target_events >= warm_threshold``: the target model is
+          trusted. For online users it means the online vector is served and the learner no
+          longer pulls it back to the bridge prior (the anchor is released).
+WARMING   ``0 < target_events < warm_threshold``: bridge prior plus anchored online updates
+TRANSFERRED  a source representation exists (bundle source user, request history or streamed
+          source events) and no target events: the bridge alone
+NEW       nothing known: popularity fallback
+========  ==================================================================================
+
+:class:`UserState` objects are immutable; the single ingest writer builds a new one per change
+and :class:`UserStates` swaps it in with one dict assignment, so a reader sees either the old
+or the new state of a user, never a mix (no torn reads).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Stage", "UserState", "UserStates", "stage_of"]
+
+
+class Stage(enum.Enum):
+    """Lifecycle stage of a user (mirrors the proto enum ``LifecycleStage``)."""
+
+    NEW = "new"
+    TRANSFERRED = "transferred"
+    WARMING = "warming"
+    WARM = "warm"
+
+
+@dataclass(frozen=True, eq=False)
+class UserState:
+    """What streamed events taught the server about one user (immutable).
+
+    Attributes
+    ----------
+    source_history
+        Source item indices folded in from streamed source events (users the bundle does not
+        know only; the last ``encoder_max_history``).
+    prior
+        Bridge output for ``source_history`` (float32 ``[d_t]``), or ``None``.
+    delta
+        Online residual over the prior (float64 ``[d_t]``), or ``None`` before any target event.
+    vector
+        Served target vector ``prior + delta`` (float32, read-only), or ``None`` before any
+        target event.
+    online_updates
+        Changes of the user's vector: one per target event plus one per source fold-in.
+    seen
+        Target item indices of the user's applied target events.
+    """
+
+    user_id: str
+    source_history: tuple[int, ...] = ()
+    prior: np.ndarray | None = None
+    delta: np.ndarray | None = None
+    vector: np.ndarray | None = None
+    source_events: int = 0
+    target_events: int = 0
+    online_updates: int = 0
+    last_update: float = 0.0
+    seen: frozenset[int] = field(default_factory=frozenset)
+
+
+def stage_of(
+    state: UserState | None, *, bundle_target: bool, has_source: bool, warm_threshold: int
+) -> Stage:
+    """Apply the lifecycle rules of the module docstring."""
+    target_events = 0 if state is None else state.target_events
+    if bundle_target or target_events >= warm_threshold:
+        return Stage.WARM
+    if target_events > 0:
+        return Stage.WARMING
+    if has_source or (state is not None and state.prior is not None):
+        return Stage.TRANSFERRED
+    return Stage.NEW
+
+
+class UserStates:
+    """The published user states: written by one thread, read by any number."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, UserState] = {}
+
+    def get(self, user_id: str) -> UserState | None:
+        """The current state of ``user_id`` (``None`` if no event of theirs was applied)."""
+        return self._states.get(user_id)
+
+    def publish(self, state: UserState) -> None:
+        """Replace the state of ``state.user_id`` atomically."""
+        self._states[state.user_id] = state
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __iter__(self) -> Iterator[UserState]:
+        return iter(list(self._states.values()))
