@@ -110,3 +110,7 @@ def _serve(options: argparse.Namespace) -> int:
         print(f"coldbridge serve: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

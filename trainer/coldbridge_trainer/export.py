@@ -314,6 +314,7 @@ def write_bundle(
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=out_dir))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it 0700; a server running as another user must read it
         for key, model in models.items():
             onnx.save_model(model, tmp / MODEL_FILES[key])
         for key, array in arrays.items():

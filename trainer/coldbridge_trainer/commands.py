@@ -1,0 +1,162 @@
+"""Entry points of ``coldbridge datagen``, ``coldbridge train`` and ``coldbridge evaluate``.
+
+Each ``*_main(argv) -> int`` parses its own arguments. torch is imported only inside
+:func:`train_main`, so ``datagen`` and ``evaluate`` (onnxruntime) stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coldbridge_trainer.config import TrainConfig
+from coldbridge_trainer.data import CrossDomainDataset, load_cdrib, load_dataset
+from coldbridge_trainer.evaluate import (
+    Scorer,
+    cooccurrence_scorer,
+    evaluate_scorers,
+    format_table,
+    make_split,
+    popularity_scorer,
+    random_scorer,
+)
+from coldbridge_trainer.synth import SynthConfig, write_dataset
+
+__all__ = ["bundle_scorer", "datagen_main", "evaluate_main", "load_data_args", "train_main"]
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls: type, skip: set[str]) -> None:
+    """One ``--flag`` per dataclass field (tuples take several values)."""
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        flag, default = "--" + f.name.replace("_", "-"), f.default
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif isinstance(default, tuple):
+            parser.add_argument(flag, type=int, nargs="*", default=list(default), metavar="N")
+        else:
+            parser.add_argument(flag, type=type(default), default=default, metavar=type(default).__name__.upper())
+
+
+def _values(args: argparse.Namespace, cls: type, skip: set[str]) -> dict[str, Any]:
+    out = {f.name: getattr(args, f.name) for f in fields(cls) if f.name not in skip}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
+
+
+def datagen_main(argv: list[str]) -> int:
+    """``coldbridge datagen --out DIR [--seed N] [size flags]``: write a synthetic dataset."""
+    parser = argparse.ArgumentParser(prog="coldbridge datagen", description=datagen_main.__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="dataset directory to write")
+    _add_fields(parser, SynthConfig, set())
+    args = parser.parse_args(argv)
+    out = write_dataset(args.out, SynthConfig(**_values(args, SynthConfig, set())))
+    ds = load_dataset(out)
+    print(f"wrote {out}: source {ds.source.n_users} users/{len(ds.source.users)} rows, "
+          f"target {ds.target.n_users} users/{len(ds.target.users)} rows, "
+          f"{len(ds.cold_users())} cold users ({len(ds.valid)} valid / {len(ds.test)} test rows)")
+    return 0
+
+
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--data", type=Path, help="dataset directory (coldbridge datagen layout)")
+    group.add_argument("--cdrib", type=Path, help="CDRIB folder holding game_video/ and video_game/")
+    parser.add_argument("--source", default="game", help="CDRIB source domain (game|video)")
+    parser.add_argument("--target", default="video", help="CDRIB target domain (game|video)")
+
+
+def load_data_args(args: argparse.Namespace) -> CrossDomainDataset:
+    """Load the dataset named by ``--data`` or ``--cdrib/--source/--target``."""
+    if args.data is not None:
+        return load_dataset(args.data)
+    return load_cdrib(args.cdrib, args.source, args.target)
+
+
+def _print_results(metrics: dict[str, Any], splits: tuple[str, ...]) -> None:
+    for split in splits:
+        print(format_table(metrics[split], f"== {split} cold users =="))
+
+
+def train_main(argv: list[str]) -> int:
+    """``coldbridge train (--data DIR | --cdrib DIR) --out BUNDLES``: train, evaluate, export."""
+    parser = argparse.ArgumentParser(prog="coldbridge train", description=train_main.__doc__)
+    _add_data_args(parser)
+    parser.add_argument("--out", type=Path, required=True, help="bundles directory")
+    parser.add_argument("--version", default=None, help="bundle version (default: timestamp)")
+    parser.add_argument("--metrics-json", type=Path, default=None, help="also write metrics here")
+    _add_fields(parser, TrainConfig, set())
+    args = parser.parse_args(argv)
+    dataset = load_data_args(args)
+    from coldbridge_trainer.train import export_result, fit
+
+    result = fit(dataset, TrainConfig(**_values(args, TrainConfig, set())))
+    _print_results(result.metrics, ("valid", "test"))
+    path = export_result(result, args.out, args.version)
+    if args.metrics_json is not None:
+        args.metrics_json.write_text(json.dumps(result.metrics, indent=1), encoding="utf-8")
+    print(f"best bridge epoch {result.metrics['best_epoch']}, {result.metrics['seconds']}")
+    print(f"bundle: {path}")
+    return 0
+
+
+def bundle_scorer(bundle: Path, dataset: CrossDomainDataset, max_history: int | None = None) -> Scorer:
+    """Score cold users with a bundle's ONNX models (onnxruntime, no torch).
+
+    A user listed in the manifest's source users uses its stored embedding; any other
+    user is encoded from its source training history with ``source_encoder.onnx``.
+    """
+    import onnxruntime as ort
+
+    bundle = Path(bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    sess = {k: ort.InferenceSession(str(bundle / v), providers=["CPUExecutionProvider"])
+            for k, v in manifest["models"].items()}
+    src_emb = np.load(bundle / manifest["arrays"]["source_user_embeddings"])
+    src_rows = {u: i for i, u in enumerate(manifest["users"]["source"])}
+    item_pos = {t: i for i, t in enumerate(manifest["items"]["source"])}
+    tgt_items = manifest["items"]["target"]
+    remap = np.array([dataset.target.item_index[t] for t in tgt_items], dtype=np.int64)
+    hist = dataset.source.user_histories()
+    max_len = max_history or int(manifest["encoder_max_history"])
+
+    def encode(user: str) -> np.ndarray:
+        if user in src_rows:
+            return src_emb[src_rows[user]]
+        h = [item_pos[dataset.source.item_ids[i]] for i in hist[dataset.source.user_index[user]][-max_len:]]
+        idx, mask = np.array([h], np.int64), np.ones((1, len(h)), np.float32)
+        return sess["source_encoder"].run(None, {"item_indices": idx, "mask": mask})[0][0]
+
+    def score(users: list[str]) -> np.ndarray:
+        s = np.stack([encode(u) for u in users]).astype(np.float32)
+        t = sess["bridge"].run(None, {"source_embedding": s})[0]
+        cand = np.broadcast_to(np.arange(len(tgt_items), dtype=np.int64), (len(users), len(tgt_items)))
+        raw = sess["target_candidates"].run(None, {"user_embedding": t, "item_indices": np.ascontiguousarray(cand)})[0]
+        out = np.full((len(users), dataset.target.n_items), -np.inf, dtype=np.float32)
+        out[:, remap] = raw
+        return out
+
+    return score
+
+
+def evaluate_main(argv: list[str]) -> int:
+    """``coldbridge evaluate --bundle PATH (--data DIR | --cdrib DIR)``: score a bundle."""
+    parser = argparse.ArgumentParser(prog="coldbridge evaluate", description=evaluate_main.__doc__)
+    parser.add_argument("--bundle", type=Path, required=True, help="bundle directory")
+    _add_data_args(parser)
+    parser.add_argument("--split", choices=("valid", "test", "both"), default="test")
+    parser.add_argument("--negatives", type=int, default=999, help="sampled negatives per line")
+    parser.add_argument("--seed", type=int, default=2022, help="seed of the candidate lists")
+    args = parser.parse_args(argv)
+    dataset = load_data_args(args)
+    scorers = {"bundle": bundle_scorer(args.bundle, dataset), "popularity": popularity_scorer(dataset),
+               "cooccurrence": cooccurrence_scorer(dataset), "random": random_scorer(dataset)}
+    for split in ("valid", "test") if args.split == "both" else (args.split,):
+        ev = make_split(dataset, getattr(dataset, split), args.negatives, args.seed)
+        print(format_table(evaluate_scorers(scorers, ev), f"== {split} cold users: {args.bundle} =="))
+    return 0
