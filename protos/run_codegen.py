@@ -15,7 +15,10 @@ import sys
 from pathlib import Path
 
 PROTO_ROOT = Path(__file__).resolve().parent
-PROTO_FILES = ("coldbridge/v1/recommender.proto",)
+#: Every ``.proto`` under ``protos/`` (relative POSIX paths, sorted), so a new file is
+#: compiled, committed and freshness-tested without editing this script.
+PROTO_FILES = tuple(sorted(p.relative_to(PROTO_ROOT).as_posix()
+                           for p in PROTO_ROOT.rglob("*.proto")))
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 
 

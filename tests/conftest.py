@@ -13,11 +13,16 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Drop every COLDBRIDGE_* variable so the developer's shell cannot leak into tests."""
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Drop every COLDBRIDGE_* variable so the developer's shell cannot leak into tests.
+
+    Also run each test from its own empty directory, so relative defaults such as
+    ``state_dir = "var/state"`` never touch the checkout or another test's state.
+    """
     for name in list(os.environ):
         if name.startswith("COLDBRIDGE_"):
             monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
     yield
 
 

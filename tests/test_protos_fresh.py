@@ -27,3 +27,9 @@ def test_generated_package_imports() -> None:
 
     assert recommender_pb2.DESCRIPTOR.package == "coldbridge.v1"
     assert hasattr(recommender_pb2_grpc, "RecommenderStub")
+    from coldbridge.v1 import events_pb2, events_pb2_grpc
+
+    assert events_pb2.DESCRIPTOR.package == "coldbridge.v1"
+    assert hasattr(events_pb2_grpc, "EventsStub")
+    assert run_codegen.PROTO_FILES == ("coldbridge/v1/events.proto",
+                                       "coldbridge/v1/recommender.proto")

@@ -7,7 +7,10 @@ Lifecycle::
     server.start()   accept RPCs; health NOT_SERVING, Recommend/Score -> UNAVAILABLE;
                      a background thread warms every model up, then health SERVING
                      for "" and "coldbridge.v1.Recommender"
-    server.stop(g)   health enter_graceful_shutdown() (NOT_SERVING), then grpc stop(g)
+                     and "coldbridge.v1.Events" (after the online state is recovered:
+                     snapshot + event-log replay, then the ingest writer starts)
+    server.stop(g)   health enter_graceful_shutdown() (NOT_SERVING), then grpc stop(g),
+                     then the ingest writer drains, snapshots and closes the event log
 
 :func:`serve` runs that cycle in the foreground until SIGTERM or SIGINT.
 """
@@ -23,7 +26,7 @@ from types import FrameType
 from typing import Any
 
 import grpc
-from coldbridge.v1 import recommender_pb2_grpc
+from coldbridge.v1 import events_pb2_grpc, recommender_pb2_grpc
 from coldbridge_plugins import TransferStrategy, get_plugin_manager, load_strategies
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -33,14 +36,17 @@ from coldbridge_server.bundle import Bundle, load_bundle, resolve_bundle_dir
 from coldbridge_server.config import Settings
 from coldbridge_server.engine import Limits, RecommendationEngine
 from coldbridge_server.errors import ConfigError, ModelLoadError
+from coldbridge_server.events_servicer import EVENTS_SERVICE_NAME, EventsServicer
+from coldbridge_server.ingest import Ingestor, build_ingestor
 from coldbridge_server.interceptor import ServerInterceptor
 from coldbridge_server.metrics import Metrics, serve_metrics
+from coldbridge_server.lifecycle import UserStates
 from coldbridge_server.servicer import SERVICE_NAME, RecommenderServicer
 
 __all__ = ["ColdbridgeServer", "client_address", "create_server", "serve"]
 
 logger = logging.getLogger(__name__)
-_HEALTH_SERVICES = (health.OVERALL_HEALTH, SERVICE_NAME)
+_HEALTH_SERVICES = (health.OVERALL_HEALTH, SERVICE_NAME, EVENTS_SERVICE_NAME)
 
 
 class ColdbridgeServer(grpc.Server):
@@ -48,7 +54,8 @@ class ColdbridgeServer(grpc.Server):
 
     Everything grpc-specific is delegated to the wrapped server. The extra attributes are
     ``engine`` (the :class:`RecommendationEngine`) and ``health`` (the registered
-    ``HealthServicer``) and ``metrics`` (the :class:`Metrics` on the injected registry).
+    ``HealthServicer``) and ``metrics`` (the :class:`Metrics` on the injected registry)
+    and ``ingestor`` (the online-learning :class:`Ingestor`, or ``None``).
     """
 
     def __init__(
@@ -57,11 +64,13 @@ class ColdbridgeServer(grpc.Server):
         engine: RecommendationEngine,
         health: health.HealthServicer,
         metrics: Metrics,
+        ingestor: Ingestor | None = None,
     ) -> None:
         self._server = server
         self.engine = engine
         self.health = health
         self.metrics = metrics
+        self.ingestor = ingestor
         self._warm = threading.Event()
         self._error: ModelLoadError | None = None
 
@@ -88,7 +97,17 @@ class ColdbridgeServer(grpc.Server):
         """Report NOT_SERVING to health checks, then stop with ``grace`` seconds."""
         self.health.enter_graceful_shutdown()
         event: threading.Event = self._server.stop(grace)
-        return event
+        if self.ingestor is None:
+            return event
+        closed, ingestor = threading.Event(), self.ingestor
+
+        def close() -> None:  # after the in-flight RPCs: the last batches get applied
+            event.wait()
+            ingestor.close()
+            closed.set()
+
+        threading.Thread(target=close, name="coldbridge-ingest-close", daemon=True).start()
+        return closed
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         """Block until the server stopped or ``timeout`` passed."""
@@ -113,6 +132,8 @@ class ColdbridgeServer(grpc.Server):
     def _warmup(self) -> None:
         try:
             self.engine.warmup()
+            if self.ingestor is not None:
+                self.ingestor.start()
         except Exception as exc:  # reported to wait_until_ready(), never lost in the thread
             logger.error("warm-up failed, staying NOT_SERVING: %s", exc)
             error = ModelLoadError(f"warm-up failed: {exc}")
@@ -187,26 +208,35 @@ def create_server(
     engine = RecommendationEngine(
         bundle, limits, strategy=strategies[bundle.strategy](),
         intra_op_threads=settings.intra_op_threads, metrics=metrics,
+        states=UserStates(), warm_threshold=settings.warm_threshold,
     )
+    ingestor = build_ingestor(settings, engine.resolver, metrics)
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers),
         interceptors=[ServerInterceptor(metrics, access_log=settings.access_log)],
+        options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
     )
     recommender_pb2_grpc.add_RecommenderServicer_to_server(
         RecommenderServicer(engine), grpc_server
+    )
+    events_pb2_grpc.add_EventsServicer_to_server(
+        EventsServicer(ingestor, engine.resolver, max_batch_events=settings.max_batch_events,
+                       window=settings.ingest_queue_size, metrics=metrics),
+        grpc_server,
     )
     health_servicer = health.HealthServicer()
     for service in _HEALTH_SERVICES:
         health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
-    services = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    services = (SERVICE_NAME, EVENTS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(services, grpc_server)
     address = f"{settings.host}:{settings.port}"
     try:
         port = grpc_server.add_insecure_port(address)
     except RuntimeError as exc:
+        ingestor.close()
         raise ConfigError("port", f"cannot bind {address}: {exc}") from exc
-    return ColdbridgeServer(grpc_server, engine, health_servicer, metrics), port
+    return ColdbridgeServer(grpc_server, engine, health_servicer, metrics, ingestor), port
 
 
 def client_address(host: str, port: int) -> str:

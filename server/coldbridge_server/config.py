@@ -101,13 +101,14 @@ class Settings:
         16, "Batches waiting to be applied; when full, streams stop reading (gRPC flow control)."
     )
     online_learning_rate: float = _setting(
-        0.05, "SGD learning rate of the online user-embedding updates."
+        0.1, "SGD learning rate of the online user-embedding updates."
     )
     online_l2: float = _setting(
-        0.01, "L2 pull of a WARMING user's online vector towards their bridge (prior) vector."
+        0.05, "L2 pull of a WARMING user's online vector towards their bridge (prior) vector."
     )
     online_negatives: int = _setting(
-        4, "Sampled negative items per implicit target event (logistic loss)."
+        0, "Uniformly sampled negative items per implicit target event (logistic loss); "
+        "0 = positives only (best on the CDRIB data, see docs/streaming.md).",
     )
     prequential_k: int = _setting(
         10, "K of the prequential hit rate: was a target event's item in the user's top-K "

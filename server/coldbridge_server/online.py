@@ -18,6 +18,8 @@ from river import optim, reco
 
 __all__ = ["ColdStartEmbeddings"]
 
+_MASK64 = (1 << 64) - 1
+
 
 class ColdStartEmbeddings(reco.base.Ranker):
     """Online user embeddings over fixed item embeddings, regularised towards a prior.
@@ -36,8 +38,8 @@ class ColdStartEmbeddings(reco.base.Ranker):
     A boolean ``y`` is implicit feedback: the item is a positive (``y=True``) or negative
     (``y=False``) for the logistic loss, and ``n_negatives`` uniformly sampled other items are
     added as negatives. Any other number is an explicit rating fitted with the squared loss.
-    Negatives are drawn from a generator seeded by ``(seed, user, item, user's update count)``,
-    so replaying the same events in the same order reproduces every weight exactly.
+    Negatives are drawn from a SplitMix64 sequence keyed by ``(seed, user, item, user's update
+    count)``, so replaying the same events in the same order reproduces every weight exactly.
 
     Parameters
     ----------
@@ -80,7 +82,7 @@ class ColdStartEmbeddings(reco.base.Ranker):
 
     >>> items = ["Superman", "Terminator", "Star Wars", "Notting Hill", "Love Actually"]
     >>> vectors = np.array([[1., 0.], [.9, .1], [.8, .2], [0., 1.], [.1, .9]])
-    >>> model = ColdStartEmbeddings(vectors, optimizer=optim.SGD(1.0), n_negatives=1, seed=42)
+    >>> model = ColdStartEmbeddings(vectors, optimizer=optim.SGD(1.0), n_negatives=1, seed=1)
 
     Alice's transferred embedding (the prior) says she likes romance; Bob is new everywhere:
 
@@ -98,7 +100,7 @@ class ColdStartEmbeddings(reco.base.Ranker):
     ...     model.learn_one(user, items.index(item), y)
 
     >>> round(model.predict_one("Alice", items.index("Star Wars")), 4)
-    0.3835
+    0.3809
     >>> [items[i] for i in model.rank("Alice", set(range(5)))]
     ['Superman', 'Terminator', 'Star Wars', 'Love Actually', 'Notting Hill']
     >>> [items[i] for i in model.rank("Bob", set(range(5)))][:2]
@@ -173,8 +175,13 @@ class ColdStartEmbeddings(reco.base.Ranker):
             rows, y_true, loss = np.array([row]), np.array([float(y)]), self._explicit
         vectors = self._items[rows]
         y_pred = vectors @ self.user_vector(user) + self._bias[rows]
-        g_loss = np.clip(loss.gradient(y_true, y_pred), -self.clip_gradient, self.clip_gradient)
-        gradient = g_loss @ vectors
+        clip = self.clip_gradient
+        if len(rows) == 1:  # River's scalar loss path is much cheaper than its array path
+            g = loss.gradient(float(y_true[0]), float(y_pred[0]))
+            gradient = min(max(g, -clip), clip) * vectors[0]
+        else:
+            g_loss = np.minimum(np.maximum(loss.gradient(y_true, y_pred), -clip), clip)
+            gradient = g_loss @ vectors
         if self.release_after is None or self.u_updates[user] < self.release_after:
             gradient = gradient + self.l2 * self.u_deltas[user]
         self.u_deltas[user] = self._optimizer.step(self.u_deltas[user], gradient)
@@ -185,6 +192,18 @@ class ColdStartEmbeddings(reco.base.Ranker):
         if self.n_negatives == 0 or n_items < 2:
             return np.zeros(0, dtype=np.int64)
         key = zlib.crc32(str(user).encode("utf-8"))
-        rng = np.random.default_rng((self.seed or 0, key, item, self.u_updates[user]))
-        drawn = rng.integers(0, n_items - 1, size=self.n_negatives)
-        return drawn + (drawn >= item)  # skip the positive itself
+        state = _splitmix64(((self.seed or 0) << 32) ^ key ^ (item << 20) ^ self.u_updates[user])
+        drawn = []
+        for _ in range(self.n_negatives):  # a counter-based generator: cheap to seed per event
+            state = _splitmix64(state)
+            drawn.append(state % (n_items - 1))
+        negatives = np.array(drawn, dtype=np.int64)
+        return negatives + (negatives >= item)  # skip the positive itself
+
+
+def _splitmix64(x: int) -> int:
+    """One step of SplitMix64 (Steele et al. 2014): a well-mixed 64-bit hash of ``x``."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)

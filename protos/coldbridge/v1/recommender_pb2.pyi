@@ -13,22 +13,39 @@ class Provenance(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROVENANCE_WARM_TARGET: _ClassVar[Provenance]
     PROVENANCE_TRANSFERRED: _ClassVar[Provenance]
     PROVENANCE_FALLBACK: _ClassVar[Provenance]
+    PROVENANCE_ONLINE: _ClassVar[Provenance]
+
+class LifecycleStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LIFECYCLE_STAGE_UNSPECIFIED: _ClassVar[LifecycleStage]
+    LIFECYCLE_STAGE_NEW: _ClassVar[LifecycleStage]
+    LIFECYCLE_STAGE_TRANSFERRED: _ClassVar[LifecycleStage]
+    LIFECYCLE_STAGE_WARMING: _ClassVar[LifecycleStage]
+    LIFECYCLE_STAGE_WARM: _ClassVar[LifecycleStage]
 PROVENANCE_UNSPECIFIED: Provenance
 PROVENANCE_WARM_TARGET: Provenance
 PROVENANCE_TRANSFERRED: Provenance
 PROVENANCE_FALLBACK: Provenance
+PROVENANCE_ONLINE: Provenance
+LIFECYCLE_STAGE_UNSPECIFIED: LifecycleStage
+LIFECYCLE_STAGE_NEW: LifecycleStage
+LIFECYCLE_STAGE_TRANSFERRED: LifecycleStage
+LIFECYCLE_STAGE_WARMING: LifecycleStage
+LIFECYCLE_STAGE_WARM: LifecycleStage
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("user_id", "k", "exclude_item_ids", "source_item_ids")
+    __slots__ = ("user_id", "k", "exclude_item_ids", "source_item_ids", "exclude_seen")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_SEEN_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     k: int
     exclude_item_ids: _containers.RepeatedScalarFieldContainer[str]
     source_item_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., exclude_item_ids: _Optional[_Iterable[str]] = ..., source_item_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    exclude_seen: bool
+    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., exclude_item_ids: _Optional[_Iterable[str]] = ..., source_item_ids: _Optional[_Iterable[str]] = ..., exclude_seen: _Optional[bool] = ...) -> None: ...
 
 class ScoredItem(_message.Message):
     __slots__ = ("item_id", "score")
@@ -39,20 +56,22 @@ class ScoredItem(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "provenance", "model_version", "strategy", "fallback_reason", "unknown_item_ids")
+    __slots__ = ("items", "provenance", "model_version", "strategy", "fallback_reason", "unknown_item_ids", "stage")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ScoredItem]
     provenance: Provenance
     model_version: str
     strategy: str
     fallback_reason: str
     unknown_item_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., model_version: _Optional[str] = ..., strategy: _Optional[str] = ..., fallback_reason: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    stage: LifecycleStage
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., model_version: _Optional[str] = ..., strategy: _Optional[str] = ..., fallback_reason: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., stage: _Optional[_Union[LifecycleStage, str]] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
     __slots__ = ("user_id", "item_ids", "source_item_ids")
@@ -65,20 +84,22 @@ class ScoreRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., item_ids: _Optional[_Iterable[str]] = ..., source_item_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("items", "unknown_item_ids", "provenance", "model_version", "strategy", "fallback_reason")
+    __slots__ = ("items", "unknown_item_ids", "provenance", "model_version", "strategy", "fallback_reason", "stage")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ScoredItem]
     unknown_item_ids: _containers.RepeatedScalarFieldContainer[str]
     provenance: Provenance
     model_version: str
     strategy: str
     fallback_reason: str
-    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., model_version: _Optional[str] = ..., strategy: _Optional[str] = ..., fallback_reason: _Optional[str] = ...) -> None: ...
+    stage: LifecycleStage
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., model_version: _Optional[str] = ..., strategy: _Optional[str] = ..., fallback_reason: _Optional[str] = ..., stage: _Optional[_Union[LifecycleStage, str]] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()

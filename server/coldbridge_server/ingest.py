@@ -1,0 +1,308 @@
+"""The ingest pipeline: a bounded queue of batches and one writer thread.
+
+::
+
+    handler threads --submit(batch)--> Queue(ingest_queue_size) --> writer thread
+       (block when full: backpressure)                               take 1..64 batches
+                                                                     validate -> rejections
+                                                                     store.append (1 COMMIT)
+                                                                     updater.apply (publish)
+                                                                     snapshot if due
+       <------------------ BatchResult (accepted, rejections) ------ resolve the batches
+
+Only the writer touches the store, the learner and the published states, so learning needs no
+locks and the log order *is* the apply order. Batches taken together share one transaction
+(group commit); each one's result is released only after that commit and its events' states
+are published, so an acknowledged event is both durable and visible. Start-up recovery loads
+the snapshot and replays the log after it before the writer starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from river import optim
+
+from coldbridge_server.config import Settings
+from coldbridge_server.errors import (
+    ColdbridgeError,
+    ConfigError,
+    InvalidRequestError,
+    NotReadyError,
+)
+from coldbridge_server.events import Event, Reason, Rejection, validate
+from coldbridge_server.metrics import Metrics
+from coldbridge_server.online import ColdStartEmbeddings
+from coldbridge_server.resolver import UserResolver
+from coldbridge_server.store import EventStore
+from coldbridge_server.updater import OnlineUpdater
+
+__all__ = ["BatchResult", "Ingestor", "Pending", "build_ingestor", "check_batch"]
+
+logger = logging.getLogger(__name__)
+_MAX_GROUP = 64
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Outcome of one batch: accepted count, rejections, log position of its last event."""
+
+    accepted: int
+    rejections: tuple[Rejection, ...]
+    log_position: int
+
+
+@dataclass(eq=False)
+class Pending:
+    """A submitted batch; :meth:`wait` returns its result once durable and applied."""
+
+    events: Sequence[Event]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: BatchResult | None = None
+    error: BaseException | None = None
+
+    def wait(self) -> BatchResult:
+        """Block until the writer processed the batch; re-raise its error if it failed."""
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+def check_batch(sequence: int, previous: int | None, size: int, max_events: int) -> None:
+    """Stream protocol checks of one batch; raise :class:`InvalidRequestError` if malformed."""
+    if size > max_events:
+        raise InvalidRequestError("events", f"{size} events exceed max_batch_events={max_events}")
+    if previous is not None and sequence <= previous:
+        raise InvalidRequestError("sequence", f"{sequence} does not increase (previous {previous})")
+
+
+class Ingestor:
+    """Owns the store, the updater and the writer thread.
+
+    Parameters
+    ----------
+    open_store
+        Opens the durable event log (called by :meth:`recover`, so that a server that is
+        created but never started holds no files).
+    updater
+        Applies events to user states.
+    queue_size
+        Batches that may wait for the writer; :meth:`submit` blocks beyond that.
+    snapshot_every
+        Applied events between two snapshots.
+    metrics
+        Optional Prometheus metrics.
+    """
+
+    def __init__(self, open_store: Callable[[], EventStore], updater: OnlineUpdater, *,
+                 queue_size: int = 16, snapshot_every: int = 5000,
+                 metrics: Metrics | None = None) -> None:
+        self._open_store = open_store
+        self._store: EventStore | None = None
+        self.updater = updater
+        self.bundle = updater.bundle
+        self.metrics = metrics
+        self.snapshot_every = snapshot_every
+        self._queue: queue.Queue[Pending | None] = queue.Queue(maxsize=queue_size)
+        self._event_ids: set[str] = set()
+        self._dirty: set[str] = set()
+        self._since_snapshot = 0
+        self._thread: threading.Thread | None = None
+        self._running = threading.Event()
+
+    @property
+    def store(self) -> EventStore:
+        """The event log (opened on first use)."""
+        if self._store is None:
+            self._store = self._open_store()
+        return self._store
+
+    def start(self) -> None:
+        """Recover the state (snapshot + log replay), then start the writer thread."""
+        self.recover()
+        self._thread = threading.Thread(target=self._run, name="coldbridge-ingest", daemon=True)
+        self._running.set()
+        self._thread.start()
+
+    def recover(self) -> int:
+        """Load the snapshot, replay the log after it; return the number of replayed events."""
+        version, seq = self.store.snapshot_info()
+        same_bundle = version == self.bundle.version
+        if same_bundle:
+            for state in self.store.load_states():
+                self.updater.restore(state)
+        else:
+            seq = 0  # no snapshot, or one of another bundle: replay everything
+        self._event_ids.update(self.store.event_ids())
+        replayed = 0
+        for _, event in self.store.events_after(seq):
+            if validate(event, self.bundle) is None:  # items of an older bundle are skipped
+                self.updater.apply(event, event.timestamp, evaluate=False)
+                replayed += 1
+        if replayed or not same_bundle:
+            self.store.write_snapshot(self.updater.states, self.store.last_seq,
+                                      self.bundle.version, replace=not same_bundle)
+        logger.info("online state: %d users, %d events replayed after log position %d",
+                    len(self.updater.states), replayed, seq)
+        self._update_gauges()
+        return replayed
+
+    def submit(self, events: Sequence[Event]) -> Pending:
+        """Queue a batch; blocks while the queue is full (backpressure)."""
+        if not self._running.is_set():
+            raise NotReadyError("the event ingest is not running")
+        pending = Pending(events)
+        self._queue.put(pending)
+        return pending
+
+    def ingest(self, events: Sequence[Event]) -> BatchResult:
+        """Submit a batch and wait until it is durable and applied."""
+        return self.submit(events).wait()
+
+    def close(self) -> None:
+        """Stop the writer after the queued batches, write a final snapshot, close the store."""
+        if self._thread is not None and self._running.is_set():
+            self._running.clear()
+            self._queue.put(None)
+            self._thread.join()
+            self._snapshot()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            group = [first]
+            while first is not None and len(group) < _MAX_GROUP:
+                try:
+                    group.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            batches = [p for p in group if p is not None]
+            if batches:
+                self._process(batches)
+            if None in group:
+                return
+
+    def _process(self, batches: list[Pending]) -> None:
+        start, now = time.perf_counter(), time.time()
+        accepted, rejections = self._validate(batches)
+        events = [e for batch in accepted for e in batch]
+        try:
+            last = self.store.append(events, now) if events else self.store.last_seq
+        except Exception as exc:  # not logged: not applied, the client may resend
+            self._event_ids.difference_update(e.event_id for e in events)
+            return self._fail(batches, exc)
+        try:
+            for event in events:
+                state = self.updater.apply(event, now)
+                self._dirty.add(event.user_id)
+                self._observe_applied(event, state.online_updates)
+        except Exception as exc:  # logged: a restart replays it; never acknowledged here
+            return self._fail(batches, exc)
+        self._since_snapshot += len(events)
+        if self._since_snapshot >= self.snapshot_every:
+            self._snapshot()
+        self._resolve(batches, accepted, rejections, last)
+        if self.metrics is not None:
+            self.metrics.event_apply_seconds.observe(time.perf_counter() - start)
+            self._update_gauges()
+
+    def _fail(self, batches: list[Pending], exc: Exception) -> None:
+        logger.error("ingest of %d batches failed: %s", len(batches), exc, exc_info=exc)
+        error = ColdbridgeError(f"ingest failed: {exc}")
+        error.__cause__ = exc
+        for pending in batches:
+            pending.error = error
+            pending.done.set()
+
+    def _validate(self, batches: list[Pending]) -> tuple[list[list[Event]], list[list[Rejection]]]:
+        accepted: list[list[Event]] = []
+        rejected: list[list[Rejection]] = []
+        for pending in batches:
+            ok: list[Event] = []
+            bad: list[Rejection] = []
+            for index, event in enumerate(pending.events):
+                problem = validate(event, self.bundle)
+                if problem is None and event.event_id in self._event_ids:
+                    problem = (Reason.DUPLICATE_EVENT, "event_id was already applied")
+                if problem is None:
+                    self._event_ids.add(event.event_id)
+                    ok.append(event)
+                else:
+                    bad.append(Rejection(index, event.event_id, *problem))
+                    self._observe_rejected(event, problem[0])
+            accepted.append(ok)
+            rejected.append(bad)
+        return accepted, rejected
+
+    def _resolve(self, batches: list[Pending], accepted: list[list[Event]],
+                 rejections: list[list[Rejection]], last: int) -> None:
+        position = last - sum(len(a) for a in accepted)
+        for pending, ok, bad in zip(batches, accepted, rejections, strict=True):
+            position += len(ok)
+            pending.result = BatchResult(len(ok), tuple(bad), position if ok else 0)
+            pending.done.set()
+
+    def _snapshot(self) -> None:
+        states = [s for uid in self._dirty if (s := self.updater.states.get(uid)) is not None]
+        self.store.write_snapshot(states, self.store.last_seq, self.bundle.version)
+        self._dirty.clear()
+        self._since_snapshot = 0
+
+    def _observe_applied(self, event: Event, updates: int) -> None:
+        if self.metrics is not None:
+            domain = event.domain.value if event.domain is not None else "unknown"
+            self.metrics.count_events(self.metrics.events_applied, domain)
+            self.metrics.online_updates_per_user.observe(updates)
+
+    def _observe_rejected(self, event: Event, reason: Reason) -> None:
+        if self.metrics is not None:
+            domain = event.domain.value if event.domain is not None else "unknown"
+            self.metrics.count_events(self.metrics.events_rejected, domain, reason=reason.value)
+
+    def _update_gauges(self) -> None:
+        if self.metrics is not None:
+            self.metrics.event_log_events.set(self.store.count)
+            for stage, count in self.updater.stages.items():
+                self.metrics.child(self.metrics.users, stage).set(count)
+
+
+
+def build_ingestor(settings: Settings, resolver: UserResolver,
+                   metrics: Metrics | None = None) -> Ingestor:
+    """Open the store in ``settings.state_dir`` and assemble learner, updater and ingestor.
+
+    Raises
+    ------
+    ConfigError
+        If the state directory cannot be used.
+    """
+    bundle = resolver.bundle
+    learner = ColdStartEmbeddings(
+        bundle.target_item_embeddings, bundle.target_item_bias,
+        optimizer=optim.SGD(settings.online_learning_rate), l2=settings.online_l2,
+        n_negatives=settings.online_negatives, release_after=settings.warm_threshold, seed=0,
+    )
+    observe = None if metrics is None else metrics.observe_prequential
+    updater = OnlineUpdater(resolver, learner, prequential_k=settings.prequential_k,
+                            observe=observe)
+    try:
+        Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("state_dir", f"cannot create {settings.state_dir}: {exc}") from exc
+
+    def open_store() -> EventStore:
+        return EventStore(settings.state_dir, synchronous=settings.state_sync)
+
+    return Ingestor(open_store, updater, queue_size=settings.ingest_queue_size,
+                    snapshot_every=settings.snapshot_every_events, metrics=metrics)
