@@ -22,7 +22,7 @@ WARM_AT = 3
 @pytest.fixture
 def client(tiny_bundle: TinyBundle, tmp_path: Path) -> Iterator[Client]:
     with serving(tiny_bundle.path, tmp_path / "state", warm_threshold=WARM_AT,
-                 max_batch_events=20) as c:
+                 max_batch_events=20, prequential_sample_rate=1.0) as c:
         yield c
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from coldbridge_server.bundle import Bundle
 
@@ -43,9 +44,12 @@ class Reason(enum.Enum):
     DUPLICATE_EVENT = "duplicate_event"
 
 
-@dataclass(frozen=True)
-class Event:
-    """One interaction; ``timestamp`` is Unix seconds (0 = unknown)."""
+class Event(NamedTuple):
+    """One interaction; ``timestamp`` is Unix seconds (0 = unknown).
+
+    A named tuple (immutable, and several times cheaper to build than a frozen dataclass: one
+    is built per streamed event).
+    """
 
     event_id: str
     user_id: str

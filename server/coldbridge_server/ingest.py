@@ -19,13 +19,16 @@ the snapshot and replays the log after it before the writer starts.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from river import optim
 
@@ -36,7 +39,8 @@ from coldbridge_server.errors import (
     InvalidRequestError,
     NotReadyError,
 )
-from coldbridge_server.events import Event, Reason, Rejection, validate
+from coldbridge_server.events import Domain, Event, Kind, Reason, Rejection, validate
+from coldbridge_server.lifecycle import UserState
 from coldbridge_server.metrics import Metrics
 from coldbridge_server.online import ColdStartEmbeddings
 from coldbridge_server.resolver import UserResolver
@@ -47,6 +51,7 @@ __all__ = ["BatchResult", "Ingestor", "Pending", "build_ingestor", "check_batch"
 
 logger = logging.getLogger(__name__)
 _MAX_GROUP = 64
+_TARGET, _IMPLICIT = Domain.TARGET, Kind.IMPLICIT
 
 
 @dataclass(frozen=True)
@@ -203,17 +208,16 @@ class Ingestor:
             self._event_ids.difference_update(e.event_id for e in events)
             return self._fail(batches, exc)
         try:
-            for event in events:
-                state = self.updater.apply(event, now)
-                self._dirty.add(event.user_id)
-                self._observe_applied(event, state.online_updates)
+            states = self.updater.apply_many(events, now)
         except Exception as exc:  # logged: a restart replays it; never acknowledged here
             return self._fail(batches, exc)
+        self._dirty.update(e.user_id for e in events)
         self._since_snapshot += len(events)
         if self._since_snapshot >= self.snapshot_every:
             self._snapshot()
         self._resolve(batches, accepted, rejections, last)
         if self.metrics is not None:
+            self._observe_applied(events, states)
             self.metrics.event_apply_seconds.observe(time.perf_counter() - start)
             self._update_gauges()
 
@@ -228,15 +232,24 @@ class Ingestor:
     def _validate(self, batches: list[Pending]) -> tuple[list[list[Event]], list[list[Rejection]]]:
         accepted: list[list[Event]] = []
         rejected: list[list[Rejection]] = []
+        ids, bundle = self._event_ids, self.bundle
+        target_items = bundle.target_item_index
         for pending in batches:
             ok: list[Event] = []
             bad: list[Rejection] = []
             for index, event in enumerate(pending.events):
-                problem = validate(event, self.bundle)
-                if problem is None and event.event_id in self._event_ids:
+                # fast path of the common valid event; anything else goes through validate()
+                if (event.domain is _TARGET and event.kind is _IMPLICIT and event.event_id
+                        and event.user_id and event.item_id in target_items
+                        and event.item_id and event.event_id not in ids):
+                    ids.add(event.event_id)
+                    ok.append(event)
+                    continue
+                problem = validate(event, bundle)
+                if problem is None and event.event_id in ids:
                     problem = (Reason.DUPLICATE_EVENT, "event_id was already applied")
                 if problem is None:
-                    self._event_ids.add(event.event_id)
+                    ids.add(event.event_id)
                     ok.append(event)
                 else:
                     bad.append(Rejection(index, event.event_id, *problem))
@@ -259,11 +272,15 @@ class Ingestor:
         self._dirty.clear()
         self._since_snapshot = 0
 
-    def _observe_applied(self, event: Event, updates: int) -> None:
-        if self.metrics is not None:
-            domain = event.domain.value if event.domain is not None else "unknown"
-            self.metrics.count_events(self.metrics.events_applied, domain)
-            self.metrics.online_updates_per_user.observe(updates)
+    def _observe_applied(self, events: Sequence[Event], states: Sequence[UserState]) -> None:
+        if self.metrics is None:
+            return
+        source = sum(1 for e in events if e.domain is Domain.SOURCE)
+        for domain, n in ((Domain.SOURCE, source), (Domain.TARGET, len(events) - source)):
+            if n:
+                self.metrics.count_events(self.metrics.events_applied, domain.value, n)
+        _observe_counts(self.metrics.online_updates_per_user,
+                        Counter(s.online_updates for s in states))
 
     def _observe_rejected(self, event: Event, reason: Reason) -> None:
         if self.metrics is not None:
@@ -276,6 +293,23 @@ class Ingestor:
             for stage, count in self.updater.stages.items():
                 self.metrics.child(self.metrics.users, stage).set(count)
 
+
+def _observe_counts(histogram: Any, counts: Counter[int]) -> None:
+    """``histogram.observe(value)`` ``n`` times for each ``value: n`` of ``counts``.
+
+    Adds each value's count to its bucket at once (prometheus_client's internal buckets and
+    sum, as ``Histogram.observe`` does); falls back to one ``observe`` per event elsewhere.
+    """
+    try:
+        bounds, buckets, total = histogram._upper_bounds, histogram._buckets, histogram._sum
+    except AttributeError:
+        for value, n in counts.items():
+            for _ in range(n):
+                histogram.observe(value)
+        return
+    for value, n in counts.items():
+        total.inc(value * n)
+        buckets[bisect.bisect_left(bounds, value)].inc(n)
 
 
 def build_ingestor(settings: Settings, resolver: UserResolver,
@@ -295,6 +329,7 @@ def build_ingestor(settings: Settings, resolver: UserResolver,
     )
     observe = None if metrics is None else metrics.observe_prequential
     updater = OnlineUpdater(resolver, learner, prequential_k=settings.prequential_k,
+                            prequential_sample_rate=settings.prequential_sample_rate,
                             observe=observe)
     try:
         Path(settings.state_dir).mkdir(parents=True, exist_ok=True)

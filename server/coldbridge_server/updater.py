@@ -18,9 +18,9 @@ The prequential hit rate is a monitoring signal, and scoring every item for ever
 more than learning from it; so only events whose ``crc32(event_id)`` falls in the first
 ``prequential_sample_rate`` of the 32-bit range are evaluated (the same events in every process
 and on every replay; 1.0 = all). The check of a sampled event uses the vector the user was
-served right before that event (exact); the scores of all sampled events of a group are
-computed in one matrix product by :meth:`OnlineUpdater.flush_prequential`, before the group is
-acknowledged.
+served right before that event (exact); the top-K of all sampled events of a group are
+computed together, by the serving model's top-K (:meth:`OnnxScorer.topk`, single-threaded
+onnxruntime), in :meth:`OnlineUpdater.flush_prequential` before the group is acknowledged.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ __all__ = ["OnlineUpdater", "prequential_sampled"]
 _SOURCE, _IMPLICIT = Domain.SOURCE, Kind.IMPLICIT
 _NEW, _TRANSFERRED = Stage.NEW.value, Stage.TRANSFERRED.value
 _WARMING, _WARM = Stage.WARMING.value, Stage.WARM.value
-_CHUNK = 256  # sampled events scored per matrix product (bounds its memory)
+_CHUNK = 256  # sampled events per top-K call (bounds its memory)
 
 
 def _cut(rate: float) -> int:
@@ -98,8 +98,6 @@ class OnlineUpdater:
         self.stages: Counter[str] = Counter()
         self._cut = _cut(prequential_sample_rate)
         self._samples: list[tuple[str, np.ndarray | None, int]] = []
-        self._items = np.asarray(self.bundle.target_item_embeddings)
-        self._bias = np.asarray(self.bundle.target_item_bias)
 
     def apply(self, event: Event, now: float, *, evaluate: bool = True) -> UserState:
         """Apply ``event`` (validated) to its user, publish and return the new state."""
@@ -119,26 +117,21 @@ class OnlineUpdater:
         return states
 
     def flush_prequential(self) -> None:
-        """Score the pending sampled events and record their hits (in event order)."""
+        """Check the pending sampled events and record their hits (in event order).
+
+        The top-K comes from the serving model (``OnnxScorer.topk``, what Recommend serves),
+        a batch of vectors per call; users without a vector are checked against popularity.
+        """
         samples, self._samples = self._samples, []
         if not samples:
             return
-        hits: list[bool] = []
-        rows = [(n, vector, item) for n, (_, vector, item) in enumerate(samples)
-                if vector is not None]
-        hit_of = {}
+        hits = [item in self._popular_top for _, _, item in samples]
+        rows = [n for n, (_, vector, _) in enumerate(samples) if vector is not None]
         for lo in range(0, len(rows), _CHUNK):
             chunk = rows[lo:lo + _CHUNK]
-            served = np.stack([vector for _, vector, _ in chunk])
-            items = np.array([item for _, _, item in chunk])
-            scores = served @ self._items.T
-            scores += self._bias
-            own = scores[np.arange(len(chunk)), items]
-            better = np.count_nonzero(scores > own[:, None], axis=1)
-            for (n, _, _), count in zip(chunk, better.tolist(), strict=True):
-                hit_of[n] = count < self.k
-        for n, (_, vector, item) in enumerate(samples):
-            hits.append(hit_of[n] if vector is not None else item in self._popular_top)
+            _, top = self.resolver.scorer.topk(np.stack([samples[n][1] for n in chunk]), self.k)
+            for n, served in zip(chunk, top.tolist(), strict=True):
+                hits[n] = samples[n][2] in served
         strategy = self.bundle.strategy
         for (stage, _, _), hit in zip(samples, hits, strict=True):
             key = (strategy, stage)
