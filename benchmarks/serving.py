@@ -1,7 +1,8 @@
 """Serving benchmark: Recommend QPS and latency next to a bare gRPC server.
 
 For each catalogue size a random bundle is written, the real coldbridge server is
-started in a subprocess, and the same closed-loop client load is sent to it and to
+started in a subprocess (once with dynamic top-k batching, the default, and once with
+``COLDBRIDGE_TOPK_BATCH_SIZE=1``), and the same closed-loop client load is sent to it and to
 a bare gRPC server (same port setup, same method path, answering a precomputed
 ``RecommendResponse`` of the same size without doing any work). The figure that
 matters is the ratio coldbridge / bare, measured in the same script run, because
@@ -162,10 +163,14 @@ def bench_one(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str
     bundle = make_bundle(workdir / f"items{n_items}", n_items, args.users, args.dim)
     users = [f"u{i}" for i in range(args.users)]  # half warm, half transferred
     results: dict[str, object] = {"items": n_items}
+    server = [sys.executable, "-m", "coldbridge_server"]
     for name, cmd, env in (
         ("bare", [sys.executable, __file__, "--bare-server"], {}),
-        ("coldbridge", [sys.executable, "-m", "coldbridge_server"], {"COLDBRIDGE_BUNDLE_PATH": str(bundle)}),
+        ("coldbridge", server, {"COLDBRIDGE_BUNDLE_PATH": str(bundle)}),
+        ("unbatched", server, {"COLDBRIDGE_BUNDLE_PATH": str(bundle),
+                               "COLDBRIDGE_TOPK_BATCH_SIZE": "1"}),
     ):
+        env = {**env, "COLDBRIDGE_STATE_DIR": str(workdir / f"state-{name}-{n_items}")}
         port = free_port()
         env = {**env, "COLDBRIDGE_PORT": str(port), "COLDBRIDGE_HOST": "127.0.0.1", "COLDBRIDGE_METRICS_PORT": "-1",
                "PYTHONPATH": os.pathsep.join(str(ROOT / s) for s in ("server", "plugins", "protos", "trainer"))}
@@ -196,16 +201,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"# serving benchmark: users={args.users} dim={args.dim} k={args.k} "
           f"requests={args.requests} concurrency={args.concurrency}")
-    print("| target items | coldbridge QPS | p50 ms | p99 ms | bare gRPC QPS | p50 ms | p99 ms | QPS ratio |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| target items | coldbridge QPS | p50 ms | p99 ms | bare gRPC QPS | p50 ms | p99 ms "
+          "| QPS ratio | without batching: QPS | p50 ms | p99 ms | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for n_items in args.items:
             r = bench_one(n_items, args, Path(tmp))
-            cb, bare = r["coldbridge"], r["bare"]
-            assert isinstance(cb, dict) and isinstance(bare, dict)
+            cb, bare, nb = r["coldbridge"], r["bare"], r["unbatched"]
+            assert isinstance(cb, dict) and isinstance(bare, dict) and isinstance(nb, dict)
             print(f"| {n_items:,} | {cb['qps']:.0f} | {cb['p50_ms']:.2f} | {cb['p99_ms']:.2f} | "
                   f"{bare['qps']:.0f} | {bare['p50_ms']:.2f} | {bare['p99_ms']:.2f} | "
-                  f"{cb['qps'] / bare['qps']:.2f} |", flush=True)
+                  f"{cb['qps'] / bare['qps']:.2f} | {nb['qps']:.0f} | {nb['p50_ms']:.2f} | "
+                  f"{nb['p99_ms']:.2f} | {nb['qps'] / bare['qps']:.2f} |", flush=True)
     return 0
 
 

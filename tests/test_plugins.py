@@ -9,7 +9,9 @@ import pytest
 
 from coldbridge_plugins import (
     API_VERSION,
+    ColdUsers,
     PluginValidationError,
+    StrategyParts,
     TransferStrategy,
     get_plugin_manager,
     hookimpl,
@@ -17,12 +19,24 @@ from coldbridge_plugins import (
 )
 
 
+BUILTINS = {"popular", "emcdr", "ptupcdr", "cmf", "distill", "knn", "itemmap", "fusion"}
+
+
 def test_builtin_emcdr_is_registered_and_applies_the_bridge() -> None:
     registry = load_strategies(get_plugin_manager(load_entrypoints=False))
-    assert "emcdr" in registry
-    out = registry["emcdr"]().initial_embeddings(np.ones((2, 3)), lambda x: x * 2.0)
+    assert BUILTINS <= set(registry)
+    users = ColdUsers(np.ones((2, 3)), [np.zeros(0, np.int64)] * 2)
+    out = registry["emcdr"](StrategyParts(bridge=lambda x: x * 2.0)).transfer(users)
     np.testing.assert_array_equal(out, np.full((2, 3), 2.0, dtype=np.float32))
     assert out.dtype == np.float32
+
+
+def test_builtins_are_registered_through_the_hook_with_a_trainer_half() -> None:
+    pm = get_plugin_manager(load_entrypoints=False)
+    assert {f"builtin.{n}" for n in BUILTINS} <= {name for name, _ in pm.list_name_plugin()}
+    for cls in load_strategies(pm).values():
+        assert cls.api_version == API_VERSION == 2 and cls.output in ("embedding", "scores")
+        assert cls.trainer.startswith("coldbridge_trainer.strategies.")
 
 
 class _Incomplete(TransferStrategy):
@@ -35,8 +49,14 @@ class _WrongApi(TransferStrategy):
     version = "0.1"
     api_version: ClassVar[int] = API_VERSION + 1
 
-    def initial_embeddings(self, source_embeddings, bridge):  # type: ignore[no-untyped-def]
-        return source_embeddings
+    def transfer(self, users):  # type: ignore[no-untyped-def]
+        return users.source_embeddings
+
+
+class _BadOutput(_WrongApi):
+    name = "bad-output"
+    api_version: ClassVar[int] = API_VERSION
+    output: ClassVar[str] = "probabilities"
 
 
 class _Duplicate(_WrongApi):
@@ -47,11 +67,12 @@ class _Duplicate(_WrongApi):
 @pytest.mark.parametrize(
     ("cls", "message"),
     [
-        (_Incomplete, "'incomplete'.*does not implement initial_embeddings"),
+        (_Incomplete, "'incomplete'.*does not implement transfer"),
         (_WrongApi, "'wrong-api'.*api_version"),
         (_Duplicate, "'emcdr'.*duplicate"),
+        (_BadOutput, "'bad-output'.*output"),
     ],
-    ids=["missing-method", "api-version", "duplicate-name"],
+    ids=["missing-method", "api-version", "duplicate-name", "bad-output"],
 )
 def test_broken_plugins_fail_with_their_name(cls: type, message: str) -> None:
     class Plugin:
@@ -81,8 +102,8 @@ def test_server_resolves_transferred_users_through_the_bundle_strategy(tiny_bund
     from coldbridge_server import Settings, create_server
 
     class Doubled(Emcdr):
-        def initial_embeddings(self, source_embeddings, bridge):  # type: ignore[no-untyped-def]
-            return 2.0 * super().initial_embeddings(source_embeddings, bridge)
+        def transfer(self, users):  # type: ignore[no-untyped-def]
+            return 2.0 * super().transfer(users)
 
     settings = Settings(bundle_path=str(tiny_bundle.path), host="127.0.0.1", port=0)
     server, _ = create_server(settings, strategies={"emcdr": Doubled})

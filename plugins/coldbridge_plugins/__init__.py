@@ -1,14 +1,22 @@
 """Transfer-strategy plugins for coldbridge.
 
-A strategy is a class derived from :class:`TransferStrategy`, returned by a
-``register_transfer_strategies`` hook implementation. Third-party packages
-declare their module under the ``coldbridge`` entry-point group; built-ins are
-registered through the same hook.
+A strategy is a class derived from :class:`TransferStrategy` (server half) naming its
+trainer half, returned by a ``register_transfer_strategies`` hook implementation.
+Third-party packages declare their module under the ``coldbridge.strategies``
+entry-point group; built-ins are registered through the same hook.
 """
 
 from __future__ import annotations
 
-from coldbridge_plugins.base import API_VERSION, TransferStrategy
+from coldbridge_plugins.base import (
+    API_VERSION,
+    OUTPUTS,
+    ColdUsers,
+    OnnxTransferStrategy,
+    StrategyParts,
+    TransferStrategy,
+    pad_histories,
+)
 from coldbridge_plugins.hookspecs import hookimpl, hookspec
 from coldbridge_plugins.manager import (
     ENTRY_POINT_GROUP,
@@ -16,14 +24,22 @@ from coldbridge_plugins.manager import (
     get_plugin_manager,
     load_strategies,
 )
+from coldbridge_plugins.parts import build_strategies, open_model
 
 __all__ = [
     "API_VERSION",
     "ENTRY_POINT_GROUP",
+    "OUTPUTS",
+    "ColdUsers",
+    "OnnxTransferStrategy",
     "PluginValidationError",
+    "StrategyParts",
     "TransferStrategy",
+    "build_strategies",
     "get_plugin_manager",
     "hookimpl",
     "hookspec",
     "load_strategies",
+    "open_model",
+    "pad_histories",
 ]

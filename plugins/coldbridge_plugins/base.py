@@ -1,44 +1,182 @@
-"""The strategy contract: what a transfer strategy must provide to the server."""
+"""The strategy contract (API version 2): the server half of a transfer strategy.
+
+A strategy has two halves:
+
+* the **trainer half** (``TransferStrategy.trainer``, a ``"module:Class"`` path imported
+  lazily, so the server never imports torch) fits the strategy from the training data and
+  the base models and returns its ONNX graphs / arrays; they are written into the bundle
+  under ``strategies/<name>/``;
+* the **server half** (this class) is built once at start-up with those parts
+  (:class:`StrategyParts`) and maps what the server knows about cold users
+  (:class:`ColdUsers`) to either initial target embeddings ``[B, d_t]``
+  (``output = "embedding"``) or scores over every target item ``[B, N_t]``
+  (``output = "scores"``, item-to-item strategies).
+"""
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["API_VERSION", "BridgeFn", "TransferStrategy"]
+__all__ = [
+    "API_VERSION",
+    "OUTPUTS",
+    "BridgeFn",
+    "ColdUsers",
+    "OnnxTransferStrategy",
+    "StrategyParts",
+    "TransferStrategy",
+    "pad_histories",
+]
 
-API_VERSION = 1
+API_VERSION = 2
 """Version of this contract. A strategy declaring another version is refused at load."""
 
+OUTPUTS = ("embedding", "scores")
+"""What :meth:`TransferStrategy.transfer` returns: ``[B, d_t]`` or ``[B, N_t]``."""
+
 BridgeFn = Callable[[np.ndarray], np.ndarray]
-"""The bundle's exported bridge: ``[B, d_s]`` source embeddings -> ``[B, d_t]``."""
+"""The bundle's top-level bridge: ``[B, d_s]`` source embeddings -> ``[B, d_t]``."""
+
+
+@dataclass(frozen=True)
+class ColdUsers:
+    """What the server knows about a batch of users without a target embedding.
+
+    Attributes
+    ----------
+    source_embeddings
+        float32 ``[B, d_s]``: stored source embeddings, or the source encoder's output
+        over the history a request carried.
+    histories
+        One int64 array of source item indices (bundle order) per user.
+    target_counts
+        int64 ``[B]``: target interactions the server has seen for the user (0 for cold).
+    """
+
+    source_embeddings: np.ndarray
+    histories: Sequence[np.ndarray]
+    target_counts: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.source_embeddings)
+
+    def counts(self) -> np.ndarray:
+        """``target_counts``, zeros when unknown."""
+        if self.target_counts is None:
+            return np.zeros(len(self), dtype=np.int64)
+        return np.asarray(self.target_counts, dtype=np.int64)
+
+
+@dataclass
+class StrategyParts:
+    """The bundle parts a strategy's server half reads.
+
+    Attributes
+    ----------
+    models
+        Part name -> loaded model with ``run(output_names, feeds)`` (an onnxruntime
+        ``InferenceSession``) for the ``strategies/<name>/<part>.onnx`` files.
+    arrays
+        Part name -> array for the ``strategies/<name>/<part>.npy`` files.
+    config
+        The strategy's free-form ``config`` from the manifest.
+    bridge
+        The bundle's top-level bridge (EMCDR), for strategies that reuse it.
+    target_item_embeddings, target_item_bias
+        ``V_t`` ``[N_t, d_t]`` and ``b_t`` ``[N_t]``: turn embeddings into scores.
+    peers
+        Name -> server half of the other strategies of the bundle (for blends).
+    """
+
+    models: Mapping[str, Any] = field(default_factory=dict)
+    arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)
+    bridge: BridgeFn | None = None
+    target_item_embeddings: np.ndarray | None = None
+    target_item_bias: np.ndarray | None = None
+    peers: Mapping[str, TransferStrategy] = field(default_factory=dict)
+
+    def scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """``u @ V_t^T + b_t`` for target embeddings ``[B, d_t]`` (float32 ``[B, N_t]``)."""
+        if self.target_item_embeddings is None or self.target_item_bias is None:
+            raise ValueError("the target item embeddings were not given to this strategy")
+        out = embeddings @ self.target_item_embeddings.T + self.target_item_bias
+        return np.asarray(out, dtype=np.float32)
 
 
 class TransferStrategy(ABC):
     """Server half of a transfer strategy.
 
-    Subclasses set the class attributes ``name`` (unique), ``version`` and
-    ``api_version`` and implement :meth:`initial_embeddings`. Instances are
-    created once at server start-up; they must be thread-safe and free of
-    import-time side effects.
+    Subclasses set the class attributes ``name`` (unique), ``version``, ``api_version``,
+    ``output`` (``"embedding"`` or ``"scores"``) and ``trainer`` (``"module:Class"`` of
+    the trainer half) and implement :meth:`transfer`. Instances are created once per
+    bundle; ``transfer`` must be thread-safe and deterministic. No import-time side effects.
     """
 
     name: ClassVar[str]
     version: ClassVar[str]
     api_version: ClassVar[int] = API_VERSION
+    output: ClassVar[str] = "embedding"
+    trainer: ClassVar[str] = ""
+
+    def __init__(self, parts: StrategyParts | None = None) -> None:
+        self.parts = parts if parts is not None else StrategyParts()
 
     @abstractmethod
-    def initial_embeddings(self, source_embeddings: np.ndarray, bridge: BridgeFn) -> np.ndarray:
-        """Return cold users' initial target embeddings, ``[B, d_t]`` float32.
+    def transfer(self, users: ColdUsers) -> np.ndarray:
+        """Initial target embeddings ``[B, d_t]`` or target scores ``[B, N_t]``, float32."""
 
-        Parameters
-        ----------
-        source_embeddings
-            ``[B, d_s]`` source-domain user embeddings (from the bundle, or from the
-            source encoder over a history the server was given).
-        bridge
-            The bundle's exported bridge model for this strategy.
-        """
+    def scores(self, users: ColdUsers) -> np.ndarray:
+        """Scores over every target item ``[B, N_t]`` whatever :attr:`output` is."""
+        out = self.transfer(users)
+        return self.parts.scores(out) if self.output == "embedding" else out
+
+    @classmethod
+    def trainer_class(cls) -> type:
+        """Import and return the trainer half (needs the trainer extra: torch, onnx)."""
+        if not cls.trainer or ":" not in cls.trainer:
+            raise NotImplementedError(f"strategy {cls.name!r} declares no trainer half")
+        module, _, attr = cls.trainer.partition(":")
+        return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+
+def pad_histories(histories: Sequence[np.ndarray], max_len: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad histories (most recent ``max_len`` kept) -> ``(item_indices, mask)``.
+
+    At least one column, so an empty history is one masked-out slot.
+    """
+    length = max(1, min(max_len, max((len(h) for h in histories), default=1)))
+    idx = np.zeros((len(histories), length), dtype=np.int64)
+    mask = np.zeros((len(histories), length), dtype=np.float32)
+    for row, h in enumerate(histories):
+        h = np.asarray(h, dtype=np.int64)[-max_len:]
+        idx[row, : len(h)], mask[row, : len(h)] = h, 1.0
+    return idx, mask
+
+
+class OnnxTransferStrategy(TransferStrategy):
+    """A strategy whose whole server half is one graph, ``strategies/<name>/transfer.onnx``.
+
+    The graph takes any of ``source_embedding`` float32 ``[B, d_s]``, ``item_indices``
+    int64 ``[B, L]`` and ``mask`` float32 ``[B, L]`` and returns ``output``.
+    """
+
+    part: ClassVar[str] = "transfer"
+    max_history: ClassVar[int] = 256
+
+    def transfer(self, users: ColdUsers) -> np.ndarray:
+        session = self.parts.models[self.part]
+        names = {i.name for i in session.get_inputs()}
+        feeds: dict[str, np.ndarray] = {}
+        if "source_embedding" in names:
+            feeds["source_embedding"] = np.ascontiguousarray(users.source_embeddings, dtype=np.float32)
+        if "item_indices" in names or "mask" in names:
+            idx, mask = pad_histories(users.histories, self.max_history)
+            feeds.update({k: v for k, v in (("item_indices", idx), ("mask", mask)) if k in names})
+        return np.asarray(session.run(["output"], feeds)[0], dtype=np.float32)

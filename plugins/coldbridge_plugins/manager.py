@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import inspect
 
 import pluggy
 
 from coldbridge_plugins import hookspecs
-from coldbridge_plugins.base import API_VERSION, TransferStrategy
-from coldbridge_plugins.builtin import emcdr
+from coldbridge_plugins.base import API_VERSION, OUTPUTS, TransferStrategy
+from coldbridge_plugins.builtin import BUILTIN_MODULES
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginValidationError", "get_plugin_manager", "load_strategies"]
 
-ENTRY_POINT_GROUP = "coldbridge"
-BUILTIN_MODULES = (emcdr,)
+ENTRY_POINT_GROUP = "coldbridge.strategies"
+"""Entry-point group under which packages declare their strategy plugin modules."""
 
 
 class PluginValidationError(Exception):
@@ -29,11 +31,24 @@ def get_plugin_manager(*, load_entrypoints: bool = True) -> pluggy.PluginManager
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     for module in BUILTIN_MODULES:
-        pm.register(module)
+        pm.register(importlib.import_module(module), name=f"builtin.{module.rsplit('.', 1)[-1]}")
     if load_entrypoints:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        _load_entrypoints(pm)
     pm.check_pending()
     return pm
+
+
+def _load_entrypoints(pm: pluggy.PluginManager) -> None:
+    """Register every ``coldbridge.strategies`` entry point; a failing import names it."""
+    for dist in list(importlib.metadata.distributions()):
+        for ep in dist.entry_points:
+            if ep.group != ENTRY_POINT_GROUP or pm.get_plugin(ep.name) or pm.is_blocked(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's
+                raise PluginValidationError(ep.name, f"cannot be imported: {exc!r}") from exc
+            pm.register(plugin, name=ep.name)
 
 
 def _validate(cls: object) -> type[TransferStrategy]:
@@ -47,6 +62,8 @@ def _validate(cls: object) -> type[TransferStrategy]:
         raise PluginValidationError(
             cls.name, f"declares api_version {cls.api_version}, this server speaks {API_VERSION}"
         )
+    if cls.output not in OUTPUTS:
+        raise PluginValidationError(cls.name, f"output must be one of {OUTPUTS}, got {cls.output!r}")
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise PluginValidationError(cls.name, f"does not implement {missing}")
@@ -58,6 +75,8 @@ def load_strategies(pm: pluggy.PluginManager | None = None) -> dict[str, type[Tr
     pm = pm or get_plugin_manager()
     registry: dict[str, type[TransferStrategy]] = {}
     for batch in pm.hook.register_transfer_strategies():
+        if not isinstance(batch, list | tuple):
+            raise PluginValidationError(repr(batch), "register_transfer_strategies must return a list")
         for cls in batch:
             strategy = _validate(cls)
             if strategy.name in registry:

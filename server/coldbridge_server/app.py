@@ -41,6 +41,7 @@ from coldbridge_server.ingest import Ingestor, build_ingestor
 from coldbridge_server.interceptor import ServerInterceptor
 from coldbridge_server.metrics import Metrics, serve_metrics
 from coldbridge_server.lifecycle import UserStates
+from coldbridge_server.routing import parse_weights
 from coldbridge_server.servicer import SERVICE_NAME, RecommenderServicer
 
 __all__ = ["ColdbridgeServer", "client_address", "create_server", "serve"]
@@ -166,7 +167,7 @@ def create_server(
         (a bundle or a directory of bundle versions, newest wins).
     strategies
         ``{name: strategy class}``; by default every strategy registered through the
-        ``coldbridge`` plugin entry points (plus the built-ins). The bundle's strategy
+        ``coldbridge.strategies`` plugin entry points (plus the built-ins). The bundle's strategy
         must be among them.
     registry
         Prometheus registry for the server's metrics (default: a new one, so several
@@ -206,9 +207,11 @@ def create_server(
     )
     limits = Limits(max_k=settings.max_k, max_request_ids=settings.max_request_ids)
     engine = RecommendationEngine(
-        bundle, limits, strategy=strategies[bundle.strategy](),
+        bundle, limits, strategies=strategies, default_strategy=settings.strategy,
+        strategy_weights=parse_weights(settings.strategy_weights),
         intra_op_threads=settings.intra_op_threads, metrics=metrics,
         states=UserStates(), warm_threshold=settings.warm_threshold,
+        topk_batch_size=settings.topk_batch_size,
     )
     ingestor = build_ingestor(settings, engine.resolver, metrics)
     grpc_server = grpc.server(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -77,6 +77,16 @@ class Bundle:
     target_item_bias: np.ndarray
     metrics: Mapping[str, Any]
     config: Mapping[str, Any]
+    strategies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Trained strategy plugins: ``{name: {"version", "output", "config", "parts": {part: Path}}}``."""
+    source_history_items: np.ndarray | None = None
+    source_history_ptr: np.ndarray | None = None
+
+    def source_history(self, row: int) -> np.ndarray:
+        """Source item indices of bundle source user ``row`` (empty if the bundle has none)."""
+        if self.source_history_items is None or self.source_history_ptr is None:
+            return np.zeros(0, dtype=np.int64)
+        return self.source_history_items[self.source_history_ptr[row] : self.source_history_ptr[row + 1]]
 
 
 def resolve_bundle_dir(path: Path | str) -> Path:
@@ -166,6 +176,8 @@ def load_bundle(path: Path | str) -> Bundle:
         target_item_bias=loaded["target_item_bias"],
         metrics=m.optional_dict("metrics"),
         config=m.optional_dict("config"),
+        strategies=_strategies(root, m, files),
+        **_histories(root, m, files, len(users["source"]), len(items["source"])),
     )
 
 
@@ -270,6 +282,41 @@ def _load_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     result = np.ascontiguousarray(array, dtype=np.float32)
     result.setflags(write=False)
     return result
+
+
+def _strategies(root: Path, m: _Fields, files: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The optional ``strategies`` section; every part must be listed in ``files``."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in m.optional_dict("strategies").items():
+        field_name = f"strategies.{name}"
+        if not isinstance(spec, dict) or not isinstance(spec.get("parts", {}), dict):
+            raise m.fail(field_name, "expected an object with a 'parts' object")
+        parts = {}
+        for part, file in spec.get("parts", {}).items():
+            if not isinstance(file, str) or file not in files:
+                raise m.fail(f"{field_name}.parts.{part}", f"file {file!r} is not listed in 'files'")
+            parts[part] = root / file
+        out[name] = {**spec, "parts": parts}
+    return out
+
+
+def _histories(root: Path, m: _Fields, files: Mapping[str, str], n_users: int,
+               n_items: int) -> dict[str, np.ndarray]:
+    """The optional CSR ``source_histories`` (items, ptr) of the bundle's source users."""
+    spec = m.optional_dict("source_histories")
+    if not spec:
+        return {}
+    arrays = {}
+    for key in ("items", "ptr"):
+        name = spec.get(key)
+        if not isinstance(name, str) or name not in files:
+            raise m.fail(f"source_histories.{key}", f"file {name!r} is not listed in 'files'")
+        arrays[key] = np.load(root / name, allow_pickle=False)
+    items, ptr = arrays["items"], arrays["ptr"]
+    if ptr.shape != (n_users + 1,) or (len(items) and (items.min() < 0 or items.max() >= n_items)) \
+            or ptr[-1] != len(items):
+        raise BundleError(root / spec["ptr"], "source histories do not match the source users/items")
+    return {"source_history_items": items.astype(np.int64), "source_history_ptr": ptr.astype(np.int64)}
 
 
 def _index(ids: tuple[str, ...]) -> dict[str, int]:

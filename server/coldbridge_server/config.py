@@ -62,6 +62,10 @@ class Settings:
     intra_op_threads: int = _setting(
         1, "onnxruntime intra-op threads per model session (0 lets onnxruntime decide)."
     )
+    topk_batch_size: int = _setting(
+        32, "Most concurrent Recommend calls merged into one top-k model run (dynamic batching, "
+        "no added wait: a lone request runs at once); 1 disables batching."
+    )
     metrics_port: int = _setting(
         9464, "HTTP port of the Prometheus /metrics endpoint; 0 picks a free port, -1 disables it."
     )
@@ -114,13 +118,25 @@ class Settings:
         10, "K of the prequential hit rate: was a target event's item in the user's top-K "
         "before learning from it.",
     )
+    strategy: str = _setting(
+        "", "Default transfer strategy for cold users (a strategy trained into the bundle, or the "
+        "bundle's own); empty = the bundle's 'strategy'. A request may name another.",
+    )
+    strategy_weights: str = _setting(
+        "", "Sticky A/B split of cold users over strategies, e.g. 'itemmap=0.5,emcdr=0.5' (by "
+        "sha256 of the user id); empty = everyone gets the default.",
+    )
+    prequential_sample_rate: float = _setting(
+        0.1, "Fraction of target events evaluated prequentially, chosen deterministically by "
+        "crc32(event_id) (1.0 = every event, 0 = none); the check scores all target items.",
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError("port", f"must be in 0..65535, got {self.port}")
         if not -1 <= self.metrics_port <= 65535:
             raise ConfigError("metrics_port", f"must be in -1..65535, got {self.metrics_port}")
-        for name in ("max_k", "max_request_ids", "max_workers"):
+        for name in ("max_k", "max_request_ids", "max_workers", "topk_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
         if self.grace_seconds < 0:
@@ -178,6 +194,9 @@ def _check_online(s: Settings) -> None:
         raise ConfigError("online_learning_rate", f"must be > 0, got {s.online_learning_rate}")
     if s.online_l2 < 0 or s.online_negatives < 0:
         raise ConfigError("online_l2/online_negatives", "must be >= 0")
+    if not 0 <= s.prequential_sample_rate <= 1:
+        raise ConfigError("prequential_sample_rate",
+                          f"must be in 0..1, got {s.prequential_sample_rate}")
 
 
 def _parse(name: str, raw: str, type_name: Any) -> Any:

@@ -24,18 +24,20 @@ Documented behaviours
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from coldbridge_plugins import TransferStrategy
+from coldbridge_plugins import StrategyParts, TransferStrategy
 from coldbridge_plugins.builtin.emcdr import Emcdr
 
+from coldbridge_server.batching import TopkBatcher
 from coldbridge_server.bundle import Bundle
 from coldbridge_server.errors import InvalidRequestError, NotReadyError
 from coldbridge_server.lifecycle import Stage, UserStates
 from coldbridge_server.metrics import Metrics
 from coldbridge_server.resolver import Provenance, ResolvedUser, UserResolver, split_known
+from coldbridge_server.routing import StrategyRouter
 from coldbridge_server.scoring import OnnxScorer
 
 __all__ = ["Limits", "RecommendationEngine", "Scored"]
@@ -62,6 +64,7 @@ class Scored:
     fallback_reason: str
     unknown_item_ids: tuple[str, ...]
     stage: Stage = Stage.NEW
+    strategy: str = ""
 
 
 class RecommendationEngine:
@@ -74,7 +77,13 @@ class RecommendationEngine:
     limits
         Request limits.
     strategy
-        Server half of the bundle's transfer strategy (default: the built-in EMCDR).
+        Server half of the bundle's transfer strategy (default: the built-in EMCDR);
+        ignored when ``strategies`` is given.
+    strategies
+        ``{name: strategy class}`` of the registered plugins: every strategy trained into
+        the bundle that is registered can serve (:class:`~coldbridge_server.routing.StrategyRouter`).
+    default_strategy, strategy_weights
+        Default strategy ("" = the bundle's) and sticky A/B weights (empty = none).
     intra_op_threads
         onnxruntime intra-op threads per session.
     metrics
@@ -83,6 +92,9 @@ class RecommendationEngine:
         Online user states written by the ingest pipeline (default: none).
     warm_threshold
         Target events after which an online user is WARM.
+    topk_batch_size
+        Most concurrent Recommend calls merged into one top-k model run
+        (:class:`~coldbridge_server.batching.TopkBatcher`); 1 disables batching.
 
     Raises
     ------
@@ -100,6 +112,10 @@ class RecommendationEngine:
         metrics: Metrics | None = None,
         states: UserStates | None = None,
         warm_threshold: int = 10,
+        topk_batch_size: int = 1,
+        strategies: Mapping[str, type[TransferStrategy]] | None = None,
+        default_strategy: str = "",
+        strategy_weights: Mapping[str, float] | None = None,
     ) -> None:
         self.bundle = bundle
         self.limits = limits
@@ -107,7 +123,17 @@ class RecommendationEngine:
         self.metrics = metrics
         observe = None if metrics is None else metrics.observe_inference
         self.scorer = OnnxScorer(bundle, intra_op_threads=intra_op_threads, observe=observe)
-        self.resolver = UserResolver(bundle, self.scorer, self.strategy, states=states,
+        self._batcher = None if topk_batch_size <= 1 else TopkBatcher(
+            self.scorer.topk, max_batch=topk_batch_size,
+            observe_batch=None if metrics is None else metrics.topk_batch_size.observe,
+        )
+        if strategies is None:
+            fixed = self.strategy
+            strategies = {fixed.name: lambda parts: _rebind(fixed, parts)}  # type: ignore[dict-item]
+        self.router = StrategyRouter(bundle, strategies, self.scorer.bridge, default=default_strategy,
+                                     weights=strategy_weights, metrics=metrics, threads=intra_op_threads)
+        self.strategy = self.router.instances[self.router.default]
+        self.resolver = UserResolver(bundle, self.scorer, self.router, states=states,
                                      warm_threshold=warm_threshold)
         popularity = bundle.target_item_popularity
         self._popular = np.argsort(-popularity, kind="stable")
@@ -130,8 +156,12 @@ class RecommendationEngine:
         exclude_item_ids: Sequence[str] = (),
         source_item_ids: Sequence[str] = (),
         exclude_seen: bool = False,
+        strategy: str = "",
     ) -> Scored:
-        """Top-``k`` target items for ``user_id``, best first (see module docs)."""
+        """Top-``k`` target items for ``user_id``, best first (see module docs).
+
+        ``strategy`` names the transfer strategy for a cold user ("" = A/B arm or default).
+        """
         self._check_request(user_id, exclude_item_ids=exclude_item_ids,
                             source_item_ids=source_item_ids)
         if k <= 0:
@@ -140,7 +170,7 @@ class RecommendationEngine:
             raise InvalidRequestError("k", f"{k} exceeds max_k={self.limits.max_k}")
         excluded, unknown = split_known(exclude_item_ids, self.bundle.target_item_index)
         drop = set(excluded)
-        user = self.resolver.resolve(user_id, source_item_ids)
+        user = self.resolver.resolve(user_id, source_item_ids, strategy)
         if exclude_seen:
             drop |= user.seen
         indices, scores = self._top(user, min(k + len(drop), len(self._popular)))
@@ -150,14 +180,17 @@ class RecommendationEngine:
         return self._answer(items, user, unknown)
 
     def score(
-        self, user_id: str, item_ids: Sequence[str], source_item_ids: Sequence[str] = ()
+        self, user_id: str, item_ids: Sequence[str], source_item_ids: Sequence[str] = (),
+        strategy: str = "",
     ) -> Scored:
         """Scores of the known ``item_ids`` for ``user_id``, in request order."""
         self._check_request(user_id, item_ids=item_ids, source_item_ids=source_item_ids)
         known, unknown = split_known(item_ids, self.bundle.target_item_index)
-        user = self.resolver.resolve(user_id, source_item_ids)
+        user = self.resolver.resolve(user_id, source_item_ids, strategy)
         idx = np.asarray(known, dtype=np.int64)
-        if user.vector is None:
+        if user.scores is not None:
+            scores = user.scores[idx]
+        elif user.vector is None:
             scores = self.bundle.target_item_popularity[idx]
         else:
             scores = self.scorer.score(user.vector[None, :], idx[None, :])[0]
@@ -166,9 +199,15 @@ class RecommendationEngine:
         return self._answer(items, user, unknown)
 
     def _top(self, user: ResolvedUser, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if user.scores is not None:  # item-to-item strategy: rank its scores (ties by index)
+            order = np.argsort(-user.scores, kind="stable")[:n]
+            return order, user.scores[order]
         if user.vector is None:
             order = self._popular[:n]
             return order, self.bundle.target_item_popularity[order]
+        if self._batcher is not None:
+            scores, indices = self._batcher.topk(user.vector, n)
+            return indices, scores
         scores, indices = self.scorer.topk(user.vector[None, :], n)
         return indices[0], scores[0]
 
@@ -186,7 +225,14 @@ class RecommendationEngine:
     def _answer(self, items: list[tuple[str, float]], user: ResolvedUser,
                 unknown_targets: tuple[str, ...]) -> Scored:
         if self.metrics is not None:
-            self.metrics.count_answer(user.provenance.value, self.strategy.name,
+            self.metrics.count_answer(user.provenance.value, user.strategy or self.router.default,
                                       user.fallback_reason, user.stage.value)
         unknown = tuple(dict.fromkeys((*unknown_targets, *user.unknown_source_ids)))
-        return Scored(items, user.provenance, user.fallback_reason, unknown, user.stage)
+        return Scored(items, user.provenance, user.fallback_reason, unknown, user.stage,
+                      user.strategy or self.router.default)
+
+
+def _rebind(strategy: TransferStrategy, parts: StrategyParts) -> TransferStrategy:
+    """Give a pre-built server half the parts the router built for it."""
+    strategy.parts = parts
+    return strategy

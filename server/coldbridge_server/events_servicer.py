@@ -95,7 +95,8 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         bundle = self.resolver.bundle
         reply = events_pb2.UserState(
             user_id=request.user_id, stage=stage_pb(resolved.stage),
-            provenance=provenance_pb(resolved.provenance), strategy=bundle.strategy,
+            provenance=provenance_pb(resolved.provenance),
+            strategy=resolved.strategy or bundle.strategy,
             bundle_version=bundle.version,
         )
         if state is not None:
@@ -142,8 +143,10 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
 
 
 def _event(message: events_pb2.Event) -> Event:
-    stamp: timestamp_pb2.Timestamp = message.timestamp
-    when = stamp.seconds + stamp.nanos * 1e-9 if message.HasField("timestamp") else 0.0
+    when = 0.0
+    if message.HasField("timestamp"):
+        stamp: timestamp_pb2.Timestamp = message.timestamp
+        when = stamp.seconds + stamp.nanos * 1e-9
     return Event(message.event_id, message.user_id, message.item_id,
                  _DOMAIN.get(message.domain), _KIND.get(message.kind), message.value, when)
 

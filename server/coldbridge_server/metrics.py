@@ -89,6 +89,10 @@ class Metrics:
             "coldbridge_inference_seconds", "onnxruntime session run time, by model.",
             ("model",), buckets=_LATENCY_BUCKETS, registry=r,
         )
+        self.topk_batch_size = Histogram(
+            "coldbridge_topk_batch_size", "Recommend calls merged into one top-k model run.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r,
+        )
         self.strategy_errors = Counter(
             "coldbridge_strategy_errors_total", "Strategy failures at request time.",
             ("strategy",), registry=r,

@@ -31,10 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coldbridge_plugins import TransferStrategy
+from coldbridge_plugins import ColdUsers
 
 from coldbridge_server.bundle import Bundle
 from coldbridge_server.lifecycle import Stage, UserState, UserStates, stage_of
+from coldbridge_server.routing import StrategyRouter
 from coldbridge_server.scoring import OnnxScorer
 
 __all__ = ["Provenance", "ResolvedUser", "UserResolver", "split_known"]
@@ -56,6 +57,8 @@ class ResolvedUser:
     ``vector`` is float32 ``[d_t]``, or ``None`` for :attr:`Provenance.FALLBACK`.
     ``unknown_source_ids`` lists the supplied source ids the bundle does not know.
     ``seen`` holds the target item indices of the user's applied streamed events.
+    ``scores`` ``[N_t]`` replaces ``vector`` for item-to-item strategies (``output="scores"``);
+    ``strategy`` names the strategy chosen for the user.
     """
 
     provenance: Provenance
@@ -64,6 +67,8 @@ class ResolvedUser:
     unknown_source_ids: tuple[str, ...] = ()
     stage: Stage = Stage.NEW
     seen: frozenset[int] = frozenset()
+    scores: np.ndarray | None = None
+    strategy: str = ""
 
 
 class UserResolver:
@@ -75,60 +80,81 @@ class UserResolver:
         The loaded bundle.
     scorer
         Scorer over the same bundle (used for ``source_encoder`` and ``bridge``).
-    strategy
-        The bundle's transfer strategy (server half): turns source embeddings into
-        initial target embeddings, given the bundle's bridge.
+    router
+        The bundle's transfer strategies (server halves), selection and isolation
+        (:class:`~coldbridge_server.routing.StrategyRouter`).
     states
         Published online user states (default: none, as without streamed events).
     warm_threshold
         Target events after which an online user is WARM.
     """
 
-    def __init__(self, bundle: Bundle, scorer: OnnxScorer, strategy: TransferStrategy,
+    def __init__(self, bundle: Bundle, scorer: OnnxScorer, router: StrategyRouter,
                  *, states: UserStates | None = None, warm_threshold: int = 10) -> None:
         self.bundle = bundle
         self.scorer = scorer
-        self.strategy = strategy
+        self.router = router
         self.states = states if states is not None else UserStates()
         self.warm_threshold = warm_threshold
-        self._bridged: dict[int, np.ndarray] = {}
+        self._bridged: dict[tuple[str, int], np.ndarray] = {}
         self._lock = threading.Lock()
 
-    def resolve(self, user_id: str, source_item_ids: Sequence[str] = ()) -> ResolvedUser:
-        """Resolve ``user_id``; ``source_item_ids`` is an optional source-domain history."""
+    def resolve(self, user_id: str, source_item_ids: Sequence[str] = (), strategy: str = "") -> ResolvedUser:
+        """Resolve ``user_id``; ``source_item_ids`` is an optional source-domain history.
+
+        ``strategy`` names the transfer strategy to use ("" = the router's choice: sticky
+        A/B arm or default); it is reported in :attr:`ResolvedUser.strategy`.
+        """
         known, unknown = split_known(source_item_ids, self.bundle.source_item_index)
         state = self.states.get(user_id)  # one read: a consistent snapshot of the user
         seen = state.seen if state is not None else frozenset()
         online = state is not None and state.vector is not None
+        name = self.router.choose(user_id, strategy)
         row = self.bundle.target_user_index.get(user_id)
         if row is not None:
             vector = state.vector if online else self.bundle.target_user_embeddings[row]
             return ResolvedUser(Provenance.WARM_TARGET, vector, unknown_source_ids=unknown,
-                                stage=Stage.WARM, seen=seen)
+                                stage=Stage.WARM, seen=seen, strategy=name)
         if online:
-            return self._online(user_id, state, unknown)
+            return dataclasses.replace(self._online(user_id, state, unknown), strategy=name)
         transferred = ResolvedUser(Provenance.TRANSFERRED, None, unknown_source_ids=unknown,
-                                   stage=Stage.TRANSFERRED, seen=seen)
+                                   stage=Stage.TRANSFERRED, seen=seen, strategy=name)
+        src_row = self.bundle.source_user_index.get(user_id)
         if known:
-            vector = self._transfer(self.scorer.encode_source([known]))[0]
-            return dataclasses.replace(transferred, vector=vector)
-        prior = self.bundle_prior(user_id) if state is None or state.prior is None else state.prior
-        if prior is not None:
-            return dataclasses.replace(transferred, vector=prior)
+            users = ColdUsers(self.scorer.encode_source([known]), [np.asarray(known, dtype=np.int64)])
+            return self._served(transferred, name, users, None)
+        if state is not None and state.prior is not None:
+            return dataclasses.replace(transferred, vector=state.prior)
+        if src_row is not None:
+            return self._served(transferred, name, self._stored(src_row), src_row)
         reason = "no_known_source_items" if source_item_ids else "unknown_user"
-        return ResolvedUser(Provenance.FALLBACK, None, reason, unknown, seen=seen)
+        return ResolvedUser(Provenance.FALLBACK, None, reason, unknown, seen=seen, strategy=name)
 
     def bundle_prior(self, user_id: str) -> np.ndarray | None:
-        """What the bundle alone says about ``user_id``: target row, bridged source row, or None."""
+        """What the bundle alone says about ``user_id``: target row, transferred source row, or None.
+
+        The online learner's prior: the default strategy's embedding when it outputs
+        embeddings (the bundle's top-level bridge otherwise, or if it fails).
+        """
         row = self.bundle.target_user_index.get(user_id)
         if row is not None:
             return self.bundle.target_user_embeddings[row]
         row = self.bundle.source_user_index.get(user_id)
-        return None if row is None else self._bridge_source_user(row)
+        if row is None:
+            return None
+        key = ("", row)
+        cached = self._bridged.get(key)
+        if cached is None:
+            cached = self._prior(self._stored(row))[0]
+            cached.setflags(write=False)
+            with self._lock:
+                cached = self._bridged.setdefault(key, cached)
+        return cached
 
     def bridge_history(self, source_items: Sequence[int]) -> np.ndarray:
-        """Bridge the source encoder's embedding of ``source_items`` (indices): float32 ``[d_t]``."""
-        vector = self._transfer(self.scorer.encode_source([source_items]))[0]
+        """Prior of a history (indices): source encoder, then the prior strategy, ``[d_t]``."""
+        items = np.asarray(list(source_items), dtype=np.int64)
+        vector = np.array(self._prior(ColdUsers(self.scorer.encode_source([items]), [items]))[0])
         vector.setflags(write=False)
         return vector
 
@@ -140,18 +166,32 @@ class UserResolver:
         return ResolvedUser(provenance, state.vector, unknown_source_ids=unknown, stage=stage,
                             seen=state.seen)
 
-    def _bridge_source_user(self, row: int) -> np.ndarray:
-        cached = self._bridged.get(row)
+    def _stored(self, row: int) -> ColdUsers:
+        return ColdUsers(self.bundle.source_user_embeddings[row : row + 1], [self.bundle.source_history(row)])
+
+    def _served(self, base: ResolvedUser, name: str, users: ColdUsers, row: int | None) -> ResolvedUser:
+        """Run strategy ``name`` (cached per stored user for embeddings); failure -> fallback."""
+        embedding = self.router.output(name) == "embedding"
+        cached = self._bridged.get((name, row)) if row is not None and embedding else None
         if cached is None:
-            cached = self._transfer(self.bundle.source_user_embeddings[row : row + 1])[0]
-            cached.setflags(write=False)
-            with self._lock:
-                cached = self._bridged.setdefault(row, cached)
-        return cached
+            out = self.router.run(name, users)
+            if out is None:
+                return dataclasses.replace(base, provenance=Provenance.FALLBACK,
+                                           fallback_reason="strategy_error", stage=Stage.NEW)
+            cached = out[0]
+            if row is not None and embedding:
+                with self._lock:
+                    cached = self._bridged.setdefault((name, row), cached)
+        return dataclasses.replace(base, vector=cached) if embedding else \
+            dataclasses.replace(base, scores=cached)
 
-
-    def _transfer(self, source_embeddings: np.ndarray) -> np.ndarray:
-        return self.strategy.initial_embeddings(source_embeddings, self.scorer.bridge)
+    def _prior(self, users: ColdUsers) -> np.ndarray:
+        name = self.router.default
+        if self.router.output(name) == "embedding":
+            out = self.router.run(name, users)
+            if out is not None:
+                return out
+        return np.asarray(self.scorer.bridge(users.source_embeddings), dtype=np.float32)
 
 
 def split_known(

@@ -85,13 +85,13 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         with _map_errors(context):
             result = self.engine.recommend(
                 request.user_id, request.k, request.exclude_item_ids, request.source_item_ids,
-                exclude_seen=request.exclude_seen,
+                exclude_seen=request.exclude_seen, strategy=getattr(request, "strategy", ""),
             )
         return recommender_pb2.RecommendResponse(
             items=_items(result),
             provenance=_PROVENANCE[result.provenance],
             model_version=self.engine.bundle.version,
-            strategy=self.engine.bundle.strategy,
+            strategy=result.strategy or self.engine.bundle.strategy,
             fallback_reason=result.fallback_reason,
             unknown_item_ids=result.unknown_item_ids,
             stage=_STAGE[result.stage],
@@ -102,14 +102,15 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     ) -> recommender_pb2.ScoreResponse:
         with _map_errors(context):
             result = self.engine.score(
-                request.user_id, request.item_ids, request.source_item_ids
+                request.user_id, request.item_ids, request.source_item_ids,
+                strategy=getattr(request, "strategy", ""),
             )
         return recommender_pb2.ScoreResponse(
             items=_items(result),
             unknown_item_ids=result.unknown_item_ids,
             provenance=_PROVENANCE[result.provenance],
             model_version=self.engine.bundle.version,
-            strategy=self.engine.bundle.strategy,
+            strategy=result.strategy or self.engine.bundle.strategy,
             fallback_reason=result.fallback_reason,
             stage=_STAGE[result.stage],
         )

@@ -90,6 +90,10 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, required=True, help="bundles directory")
     parser.add_argument("--version", default=None, help="bundle version (default: timestamp)")
     parser.add_argument("--metrics-json", type=Path, default=None, help="also write metrics here")
+    parser.add_argument("--strategies", default="", metavar="NAMES",
+                        help="comma-separated strategy plugins to train into the bundle ('all' = every registered)")
+    parser.add_argument("--default-strategy", default="emcdr", metavar="NAME",
+                        help="the bundle's default strategy (served unless a request names another)")
     _add_fields(parser, TrainConfig, set())
     args = parser.parse_args(argv)
     dataset = load_data_args(args)
@@ -97,12 +101,33 @@ def train_main(argv: list[str]) -> int:
 
     result = fit(dataset, TrainConfig(**_values(args, TrainConfig, set())))
     _print_results(result.metrics, ("valid", "test"))
+    if args.strategies or args.default_strategy != "emcdr":
+        _train_strategies(result, args.strategies, args.default_strategy)
     path = export_result(result, args.out, args.version)
     if args.metrics_json is not None:
         args.metrics_json.write_text(json.dumps(result.metrics, indent=1), encoding="utf-8")
     print(f"best bridge epoch {result.metrics['best_epoch']}, {result.metrics['seconds']}")
     print(f"bundle: {path}")
     return 0
+
+
+def _train_strategies(result: Any, names: str, default: str) -> None:
+    from coldbridge_plugins import get_plugin_manager, load_strategies
+
+    from coldbridge_trainer.strategies import ordered_names, attach_strategies
+
+    registry = load_strategies(get_plugin_manager())
+    chosen = ordered_names(registry) if names == "all" else [n for n in names.split(",") if n]
+    if default not in chosen and default != "emcdr":
+        chosen.append(default)
+    unknown = [n for n in chosen if n not in registry]
+    if unknown:
+        raise SystemExit(f"unknown strategies {unknown}; registered: {sorted(registry)}")
+    attach_strategies(result, chosen, default, registry)
+    for name, res in result.metrics["strategies"].items():
+        line = res["test"]["scorers"][name]["sampled"]["line"]
+        print(f"strategy {name:10s} test sampled HR@10 {line['HR@10']:.4f} MRR {line['MRR']:.4f} "
+              f"({res['seconds']}s)")
 
 
 def bundle_scorer(bundle: Path, dataset: CrossDomainDataset, max_history: int | None = None) -> Scorer:

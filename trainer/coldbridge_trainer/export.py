@@ -33,6 +33,7 @@ import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_FORMAT_VERSION",
     "OPSET",
+    "STRATEGY_DIR",
     "bridge_graph",
     "sha256_file",
     "source_encoder_graph",
@@ -69,6 +71,9 @@ ARRAY_FILES = {
     "target_item_embeddings": "target_item_embeddings.npy",
     "target_item_bias": "target_item_bias.npy",
 }
+
+STRATEGY_DIR = "strategies"
+"""Bundle sub-directory holding ``<name>/<part>.onnx|.npy`` of each trained strategy."""
 
 _F32 = TensorProto.FLOAT
 _I64 = TensorProto.INT64
@@ -98,12 +103,13 @@ def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
     return model
 
 
-def source_encoder_graph(item_emb: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> onnx.ModelProto:
-    """Bag-of-items encoder: masked mean of item embeddings, then a linear layer."""
-    item_emb = _f32(item_emb, "source_item_emb", 2)
-    weight, bias = _f32(weight, "encoder_weight", 2), _f32(bias, "encoder_bias", 1)
-    d = item_emb.shape[1]
-    nodes = [
+def bag_encoder_nodes(output: str) -> list[onnx.NodeProto]:
+    """Nodes of ``output = masked_mean(E[item_indices], mask) @ W + b``.
+
+    Initialisers the caller supplies: ``E``, ``W``, ``b``, ``one`` (scalar 1.0), ``axis1``
+    and ``axis2`` (int64 ``[1]`` and ``[2]``); inputs ``item_indices`` and ``mask``.
+    """
+    return [
         helper.make_node("Gather", ["E", "item_indices"], ["gathered"], axis=0),
         helper.make_node("Unsqueeze", ["mask", "axis2"], ["mask3"]),
         helper.make_node("Mul", ["gathered", "mask3"], ["masked"]),
@@ -112,8 +118,16 @@ def source_encoder_graph(item_emb: np.ndarray, weight: np.ndarray, bias: np.ndar
         helper.make_node("Max", ["count", "one"], ["denom"]),
         helper.make_node("Div", ["summed", "denom"], ["mean"]),
         helper.make_node("MatMul", ["mean", "W"], ["projected"]),
-        helper.make_node("Add", ["projected", "b"], ["user_embedding"]),
+        helper.make_node("Add", ["projected", "b"], [output]),
     ]
+
+
+def source_encoder_graph(item_emb: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> onnx.ModelProto:
+    """Bag-of-items encoder: masked mean of item embeddings, then a linear layer."""
+    item_emb = _f32(item_emb, "source_item_emb", 2)
+    weight, bias = _f32(weight, "encoder_weight", 2), _f32(bias, "encoder_bias", 1)
+    d = item_emb.shape[1]
+    nodes = bag_encoder_nodes("user_embedding")
     graph = helper.make_graph(
         nodes,
         "source_encoder",
@@ -262,11 +276,19 @@ def write_bundle(
     config: dict[str, Any] | None = None,
     strategy: str = "emcdr",
     version: str | None = None,
+    strategies: Mapping[str, Mapping[str, Any]] | None = None,
+    source_histories: Sequence[np.ndarray] | None = None,
 ) -> Path:
     """Write a versioned bundle directory ``out_dir/<version>`` and return its path.
 
     The directory is assembled in a temporary sibling and renamed into place,
     so a reader never sees a half-written bundle.
+
+    ``strategies`` maps a strategy name to ``{"version", "output", "config", "parts":
+    {part: onnx.ModelProto | numpy array}}``; each part is written to
+    ``strategies/<name>/<part>.onnx|.npy`` and listed in the manifest's ``strategies``
+    section. ``source_histories`` (one array of source item indices per source user)
+    is written as ``source_history_items.npy`` / ``source_history_ptr.npy`` (CSR).
 
     Raises
     ------
@@ -319,6 +341,9 @@ def write_bundle(
             onnx.save_model(model, tmp / MODEL_FILES[key])
         for key, array in arrays.items():
             np.save(tmp / ARRAY_FILES[key], array, allow_pickle=False)
+        sections = _write_strategies(tmp, strategies or {})
+        if source_histories is not None:
+            sections["source_histories"] = _write_histories(tmp, source_histories, len(source_user_ids))
         manifest = {
             "format": BUNDLE_FORMAT,
             "format_version": BUNDLE_FORMAT_VERSION,
@@ -333,9 +358,11 @@ def write_bundle(
             "users": {"source": list(source_user_ids), "target": list(target_user_ids)},
             "models": dict(MODEL_FILES),
             "arrays": dict(ARRAY_FILES),
+            **sections,
             "metrics": metrics or {},
             "config": config or {},
-            "files": {p.name: sha256_file(p) for p in sorted(tmp.iterdir())},
+            "files": {p.relative_to(tmp).as_posix(): sha256_file(p)
+                      for p in sorted(tmp.rglob("*")) if p.is_file()},
         }
         with open(tmp / "manifest.json", "w", encoding="utf-8") as fh:
             json.dump(manifest, fh, indent=1, default=_json_default)
@@ -346,6 +373,38 @@ def write_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _write_strategies(root: Path, strategies: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Write every strategy's parts under ``strategies/<name>/``; the manifest section."""
+    section: dict[str, Any] = {}
+    for name, spec in strategies.items():
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"illegal strategy name {name!r}")
+        folder = root / STRATEGY_DIR / name
+        folder.mkdir(parents=True)
+        parts = {}
+        for part, value in spec.get("parts", {}).items():
+            if isinstance(value, np.ndarray):
+                file = folder / f"{part}.npy"
+                np.save(file, value, allow_pickle=False)
+            else:
+                file = folder / f"{part}.onnx"
+                onnx.save_model(value, file)
+            parts[part] = file.relative_to(root).as_posix()
+        section[name] = {"version": str(spec.get("version", "")), "output": spec.get("output", "embedding"),
+                         "config": dict(spec.get("config", {})), "parts": parts}
+    return {"strategies": section} if section else {}
+
+
+def _write_histories(root: Path, histories: Sequence[np.ndarray], n_users: int) -> dict[str, str]:
+    if len(histories) != n_users:
+        raise ValueError(f"source_histories: {len(histories)} histories for {n_users} source users")
+    items = np.concatenate([np.asarray(h, np.int64) for h in histories] or [np.zeros(0, np.int64)])
+    ptr = np.concatenate([[0], np.cumsum([len(h) for h in histories])]).astype(np.int64)
+    np.save(root / "source_history_items.npy", items, allow_pickle=False)
+    np.save(root / "source_history_ptr.npy", ptr, allow_pickle=False)
+    return {"items": "source_history_items.npy", "ptr": "source_history_ptr.npy"}
 
 
 def _json_default(value: Any) -> Any:

@@ -64,6 +64,9 @@ class TrainResult:
     target_item_emb: np.ndarray
     target_item_bias: np.ndarray
     metrics: dict[str, Any] = field(default_factory=dict)
+    strategies: dict[str, Any] = field(default_factory=dict)
+    """Fitted strategies (:class:`coldbridge_trainer.strategies.FittedStrategy` by name)."""
+    default_strategy: str = "emcdr"
 
     def modules(self) -> tuple[SourceEncoder, Bridge, TargetScorer]:
         """Torch modules matching the exported ONNX graphs."""
@@ -112,7 +115,10 @@ class TrainResult:
             target_item_bias=self.target_item_bias, target_user_emb=self.target_user_emb,
             target_item_popularity=ds.target.popularity(),
             encoder_max_history=self.config.encoder_max_history,
-            metrics=self.metrics, config=self.config.to_dict(), strategy="emcdr",
+            metrics=self.metrics, config=self.config.to_dict(), strategy=self.default_strategy,
+            source_histories=ds.source.user_histories(),
+            strategies={name: {"version": f.cls.version, "output": f.cls.output, "config": f.config,
+                               "parts": f.parts} for name, f in self.strategies.items()},
         )
 
 

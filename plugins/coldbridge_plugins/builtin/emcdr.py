@@ -1,23 +1,29 @@
-"""EMCDR (Man et al., IJCAI 2017): map a source user embedding through the bridge MLP."""
+"""EMCDR (Man et al., IJCAI 2017): linear or MLP mapping of the source user embedding."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from coldbridge_plugins.base import BridgeFn, TransferStrategy
+from coldbridge_plugins.base import ColdUsers, OnnxTransferStrategy, TransferStrategy
 from coldbridge_plugins.hookspecs import hookimpl
 
 __all__ = ["Emcdr", "register_transfer_strategies"]
 
 
-class Emcdr(TransferStrategy):
-    """Embedding-and-mapping transfer: ``target = bridge(source)``."""
+class Emcdr(OnnxTransferStrategy):
+    """Server half: runs ``strategies/emcdr/transfer.onnx`` (output: embedding)."""
 
     name = "emcdr"
-    version = "1.0"
+    version = "2.0"
+    output = "embedding"
+    trainer = "coldbridge_trainer.strategies.emcdr:EmcdrTrainer"
 
-    def initial_embeddings(self, source_embeddings: np.ndarray, bridge: BridgeFn) -> np.ndarray:
-        return np.asarray(bridge(np.asarray(source_embeddings, dtype=np.float32)), dtype=np.float32)
+    def transfer(self, users: ColdUsers) -> np.ndarray:
+        """Its own ``transfer`` part if trained into the bundle, else the bundle's top-level bridge."""
+        if self.part in self.parts.models or self.parts.bridge is None:
+            return super().transfer(users)
+        x = np.ascontiguousarray(users.source_embeddings, dtype=np.float32)
+        return np.asarray(self.parts.bridge(x), dtype=np.float32)
 
 
 @hookimpl

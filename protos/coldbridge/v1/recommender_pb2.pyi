@@ -34,18 +34,20 @@ LIFECYCLE_STAGE_WARMING: LifecycleStage
 LIFECYCLE_STAGE_WARM: LifecycleStage
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("user_id", "k", "exclude_item_ids", "source_item_ids", "exclude_seen")
+    __slots__ = ("user_id", "k", "exclude_item_ids", "source_item_ids", "exclude_seen", "strategy")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_SEEN_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     k: int
     exclude_item_ids: _containers.RepeatedScalarFieldContainer[str]
     source_item_ids: _containers.RepeatedScalarFieldContainer[str]
     exclude_seen: bool
-    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., exclude_item_ids: _Optional[_Iterable[str]] = ..., source_item_ids: _Optional[_Iterable[str]] = ..., exclude_seen: _Optional[bool] = ...) -> None: ...
+    strategy: str
+    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., exclude_item_ids: _Optional[_Iterable[str]] = ..., source_item_ids: _Optional[_Iterable[str]] = ..., exclude_seen: _Optional[bool] = ..., strategy: _Optional[str] = ...) -> None: ...
 
 class ScoredItem(_message.Message):
     __slots__ = ("item_id", "score")
@@ -74,14 +76,16 @@ class RecommendResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., model_version: _Optional[str] = ..., strategy: _Optional[str] = ..., fallback_reason: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., stage: _Optional[_Union[LifecycleStage, str]] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("user_id", "item_ids", "source_item_ids")
+    __slots__ = ("user_id", "item_ids", "source_item_ids", "strategy")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     item_ids: _containers.RepeatedScalarFieldContainer[str]
     source_item_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user_id: _Optional[str] = ..., item_ids: _Optional[_Iterable[str]] = ..., source_item_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    strategy: str
+    def __init__(self, user_id: _Optional[str] = ..., item_ids: _Optional[_Iterable[str]] = ..., source_item_ids: _Optional[_Iterable[str]] = ..., strategy: _Optional[str] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
     __slots__ = ("items", "unknown_item_ids", "provenance", "model_version", "strategy", "fallback_reason", "stage")
