@@ -9,10 +9,10 @@ batches submitted before it. Errors map to status codes in ``servicer.map_errors
 
 from __future__ import annotations
 
+import operator
 import queue
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -35,6 +35,7 @@ _KIND = {events_pb2.EVENT_KIND_IMPLICIT: Kind.IMPLICIT, events_pb2.EVENT_KIND_RA
 _REASON = {reason: events_pb2.RejectionReason.Value("REJECTION_REASON_" + reason.name)
            for reason in Reason}
 _END = object()
+_DOMAIN_OF = operator.itemgetter(3)  # Event.domain
 
 
 class EventsServicer(events_pb2_grpc.EventsServicer):
@@ -123,11 +124,14 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
 
     def _submit(self, batch: events_pb2.EventBatch, previous: int | None) -> Pending:
         check_batch(batch.sequence, previous, len(batch.events), self.max_batch_events)
-        events = [_event(e) for e in batch.events]
+        events = _events(batch.events)
         if self.metrics is not None:
-            domains = Counter(e.domain.value if e.domain else "unknown" for e in events)
-            for domain, n in domains.items():
-                self.metrics.count_events(self.metrics.events_received, domain, n)
+            domains = list(map(_DOMAIN_OF, events))
+            target, source = domains.count(Domain.TARGET), domains.count(Domain.SOURCE)
+            for domain, n in (("target", target), ("source", source),
+                              ("unknown", len(domains) - target - source)):
+                if n:
+                    self.metrics.count_events(self.metrics.events_received, domain, n)
         return self.ingestor.submit(events)
 
     def _ack(self, sequence: int, result: BatchResult, received: float) -> events_pb2.EventAck:
@@ -142,13 +146,19 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         return ack
 
 
-def _event(message: events_pb2.Event) -> Event:
-    when = 0.0
-    if message.HasField("timestamp"):
-        stamp: timestamp_pb2.Timestamp = message.timestamp
-        when = stamp.seconds + stamp.nanos * 1e-9
-    return Event(message.event_id, message.user_id, message.item_id,
-                 _DOMAIN.get(message.domain), _KIND.get(message.kind), message.value, when)
+def _events(messages: Iterable[events_pb2.Event], new: Any = tuple.__new__, event: Any = Event,
+            domain: Any = _DOMAIN.get, kind: Any = _KIND.get) -> list[Event]:
+    """The domain events of ``messages`` (one is converted per streamed event: kept lean)."""
+    out: list[Event] = []
+    append = out.append
+    for m in messages:
+        when = 0.0
+        if m.HasField("timestamp"):
+            stamp: timestamp_pb2.Timestamp = m.timestamp
+            when = stamp.seconds + stamp.nanos * 1e-9
+        append(new(event, (m.event_id, m.user_id, m.item_id, domain(m.domain), kind(m.kind),
+                           m.value, when)))
+    return out
 
 
 def _put(acks: queue.Queue[Any], item: object, context: grpc.ServicerContext) -> bool:

@@ -6,7 +6,7 @@
        (block when full: backpressure)                               take 1..64 batches
                                                                      validate -> rejections
                                                                      store.append (1 COMMIT)
-                                                                     updater.apply (publish)
+                                                                     updater.apply_many (publish)
                                                                      snapshot if due
        <------------------ BatchResult (accepted, rejections) ------ resolve the batches
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import operator
 import queue
 import threading
 import time
@@ -40,7 +41,6 @@ from coldbridge_server.errors import (
     NotReadyError,
 )
 from coldbridge_server.events import Domain, Event, Kind, Reason, Rejection, validate
-from coldbridge_server.lifecycle import UserState
 from coldbridge_server.metrics import Metrics
 from coldbridge_server.online import ColdStartEmbeddings
 from coldbridge_server.resolver import UserResolver
@@ -52,6 +52,7 @@ __all__ = ["BatchResult", "Ingestor", "Pending", "build_ingestor", "check_batch"
 logger = logging.getLogger(__name__)
 _MAX_GROUP = 64
 _TARGET, _IMPLICIT = Domain.TARGET, Kind.IMPLICIT
+_USER_OF, _DOMAIN_OF = operator.itemgetter(1), operator.itemgetter(3)  # Event fields
 
 
 @dataclass(frozen=True)
@@ -208,16 +209,16 @@ class Ingestor:
             self._event_ids.difference_update(e.event_id for e in events)
             return self._fail(batches, exc)
         try:
-            states = self.updater.apply_many(events, now)
+            updates = self.updater.apply_many(events, now)
         except Exception as exc:  # logged: a restart replays it; never acknowledged here
             return self._fail(batches, exc)
-        self._dirty.update(e.user_id for e in events)
+        self._dirty.update(map(_USER_OF, events))
         self._since_snapshot += len(events)
         if self._since_snapshot >= self.snapshot_every:
             self._snapshot()
         self._resolve(batches, accepted, rejections, last)
         if self.metrics is not None:
-            self._observe_applied(events, states)
+            self._observe_applied(events, updates)
             self.metrics.event_apply_seconds.observe(time.perf_counter() - start)
             self._update_gauges()
 
@@ -239,10 +240,10 @@ class Ingestor:
             bad: list[Rejection] = []
             for index, event in enumerate(pending.events):
                 # fast path of the common valid event; anything else goes through validate()
-                if (event.domain is _TARGET and event.kind is _IMPLICIT and event.event_id
-                        and event.user_id and event.item_id in target_items
-                        and event.item_id and event.event_id not in ids):
-                    ids.add(event.event_id)
+                event_id, user_id, item_id, domain, kind, _, _ = event
+                if (domain is _TARGET and kind is _IMPLICIT and event_id and user_id
+                        and item_id and item_id in target_items and event_id not in ids):
+                    ids.add(event_id)
                     ok.append(event)
                     continue
                 problem = validate(event, bundle)
@@ -272,15 +273,14 @@ class Ingestor:
         self._dirty.clear()
         self._since_snapshot = 0
 
-    def _observe_applied(self, events: Sequence[Event], states: Sequence[UserState]) -> None:
+    def _observe_applied(self, events: Sequence[Event], updates: Sequence[int]) -> None:
         if self.metrics is None:
             return
-        source = sum(1 for e in events if e.domain is Domain.SOURCE)
+        source = list(map(_DOMAIN_OF, events)).count(Domain.SOURCE)
         for domain, n in ((Domain.SOURCE, source), (Domain.TARGET, len(events) - source)):
             if n:
                 self.metrics.count_events(self.metrics.events_applied, domain.value, n)
-        _observe_counts(self.metrics.online_updates_per_user,
-                        Counter(s.online_updates for s in states))
+        _observe_counts(self.metrics.online_updates_per_user, Counter(updates))
 
     def _observe_rejected(self, event: Event, reason: Reason) -> None:
         if self.metrics is not None:

@@ -84,9 +84,13 @@ class EventStore:
     def append(self, events: Sequence[Event], received_at: float) -> int:
         """Append ``events`` in one committed transaction; return the last log position."""
         # only validated events are logged: domain and kind are set (None fails here)
-        rows = [(seq, e.event_id, e.user_id, e.item_id, _DOMAINS[e.domain], _KINDS[e.kind],
-                 e.value, e.timestamp or received_at, received_at)
-                for seq, e in enumerate(events, self.last_seq + 1)]
+        target, implicit = Domain.TARGET, Kind.IMPLICIT
+        rows = [(seq, event_id, user_id, item_id,
+                 "target" if domain is target else _DOMAINS[domain],
+                 "implicit" if kind is implicit else _KINDS[kind],
+                 value, timestamp or received_at, received_at)
+                for seq, (event_id, user_id, item_id, domain, kind, value, timestamp)
+                in enumerate(events, self.last_seq + 1)]
         with self._transaction():
             self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", rows)
         self.last_seq += len(rows)

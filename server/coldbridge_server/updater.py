@@ -101,20 +101,55 @@ class OnlineUpdater:
 
     def apply(self, event: Event, now: float, *, evaluate: bool = True) -> UserState:
         """Apply ``event`` (validated) to its user, publish and return the new state."""
-        state = self._apply(event, now, evaluate)
-        self.flush_prequential()
+        self.apply_many((event,), now, evaluate=evaluate)
+        state = self.states.get(event.user_id)
+        assert state is not None
         return state
 
     def apply_many(self, events: Iterable[Event], now: float, *,
-                   evaluate: bool = True) -> list[UserState]:
-        """Apply ``events`` in order (as :meth:`apply` one by one); return the new states.
+                   evaluate: bool = True) -> list[int]:
+        """Apply ``events`` in order and publish the new states; return each event's
+        ``online_updates`` of its user after it.
 
-        The prequential checks of the sampled events are scored together at the end.
+        The result equals :meth:`apply` one event at a time, but a user's new
+        :class:`UserState` is built and published once per call, after their last event of
+        ``events`` (the writer acknowledges a group only after this returns). A source event
+        first publishes the pending state of its user. The prequential checks of the sampled
+        events are scored together at the end.
         """
-        apply = self._apply
-        states = [apply(event, now, evaluate) for event in events]
+        work: dict[str, list] = {}
+        updates: list[int] = []
+        record = updates.append
+        index, learn_one = self.bundle.target_item_index, self.learner.learn_one
+        cut = self._cut if evaluate else 0
+        crc32, begin, sample = zlib.crc32, self._begin, self._sample
+        for event in events:
+            event_id, uid, item_id, domain, kind, value, _ = event
+            if domain is _SOURCE:
+                pending = work.pop(uid, None)
+                if pending is not None:
+                    self._publish(uid, pending, now)
+                record(self._apply_source(event, now).online_updates)
+                continue
+            # a target event: the stage rules and learn_one, inlined; the user's pending
+            # state (see _begin) lives in ``work`` until _publish
+            item = index[item_id]
+            pending = work.get(uid)
+            if pending is None:
+                pending = work[uid] = begin(uid)
+            if cut and crc32(event_id.encode("utf-8")) < cut:
+                sample(uid, pending, item)
+            learn_one(uid, item, True if kind is _IMPLICIT else float(value))
+            pending[2] += 1
+            pending[3] += 1
+            pending[4].add(item)
+            pending[6] = None
+            record(pending[3])
+        publish = self._publish
+        for uid, pending in work.items():
+            publish(uid, pending, now)
         self.flush_prequential()
-        return states
+        return updates
 
     def flush_prequential(self) -> None:
         """Check the pending sampled events and record their hits (in event order).
@@ -130,8 +165,10 @@ class OnlineUpdater:
         for lo in range(0, len(rows), _CHUNK):
             chunk = rows[lo:lo + _CHUNK]
             _, top = self.resolver.scorer.topk(np.stack([samples[n][1] for n in chunk]), self.k)
-            for n, served in zip(chunk, top.tolist(), strict=True):
-                hits[n] = samples[n][2] in served
+            items = np.array([samples[n][2] for n in chunk])
+            in_top = (np.asarray(top) == items[:, None]).any(axis=1).tolist()
+            for n, hit in zip(chunk, in_top, strict=True):
+                hits[n] = hit
         strategy = self.bundle.strategy
         for (stage, _, _), hit in zip(samples, hits, strict=True):
             key = (strategy, stage)
@@ -162,63 +199,73 @@ class OnlineUpdater:
         return state.prior if state.prior is not None else self.resolver.bundle_prior(
             state.user_id)
 
-    def _apply(self, event: Event, now: float, evaluate: bool) -> UserState:
-        if event.domain is _SOURCE:
-            old = self.states.get(event.user_id)
-            state = old if old is not None else UserState(event.user_id)
-            new = self._fold_in(state, event, now)
-            self.states.publish(new)
-            if old is not None:
-                self.stages[self.stage(old).value] -= 1
-            self.stages[self.stage(new).value] += 1
-            return new
-        return self._learn(event, now, evaluate)
+    def _apply_source(self, event: Event, now: float) -> UserState:
+        old = self.states.get(event.user_id)
+        state = old if old is not None else UserState(event.user_id)
+        new = self._fold_in(state, event, now)
+        self.states.publish(new)
+        if old is not None:
+            self.stages[self.stage(old).value] -= 1
+        self.stages[self.stage(new).value] += 1
+        return new
 
-    def _learn(self, event: Event, now: float, evaluate: bool) -> UserState:
-        """A target event: the same steps as the stage rules and ``learn_one``, inlined."""
-        uid, b = event.user_id, self.bundle
-        item = b.target_item_index[event.item_id]
+    def _begin(self, uid: str) -> list:
+        """The pending work state of a user's first target event of a group::
+
+            [old state, prior, target_events, online_updates, seen (a set), bundle target,
+             served vector (None: compute from the learner), old state's prior]
+
+        Takes the user out of their stage count (:meth:`_publish` adds them back).
+        """
+        b = self.bundle
         old = self.states.get(uid)
         bundle_target = uid in b.target_user_index
-        warm = self.resolver.warm_threshold
         if old is None:
             prior = self.resolver.bundle_prior(uid)
-            served, events, seen = prior, 0, frozenset((item,))
-            before = _WARM if bundle_target else (
-                _TRANSFERRED if uid in b.source_user_index else _NEW)
+            pending = [old, prior, 0, 0, set(), bundle_target, prior, None]
         else:
             prior = old.prior if old.prior is not None else self.resolver.bundle_prior(uid)
             served = old.vector if old.vector is not None else prior
-            events, seen = old.target_events, old.seen
-            if item not in seen:
-                seen = seen | {item}
-            if bundle_target or events >= warm:
-                before = _WARM
-            elif events > 0:
-                before = _WARMING
-            elif old.prior is not None or uid in b.source_user_index:
-                before = _TRANSFERRED
-            else:
-                before = _NEW
-            self.stages[before] -= 1
-        if evaluate and self._cut and (
-                zlib.crc32(event.event_id.encode("utf-8")) < self._cut):
-            self._samples.append((before, served, item))
-        learner = self.learner
+            pending = [old, prior, old.target_events, old.online_updates, set(old.seen),
+                       bundle_target, served, old.prior]
+            self.stages[self._stage_before(pending, uid)] -= 1
         if prior is not None:
-            learner.u_priors[uid] = prior
-        learner.learn_one(uid, item, True if event.kind is _IMPLICIT else float(event.value))
-        delta = learner.u_deltas[uid].copy()
+            self.learner.u_priors[uid] = prior
+        return pending
+
+    def _sample(self, uid: str, pending: list, item: int) -> None:
+        """Queue the prequential check of a sampled event, with the vector served before it."""
+        served = pending[6]
+        if served is None:  # learned earlier in this group: the current vector
+            delta, prior = self.learner.u_deltas[uid], pending[1]
+            served = (delta if prior is None else prior + delta).astype(np.float32)
+        self._samples.append((self._stage_before(pending, uid), served, item))
+
+    def _stage_before(self, pending: list, uid: str) -> str:
+        """Stage value of a user with ``pending`` work state (``_learn``) before its next event."""
+        events = pending[2]
+        if pending[5] or events >= self.resolver.warm_threshold:
+            return _WARM
+        if events > 0:
+            return _WARMING
+        if pending[7] is not None or uid in self.bundle.source_user_index:
+            return _TRANSFERRED
+        return _NEW
+
+    def _publish(self, uid: str, pending: list, now: float) -> None:
+        old, prior, events, updates, seen, bundle_target = pending[:6]
+        delta = self.learner.u_deltas[uid].copy()
         vector = (delta if prior is None else prior + delta).astype(np.float32)
         vector.setflags(write=False)
         if old is None:
-            new = UserState(uid, (), None, delta, vector, 0, 1, 1, now, seen)
+            new = UserState(uid, (), None, delta, vector, 0, events, updates, now,
+                            frozenset(seen))
         else:
             new = UserState(uid, old.source_history, old.prior, delta, vector,
-                            old.source_events, events + 1, old.online_updates + 1, now, seen)
+                            old.source_events, events, updates, now, frozenset(seen))
         self.states.publish(new)
-        self.stages[_WARM if bundle_target or events + 1 >= warm else _WARMING] += 1
-        return new
+        warm = bundle_target or events >= self.resolver.warm_threshold
+        self.stages[_WARM if warm else _WARMING] += 1
 
     def _fold_in(self, state: UserState, event: Event, now: float) -> UserState:
         counted = dataclasses.replace(state, source_events=state.source_events + 1,
