@@ -107,7 +107,8 @@ def attach_strategies(
     from coldbridge_trainer.evaluate import evaluate_scorers, make_split
 
     cfg, ds = result.config, result.dataset
-    splits = {s: make_split(ds, getattr(ds, s), cfg.eval_negatives, cfg.eval_seed) for s in ("valid", "test")}
+    splits = {"valid": make_split(ds, ds.valid, cfg.eval_negatives, cfg.eval_seed, exclude="split"),
+              "test": make_split(ds, ds.test, cfg.eval_negatives, cfg.eval_seed)}  # selection: valid only
     registry = registry if registry is not None else load_strategies(get_plugin_manager())
     if default not in registry:
         raise ValueError(f"default strategy {default!r} is not registered: {sorted(registry)}")

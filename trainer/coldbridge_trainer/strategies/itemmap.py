@@ -1,12 +1,21 @@
-"""Trainer half of ``itemmap``: an EASE-style cross-domain item-to-item ridge map.
+"""Trainer half of ``itemmap``: a cross-domain item-to-item ridge map with an intercept.
 
 With ``X`` the binary source-item matrix and ``Y`` the binary target-item matrix of the
-overlapping users, the ridge map ``W = argmin ||X W - Y||^2 + lambda ||W||^2`` is fitted
-in closed form in its dual (kernel) form, ``W = X^T (X X^T + lambda I)^{-1} Y``, which is
-cheap because there are fewer overlapping users than source items. A cold user with
-source-item bag ``x`` gets target scores ``x W = (x X^T) A`` with ``A = (K + lambda I)^{-1} Y``.
-``lambda`` is picked on the valid cold users. Exported graph: gather the rows of ``X^T``
-(compacted to the source items overlapping users touched) for the history, sum, ``@ A``.
+overlapping users, both column-centred (``X_c = X - m_x``, ``Y_c = Y - m_y``), the ridge
+map ``W = argmin ||X_c W - Y_c||^2 + lambda ||W||^2`` is fitted in closed form in its dual
+(kernel) form, ``W = X_c^T (X_c X_c^T + lambda I)^{-1} Y_c``, which is cheap because there
+are fewer overlapping users than source items. A cold user with source-item bag ``x`` gets
+
+    scores = (x - m_x) W + w * m_y + eps * log1p(pop_t) / max,
+
+that is ``(x X_c^T) A + bias`` with ``A = (K + lambda I)^{-1} Y_c`` and every constant
+folded into ``bias``. The intercept matters: ``m_y`` (how often overlapping users
+interacted with each target item) is the strongest single signal for cold users, and the
+plain (uncentred) ridge has no way to express it; ``w`` rescales that prior and a tiny
+global-popularity term breaks the ties between items no overlapping user touched.
+``lambda`` and ``w`` are picked on the valid cold users (sampled MRR). Exported graph:
+gather the rows of ``X_c^T`` (compacted to the source items overlapping users touched)
+for the history, sum, ``@ A + bias``.
 """
 
 from __future__ import annotations
@@ -23,16 +32,23 @@ from coldbridge_trainer.strategies.base import (
     make_model,
 )
 
-__all__ = ["ItemMapTrainer"]
+__all__ = ["ItemMapTrainer", "tie_breaker"]
+
+
+def tie_breaker(ctx: TrainContext, eps: float = 1e-5) -> np.ndarray:
+    """``eps * log1p(pop_t) / max``: orders the items that get no cross-domain evidence."""
+    pop = np.log1p(ctx.result.dataset.target.popularity().astype(np.float64))
+    return eps * pop / max(float(pop.max()), 1.0)
 
 
 class ItemMapTrainer(StrategyTrainer):
-    """Closed-form ridge from source-item bags to target-item scores."""
+    """Closed-form centred ridge from source-item bags to target-item scores."""
 
     name = "itemmap"
 
-    def __init__(self, lambdas: tuple[float, ...] = (1.0, 5.0, 20.0, 100.0, 500.0)) -> None:
-        self.lambdas = lambdas
+    def __init__(self, lambdas: tuple[float, ...] = (30.0, 100.0, 300.0, 1000.0, 3000.0),
+                 prior_weights: tuple[float, ...] = (0.5, 1.0, 2.0)) -> None:
+        self.lambdas, self.prior_weights = lambdas, prior_weights
 
     def fit(self, ctx: TrainContext) -> None:
         s_rows, t_rows = ctx.overlap_rows()
@@ -44,15 +60,31 @@ class ItemMapTrainer(StrategyTrainer):
         for row, r in enumerate(s_rows):
             x[row, self.remap[ctx.histories[r]]] = 1.0
         y = ctx.target_matrix(t_rows)
-        eig, q = np.linalg.eigh(x @ x.T)
-        qty, self.xt = q.T @ y, np.ascontiguousarray(x.T.astype(np.float32))
-        best = -np.inf
+        mx = x.mean(0) if len(x) else np.zeros(x.shape[1])
+        my = y.mean(0) if len(y) else np.zeros(y.shape[1])
+        xc, yc = x - mx, y - my
+        xc[:, -1] = 0.0  # keep the row of unused items at zero
+        eig, q = np.linalg.eigh(xc @ xc.T)
+        qty, self.xt = q.T @ yc, np.ascontiguousarray(xc.T.astype(np.float32))
+        c0 = mx @ xc.T  # the centring of the cold user's bag, folded into the bias
+        tie = tie_breaker(ctx)
+        # select on valid without forming A for every lambda: scores = ((kx - c0) Q / (eig + lam)) Q^T Y_c
+        valid_users = ctx.cold_users(ctx.valid.users)
+        kq = (self._kx(valid_users) - c0) @ q
+        best, choice = -np.inf, (self.lambdas[0], self.prior_weights[0])
         for lam in self.lambdas:
-            self.lam, self.a = lam, ((q / (eig + lam)) @ qty).astype(np.float32)
-            metric = ctx.valid_score(self.reference)
-            if metric > best:
-                best, choice = metric, (lam, self.a)
-        self.lam, self.a = choice
+            mapped = (kq / (eig + lam)) @ qty
+            for w in self.prior_weights:
+                scores = (mapped + w * my + tie).astype(np.float32)
+                metric = ctx.valid_score(lambda _u, s=scores: s)
+                if metric > best:
+                    best, choice = metric, (lam, w)
+        self.lam, self.prior = choice
+        a = (q / (eig + self.lam)) @ qty
+        self.a, self.bias = a.astype(np.float32), (self.prior * my - c0 @ a + tie).astype(np.float32)
+
+    def _kx(self, users: ColdUsers) -> np.ndarray:
+        return np.stack([self.xt[self.remap[np.asarray(h, np.int64)[-256:]]].sum(0) for h in users.histories])
 
     def parts(self) -> dict[str, ModelProto | np.ndarray]:
         nodes = [
@@ -61,15 +93,15 @@ class ItemMapTrainer(StrategyTrainer):
             helper.make_node("Unsqueeze", ["mask", "axis2"], ["mask3"]),
             helper.make_node("Mul", ["k3", "mask3"], ["masked"]),
             helper.make_node("ReduceSum", ["masked", "axis1"], ["kx"], keepdims=0),
-            helper.make_node("MatMul", ["kx", "A"], ["output"]),
+            helper.make_node("MatMul", ["kx", "A"], ["mapped"]),
+            helper.make_node("Add", ["mapped", "bias"], ["output"]),
         ]
-        inits = [init("remap", self.remap), init("Xt", self.xt), init("A", self.a),
+        inits = [init("remap", self.remap), init("Xt", self.xt), init("A", self.a), init("bias", self.bias),
                  init("axis1", np.array([1], np.int64)), init("axis2", np.array([2], np.int64))]
         return {"transfer": make_model(nodes, "itemmap", history_inputs(), self.a.shape[1], inits)}
 
     def reference(self, users: ColdUsers) -> np.ndarray:
-        kx = np.stack([self.xt[self.remap[np.asarray(h, np.int64)[-256:]]].sum(0) for h in users.histories])
-        return (kx @ self.a).astype(np.float32)
+        return (self._kx(users) @ self.a + self.bias).astype(np.float32)
 
     def config(self) -> dict[str, float]:
-        return {"lambda": self.lam}
+        return {"lambda": self.lam, "prior_weight": self.prior}
