@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", default="video")
     parser.add_argument("--bundle", type=Path, help="bundle (or bundles dir); default: train one")
     parser.add_argument("--train-args", default="", help="extra `coldbridge train` flags")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write {direction: results} here (coldbridge evaluate --warmup-json plots it)")
     args = parser.parse_args(argv)
     dataset = load_cdrib(args.cdrib, args.source, args.target)
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     title = (f"{args.source} -> {args.target}: {len(dataset.test)} test lines; metrics "
              "line-averaged (sampled: 999 negatives; full: all target items)")
     print(format_table(results, title))
+    if args.json is not None:
+        import json
+
+        args.json.write_text(json.dumps({f"{args.source} -> {args.target}": results}, indent=1), encoding="utf-8")
     return 0
 
 

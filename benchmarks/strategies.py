@@ -6,8 +6,9 @@ Usage (from the repository root)::
 
 For each direction (game -> video, video -> game) the base pipeline (MF of both domains,
 source encoder, EMCDR bridge) is trained once with the default :class:`TrainConfig`, then
-every strategy is fitted on it (model selection on the valid cold users only) and scored
-on the test cold users through its *exported* ONNX parts (onnxruntime, the served path),
+every strategy is fitted on it (model selection on the valid cold users only; their
+candidate lists never depend on test.txt) and scored on the test cold users through its
+*exported* ONNX parts (onnxruntime, the served path),
 next to random, popularity and the training-free co-occurrence scorer, in the same run
 and on the same candidate lists (sampled: 999 negatives, seed 2022; full ranking).
 """
@@ -26,40 +27,37 @@ for sub in ("server", "plugins", "trainer", "protos"):
 
 from coldbridge_trainer.config import TrainConfig  # noqa: E402
 from coldbridge_trainer.data import load_cdrib  # noqa: E402
-from coldbridge_trainer.strategies import attach_strategies  # noqa: E402
-from coldbridge_trainer.train import fit  # noqa: E402
+from coldbridge_trainer.harness import BASELINES, run_direction  # noqa: E402
 
 DIRECTIONS = (("game", "video"), ("video", "game"))
-BASELINES = ("random", "popularity", "cooccurrence")
 METRICS = ("HR@10", "NDCG@10", "MRR")
 
 
 def run(cdrib: Path, names: list[str] | None, config: TrainConfig, partial: Path | None = None) -> dict:
-    """``{direction: {"rows": {scorer: test metrics}, "sha256": ..., "seconds": {...}}}``."""
+    """``{direction: {"rows": {scorer: test metrics}, "sha256": ..., "seconds": {...}}}``.
+
+    The training / selection / scoring loop is :func:`coldbridge_trainer.harness.run_direction`
+    (the one behind ``coldbridge evaluate --strategies``), with the single seed ``config.seed``.
+    """
     from coldbridge_plugins import get_plugin_manager, load_strategies
 
     from coldbridge_trainer.strategies import ordered_names
 
     registry = load_strategies(get_plugin_manager())
-    names = names or ordered_names(registry)
+    names = [n for n in ordered_names(registry) if n in names] if names else ordered_names(registry)
     out = {}
     for source, target in DIRECTIONS:
         t0 = time.perf_counter()
-        result = fit(load_cdrib(cdrib, source, target), config)
-        attach_strategies(result, names, "emcdr", registry)
-        test = result.metrics["test"]
-        rows = {name: test["scorers"][name] for name in BASELINES}
-        seconds = {"base": result.metrics["seconds"]["total"]}
-        for name, res in result.metrics["strategies"].items():
-            rows[name] = res["test"]["scorers"][name]
-            seconds[name] = res["seconds"]
-            assert res["test"]["candidates_sha256"] == test["candidates_sha256"]
-        out[f"{source} -> {target}"] = {"rows": rows, "sha256": test["candidates_sha256"],
-                                         "lines": test["n_lines"], "users": test["n_users"],
-                                         "seconds": seconds, "total_seconds": round(time.perf_counter() - t0, 1)}
+        res = run_direction(load_cdrib(cdrib, source, target), names, [config.seed], config, registry=registry)
+        test = res.averages("test")
+        rows = {name: test[name] for name in (*BASELINES, *names)}
+        out[res.name] = {"rows": rows, "sha256": res.test_split.digest, "best_on_valid": res.best,
+                         "lines": len(res.test_split.positives), "users": len(res.test_split.users),
+                         "seconds": res.seconds[config.seed],
+                         "total_seconds": round(time.perf_counter() - t0, 1)}
         if partial is not None:
             partial.write_text(json.dumps(out, indent=1), encoding="utf-8")
-        print(f"{source} -> {target}: done in {out[f'{source} -> {target}']['total_seconds']}s", file=sys.stderr)
+        print(f"{res.name}: done in {out[res.name]['total_seconds']}s", file=sys.stderr)
     return out
 
 
@@ -73,7 +71,7 @@ def table(results: dict) -> str:
             cells = [f"{metrics[p]['line'][m]:.4f}" for p in ("sampled", "full") for m in METRICS]
             lines.append(f"| {name} | {direction} | " + " | ".join(cells) + " |")
     notes = [f"- {d}: {r['lines']} test lines / {r['users']} users, candidates sha256 {r['sha256'][:16]}, "
-             f"fit seconds {r['seconds']}" for d, r in results.items()]
+             f"best on valid {r['best_on_valid']}, fit seconds {r['seconds']}" for d, r in results.items()]
     return "\n".join(lines + [""] + notes)
 
 
@@ -83,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategies", default="", help="comma-separated names (default: all registered)")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw metrics here")
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="MF epochs of the base")
+    parser.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch threads")
     args = parser.parse_args(argv)
-    config = TrainConfig(epochs=args.epochs, progress=False)
+    config = TrainConfig(epochs=args.epochs, threads=args.threads, progress=False)
     results = run(args.cdrib, [n for n in args.strategies.split(",") if n] or None, config, args.json)
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")

@@ -39,7 +39,7 @@ __all__ = ["TRAINER_COMMANDS", "main"]
 TRAINER_COMMANDS = {
     "datagen": ("datagen_main", "generate a synthetic cross-domain data set"),
     "train": ("train_main", "train a transfer model and export a bundle"),
-    "evaluate": ("evaluate_main", "evaluate a bundle on held-out cold-start users"),
+    "evaluate": ("evaluate_main", "evaluate a bundle, or train and report strategies vs baselines, on held-out cold users"),
 }
 
 

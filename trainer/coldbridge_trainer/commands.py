@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -170,18 +170,110 @@ def bundle_scorer(bundle: Path, dataset: CrossDomainDataset, max_history: int | 
 
 
 def evaluate_main(argv: list[str]) -> int:
-    """``coldbridge evaluate --bundle PATH (--data DIR | --cdrib DIR)``: score a bundle."""
+    """``coldbridge evaluate``: score a bundle, or train and compare strategies into a report.
+
+    ``--bundle PATH (--data DIR | --cdrib DIR)``: print the metrics of a trained bundle next to
+    the baselines. ``--strategies NAMES --report-dir DIR``: train the base pipeline and every
+    named strategy for each ``--seeds`` seed, select on valid, score test once, and write a
+    Markdown report with plots (see :mod:`coldbridge_trainer.report`).
+    """
     parser = argparse.ArgumentParser(prog="coldbridge evaluate", description=evaluate_main.__doc__)
-    parser.add_argument("--bundle", type=Path, required=True, help="bundle directory")
+    parser.add_argument("--bundle", type=Path, default=None, help="bundle directory (bundle mode)")
     _add_data_args(parser)
-    parser.add_argument("--split", choices=("valid", "test", "both"), default="test")
+    parser.add_argument("--split", choices=("valid", "test", "both"), default="test", help="bundle mode split")
     parser.add_argument("--negatives", type=int, default=999, help="sampled negatives per line")
     parser.add_argument("--seed", type=int, default=2022, help="seed of the candidate lists")
+    report = parser.add_argument_group("report mode (train and compare strategies)")
+    report.add_argument("--strategies", default=None, metavar="NAMES",
+                        help="comma-separated strategies, or 'all' (every registered)")
+    report.add_argument("--seeds", default="1,2,3", help="training seeds, comma-separated")
+    report.add_argument("--directions", default=None, metavar="S:T,...",
+                        help="CDRIB directions, e.g. game:video,video:game (default: --source:--target)")
+    report.add_argument("--report-dir", type=Path, default=None, help="where report.md and the PNGs go")
+    report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the users")
+    report.add_argument("--warmup-json", type=Path, default=None,
+                        help="benchmarks/online_warmup.py --json output to plot")
+    report.add_argument("--profile-best", action=argparse.BooleanOptionalAction, default=True,
+                        help="re-train the best strategy in a fresh process for time and peak memory")
+    report.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    report.add_argument("--save-runs", type=Path, default=None,
+                        help="also pickle the raw per-line results here (re-render the report later)")
+    _add_fields(parser, TrainConfig, _REPORT_SKIP)
     args = parser.parse_args(argv)
+    if args.bundle is None and args.strategies is None:
+        parser.error("give --bundle PATH (score a bundle) or --strategies NAMES (report)")
+    if args.strategies is not None:
+        if args.report_dir is None:
+            parser.error("--strategies needs --report-dir")
+        return _report_main(args, argv)
     dataset = load_data_args(args)
     scorers = {"bundle": bundle_scorer(args.bundle, dataset), "popularity": popularity_scorer(dataset),
                "cooccurrence": cooccurrence_scorer(dataset), "random": random_scorer(dataset)}
     for split in ("valid", "test") if args.split == "both" else (args.split,):
         ev = make_split(dataset, getattr(dataset, split), args.negatives, args.seed)
         print(format_table(evaluate_scorers(scorers, ev), f"== {split} cold users: {args.bundle} =="))
+    return 0
+
+
+_REPORT_SKIP = {"seed", "eval_negatives", "eval_seed", "progress", "negatives"}  # clash with evaluate flags
+
+
+def _report_main(args: argparse.Namespace, argv: list[str]) -> int:
+    import shlex
+
+    from coldbridge_plugins import get_plugin_manager, load_strategies
+    from tqdm.auto import tqdm
+
+    from coldbridge_trainer.harness import profile_training, run_direction
+    from coldbridge_trainer.report import write_report
+    from coldbridge_trainer.strategies import ordered_names
+
+    registry = load_strategies(get_plugin_manager())
+    names = ordered_names(registry) if args.strategies == "all" else [n for n in args.strategies.split(",") if n]
+    unknown = [n for n in names if n not in registry]
+    if unknown or not names:
+        raise SystemExit(f"unknown strategies {unknown or names}; registered: {sorted(registry)}")
+    names = [n for n in ordered_names(registry) if n in names]  # blends (fusion) after their members
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    config = TrainConfig(**_values(args, TrainConfig, _REPORT_SKIP), eval_negatives=args.negatives,
+                         eval_seed=args.seed, progress=False)
+    if args.data is not None:
+        directions = [(None, None)]
+    elif args.directions:
+        directions = [tuple(d.split(":")) for d in args.directions.split(",") if d]
+    else:
+        directions = [(args.source, args.target)]
+    bar = tqdm(total=len(directions) * (1 + len(seeds) * (1 + len(names))), desc="evaluate",
+               disable=not args.progress, unit="step")
+    runs = []
+    for source, target in directions:
+        ns = argparse.Namespace(data=args.data, cdrib=args.cdrib, source=source, target=target)
+        dataset = load_data_args(ns)
+
+        def step(label: str, direction: str = f"{dataset.source.name}->{dataset.target.name}") -> None:
+            bar.set_postfix_str(f"{direction} {label}")
+            bar.update(1)
+
+        run = run_direction(dataset, names, seeds, config, registry=registry, step=step)
+        if args.profile_best:
+            chain = names[: names.index(run.best) + 1] if run.best == "fusion" else [run.best]
+            bar.set_postfix_str(f"profiling {run.best}")
+            run.profile = profile_training(
+                chain, replace(config, seed=seeds[0]), source=dataset.source.name, target=dataset.target.name,
+                cdrib=None if args.cdrib is None else str(args.cdrib),
+                data=None if args.data is None else str(args.data))
+        runs.append(run)
+        print(f"{run.name}: best on valid = {run.best}; test candidates sha256 {run.test_split.digest}",
+              flush=True)
+    bar.close()
+    if args.save_runs is not None:
+        import pickle
+
+        args.save_runs.write_bytes(pickle.dumps(runs))
+    warmup = json.loads(args.warmup_json.read_text(encoding="utf-8")) if args.warmup_json else None
+    command = "coldbridge evaluate " + shlex.join(argv)
+    path = write_report(runs, args.report_dir, command=command, config=config.to_dict(),
+                        n_boot=args.bootstrap, warmup=warmup)
+    print(path.read_text(encoding="utf-8").split("## Summary", 1)[1].split("\n## ", 1)[0])
+    print(f"report: {path}")
     return 0

@@ -35,6 +35,7 @@ __all__ = [
     "cooccurrence_scorer",
     "evaluate_scorers",
     "format_table",
+    "line_metrics",
     "make_split",
     "popularity_scorer",
     "random_scorer",
@@ -146,13 +147,26 @@ def sample_candidates(
 
 
 def make_split(
-    dataset: CrossDomainDataset, split: HeldOut, n_negatives: int = 999, seed: int = 2022
+    dataset: CrossDomainDataset, split: HeldOut, n_negatives: int = 999, seed: int = 2022,
+    exclude: str = "held_out",
 ) -> EvalSplit:
     """Prepare ``split`` (``dataset.valid`` or ``dataset.test``) for evaluation.
 
     ``n_negatives`` is capped at the number of eligible training items (small data).
+
+    ``exclude`` names the items that are never negatives (sampled) nor competitors (full):
+    ``"held_out"`` (default) every held-out item of the user (valid + test);
+    ``"split"`` only the user's items of ``split`` itself. Model selection on valid uses
+    ``"split"`` so that its candidate lists do not depend on ``test`` at all.
     """
-    held = dataset.held_out_items()
+    if exclude == "held_out":
+        held = dataset.held_out_items()
+    elif exclude == "split":
+        held = {}
+        for u, i in zip(split.user_ids, split.items.tolist(), strict=True):
+            held.setdefault(u, set()).add(i)
+    else:
+        raise ValueError(f"exclude must be 'held_out' or 'split', got {exclude!r}")
     users = list(dict.fromkeys(split.user_ids))
     row = {u: i for i, u in enumerate(users)}
     held_arrays = [np.asarray(sorted(held[u]), dtype=np.int64) for u in users]
@@ -194,6 +208,16 @@ def _average(per_line: dict[str, np.ndarray], line_user: np.ndarray, n_users: in
 _COUNTERS = {"sampled": _sampled_counts, "full": _full_counts}
 
 
+def line_metrics(
+    scores: np.ndarray, ev: EvalSplit, protocol: str, ks: Sequence[int] = DEFAULT_KS
+) -> dict[str, np.ndarray]:
+    """Per-line metrics ``{metric: float64 [n_lines]}`` of one protocol (``sampled``/``full``)."""
+    scores = np.asarray(scores)
+    if scores.ndim != 2 or scores.shape[0] != len(ev.users):
+        raise ValueError(f"scores shape {scores.shape} does not match {len(ev.users)} users")
+    return rank_metrics(*_COUNTERS[protocol](scores, ev), ks)
+
+
 def score_split(
     scores: np.ndarray, ev: EvalSplit, ks: Sequence[int] = DEFAULT_KS,
     protocols: Sequence[str] = ("sampled", "full"),
@@ -205,11 +229,8 @@ def score_split(
     dict
         ``{"sampled"|"full": {"line"|"user": {metric: value}}}``.
     """
-    scores = np.asarray(scores)
-    if scores.ndim != 2 or scores.shape[0] != len(ev.users):
-        raise ValueError(f"scores shape {scores.shape} does not match {len(ev.users)} users")
     n = len(ev.users)
-    return {p: _average(rank_metrics(*_COUNTERS[p](scores, ev), ks), ev.line_user, n) for p in protocols}
+    return {p: _average(line_metrics(scores, ev, p, ks), ev.line_user, n) for p in protocols}
 
 
 def evaluate_scorers(

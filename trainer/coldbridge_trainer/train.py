@@ -257,7 +257,9 @@ def _evaluate(result: TrainResult, splits: dict[str, EvalSplit]) -> dict[str, An
     return {name: evaluate_scorers(scorers, ev, result.config.ks) for name, ev in splits.items()}
 
 
-def fit(dataset: CrossDomainDataset, config: TrainConfig | None = None) -> TrainResult:
+def fit(
+    dataset: CrossDomainDataset, config: TrainConfig | None = None, valid_split: EvalSplit | None = None
+) -> TrainResult:
     """Train the full EMCDR pipeline and evaluate it on the cold users.
 
     Parameters
@@ -266,6 +268,10 @@ def fit(dataset: CrossDomainDataset, config: TrainConfig | None = None) -> Train
         Training data and valid/test cold-start rows.
     config : TrainConfig, optional
         Hyperparameters (defaults if omitted).
+    valid_split : EvalSplit, optional
+        The prepared valid cold users used for early stopping (default:
+        ``make_split(dataset, dataset.valid, ..., exclude="split")``, whose candidate lists
+        do not depend on ``dataset.test``).
 
     Returns
     -------
@@ -289,8 +295,10 @@ def fit(dataset: CrossDomainDataset, config: TrainConfig | None = None) -> Train
         cfg, dataset, src_user, src_item, w, b, Bridge(cfg.dim, cfg.dim, cfg.bridge_hidden, gen),
         tgt_user, tgt_item, tgt_bias,
     )
-    splits = {s: make_split(dataset, getattr(dataset, s), cfg.eval_negatives, cfg.eval_seed)
-              for s in ("valid", "test")}
+    # Selection never reads test.txt: valid negatives exclude only the user's valid items.
+    splits = {"valid": valid_split if valid_split is not None else make_split(
+                  dataset, dataset.valid, cfg.eval_negatives, cfg.eval_seed, exclude="split"),
+              "test": make_split(dataset, dataset.test, cfg.eval_negatives, cfg.eval_seed)}
     t1 = time.perf_counter()
     history = fit_bridge(result, splits["valid"], gen)
     result.metrics = _evaluate(result, splits)
