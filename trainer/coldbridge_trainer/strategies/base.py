@@ -158,6 +158,27 @@ def history_inputs() -> list[onnx.ValueInfoProto]:
             value_info("mask", F32, ["batch", "history"])]
 
 
+def history_rows_nodes(output: str) -> list[onnx.NodeProto]:
+    """``output[b] = sum over the history of Xt[remap[item]]`` (masked), as ONNX nodes.
+
+    Initialisers the caller supplies: ``remap`` (source item -> row of ``Xt``), ``Xt``,
+    ``axis1`` and ``axis2`` (int64 ``[1]``, ``[2]``); inputs ``item_indices`` and ``mask``.
+    :func:`history_rows` is the numpy reference.
+    """
+    return [
+        helper.make_node("Gather", ["remap", "item_indices"], ["rows"], axis=0),
+        helper.make_node("Gather", ["Xt", "rows"], ["k3"], axis=0),
+        helper.make_node("Unsqueeze", ["mask", "axis2"], ["mask3"]),
+        helper.make_node("Mul", ["k3", "mask3"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "axis1"], [output], keepdims=0),
+    ]
+
+
+def history_rows(xt: np.ndarray, remap: np.ndarray, users: ColdUsers, max_len: int = 256) -> np.ndarray:
+    """Numpy twin of :func:`history_rows_nodes` (the last ``max_len`` history items)."""
+    return np.stack([xt[remap[np.asarray(h, np.int64)[-max_len:]]].sum(0) for h in users.histories])
+
+
 def source_input(dim: int) -> onnx.ValueInfoProto:
     """``source_embedding`` float32 ``[batch, dim]``."""
     return value_info("source_embedding", F32, ["batch", dim])

@@ -28,6 +28,8 @@ from coldbridge_trainer.strategies.base import (
     StrategyTrainer,
     TrainContext,
     history_inputs,
+    history_rows,
+    history_rows_nodes,
     init,
     make_model,
 )
@@ -84,15 +86,11 @@ class ItemMapTrainer(StrategyTrainer):
         self.a, self.bias = a.astype(np.float32), (self.prior * my - c0 @ a + tie).astype(np.float32)
 
     def _kx(self, users: ColdUsers) -> np.ndarray:
-        return np.stack([self.xt[self.remap[np.asarray(h, np.int64)[-256:]]].sum(0) for h in users.histories])
+        return history_rows(self.xt, self.remap, users)
 
     def parts(self) -> dict[str, ModelProto | np.ndarray]:
         nodes = [
-            helper.make_node("Gather", ["remap", "item_indices"], ["rows"], axis=0),
-            helper.make_node("Gather", ["Xt", "rows"], ["k3"], axis=0),
-            helper.make_node("Unsqueeze", ["mask", "axis2"], ["mask3"]),
-            helper.make_node("Mul", ["k3", "mask3"], ["masked"]),
-            helper.make_node("ReduceSum", ["masked", "axis1"], ["kx"], keepdims=0),
+            *history_rows_nodes("kx"),
             helper.make_node("MatMul", ["kx", "A"], ["mapped"]),
             helper.make_node("Add", ["mapped", "bias"], ["output"]),
         ]

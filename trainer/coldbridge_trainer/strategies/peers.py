@@ -28,6 +28,8 @@ from coldbridge_trainer.strategies.base import (
     StrategyTrainer,
     TrainContext,
     history_inputs,
+    history_rows,
+    history_rows_nodes,
     init,
     make_model,
 )
@@ -98,11 +100,7 @@ class PeersTrainer(StrategyTrainer):
 
     def parts(self) -> dict[str, ModelProto | np.ndarray]:
         nodes = [
-            helper.make_node("Gather", ["remap", "item_indices"], ["rows"], axis=0),
-            helper.make_node("Gather", ["Xt", "rows"], ["k3"], axis=0),
-            helper.make_node("Unsqueeze", ["mask", "axis2"], ["mask3"]),
-            helper.make_node("Mul", ["k3", "mask3"], ["masked"]),
-            helper.make_node("ReduceSum", ["masked", "axis1"], ["counts"], keepdims=0),
+            *history_rows_nodes("counts"),
             helper.make_node("Greater", ["counts", "zero"], ["pos"]),
             helper.make_node("Where", ["pos", "counts", "one"], ["safe"]),
             helper.make_node("Pow", ["safe", "power"], ["powed"]),
@@ -120,7 +118,7 @@ class PeersTrainer(StrategyTrainer):
         return {"transfer": make_model(nodes, "peers", history_inputs(), self.m.shape[1], inits)}
 
     def reference(self, users: ColdUsers) -> np.ndarray:
-        counts = np.stack([self.xt[self.remap[np.asarray(h, np.int64)[-256:]]].sum(0) for h in users.histories])
+        counts = history_rows(self.xt, self.remap, users)
         s = self._weights(counts)
         mass = s @ self.ny
         return ((s @ self.m) / np.maximum(mass, 1.0) + self.bias).astype(np.float32)
