@@ -100,15 +100,38 @@ def test_request_id_is_echoed_and_logged_without_user_data(
         pb.RecommendRequest(user_id="secret-user-42", k=2, source_item_ids=["g1", "g2"]),
         metadata=(("x-request-id", "req-abc-123"),),
     )
-    assert ("x-request-id", "req-abc-123") in call.initial_metadata()
+    assert ("x-request-id", "req-abc-123") in call.trailing_metadata()
     _, call = stub.Recommend.with_call(pb.RecommendRequest(user_id=WARM, k=2))
-    generated = dict(call.initial_metadata())["x-request-id"]
+    generated = dict(call.trailing_metadata())["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{16}-[0-9a-f]+", generated)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     access = [e for e in lines if e["logger"] == "coldbridge.access"]
     assert {e["request_id"] for e in access} >= {"req-abc-123", generated}
     assert all(e["grpc_code"] == "OK" and e["duration_ms"] >= 0 for e in access)
     assert "secret-user-42" not in out.getvalue() and "g1" not in out.getvalue()
+
+
+def test_request_id_goes_back_only_when_used(tiny_bundle: TinyBundle) -> None:
+    """Without the access log a successful call makes no id; a failed call returns one."""
+    settings = Settings(bundle_path=str(tiny_bundle.path), host="127.0.0.1", port=0)
+    server, port = create_server(settings)
+    server.start()
+    assert server.wait_until_ready(30)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = recommender_pb2_grpc.RecommenderStub(channel)
+            _, call = stub.Recommend.with_call(pb.RecommendRequest(user_id=WARM, k=2))
+            assert "x-request-id" not in dict(call.trailing_metadata() or ())
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Recommend(pb.RecommendRequest(user_id=WARM, k=0),
+                               metadata=(("x-request-id", "req-failing-1"),))
+            assert ("x-request-id", "req-failing-1") in err.value.trailing_metadata()
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Recommend(pb.RecommendRequest(user_id="", k=2))
+            generated = dict(err.value.trailing_metadata())["x-request-id"]
+            assert re.fullmatch(r"[0-9a-f]{16}-[0-9a-f]+", generated)
+    finally:
+        server.stop(None).wait()
 
 
 def test_promtool_accepts_the_exposition(running: tuple[ColdbridgeServer, grpc.Channel]) -> None:

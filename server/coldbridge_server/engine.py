@@ -225,8 +225,8 @@ class RecommendationEngine:
     def _answer(self, items: list[tuple[str, float]], user: ResolvedUser,
                 unknown_targets: tuple[str, ...]) -> Scored:
         if self.metrics is not None:
-            self.metrics.count_answer(user.provenance.value, user.strategy or self.router.default,
-                                      user.fallback_reason, user.stage.value)
+            self.metrics.count_answer(user.provenance, user.strategy or self.router.default,
+                                      user.fallback_reason, user.stage)
         unknown = tuple(dict.fromkeys((*unknown_targets, *user.unknown_source_ids)))
         return Scored(items, user.provenance, user.fallback_reason, unknown, user.stage,
                       user.strategy or self.router.default)

@@ -19,7 +19,6 @@ the snapshot and replays the log after it before the writer starts.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import operator
 import queue
@@ -41,6 +40,7 @@ from coldbridge_server.errors import (
     NotReadyError,
 )
 from coldbridge_server.events import Domain, Event, Kind, Reason, Rejection, validate
+from coldbridge_server.fastmetrics import FastHistogram
 from coldbridge_server.metrics import Metrics
 from coldbridge_server.online import ColdStartEmbeddings
 from coldbridge_server.resolver import UserResolver
@@ -294,22 +294,10 @@ class Ingestor:
                 self.metrics.child(self.metrics.users, stage).set(count)
 
 
-def _observe_counts(histogram: Any, counts: Counter[int]) -> None:
-    """``histogram.observe(value)`` ``n`` times for each ``value: n`` of ``counts``.
-
-    Adds each value's count to its bucket at once (prometheus_client's internal buckets and
-    sum, as ``Histogram.observe`` does); falls back to one ``observe`` per event elsewhere.
-    """
-    try:
-        bounds, buckets, total = histogram._upper_bounds, histogram._buckets, histogram._sum
-    except AttributeError:
-        for value, n in counts.items():
-            for _ in range(n):
-                histogram.observe(value)
-        return
+def _observe_counts(histogram: FastHistogram, counts: Counter[int]) -> None:
+    """``histogram.observe(value)`` ``n`` times for each ``value: n`` of ``counts``."""
     for value, n in counts.items():
-        total.inc(value * n)
-        buckets[bisect.bisect_left(bounds, value)].inc(n)
+        histogram.observe(value, n)
 
 
 def build_ingestor(settings: Settings, resolver: UserResolver,

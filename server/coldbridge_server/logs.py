@@ -17,8 +17,11 @@ from typing import Any, TextIO
 
 __all__ = ["JsonFormatter", "configure_logging", "request_id"]
 
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-"""Id of the RPC being served by the current thread ("-" outside RPCs)."""
+request_id: contextvars.ContextVar[object] = contextvars.ContextVar("request_id", default="-")
+"""Id of the RPC being served by the current thread ("-" outside RPCs); ``str()`` it.
+
+The interceptor stores an object that makes the id on first ``str()`` (most RPCs log
+nothing, and then no id is ever made)."""
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -26,7 +29,7 @@ _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id.get()
+        record.request_id = str(request_id.get())
         return True
 
 

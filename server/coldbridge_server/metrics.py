@@ -10,22 +10,21 @@ Every metric hangs off the :class:`prometheus_client.CollectorRegistry` passed t
 - ``grpc_server_handling_seconds{grpc_service, grpc_method, grpc_type}`` (histogram)
 - ``grpc_server_msg_received_total`` / ``grpc_server_msg_sent_total`` (same labels)
 
+Counters and histograms are :mod:`coldbridge_server.fastmetrics` families (sub-microsecond
+to record, same exposition); gauges and the info metric are ``prometheus_client``'s own.
 The README's "Monitoring" section lists every metric; a test keeps it complete.
 """
 
 from __future__ import annotations
 
+import threading
+from enum import Enum
 from typing import Any
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
-    start_http_server,
-)
+from prometheus_client import CollectorRegistry, Gauge, Info, start_http_server
 from prometheus_client import gc_collector, platform_collector, process_collector
+
+from coldbridge_server.fastmetrics import FastCounter, FastHistogram
 
 __all__ = ["Metrics", "serve_metrics"]
 
@@ -47,57 +46,63 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry, *, process_metrics: bool = True) -> None:
         self.registry = registry
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._answers: dict[tuple[int, str, int, str], tuple[Any, Any]] = {}
+        self._keep: list[tuple[Any, Any]] = []
         if process_metrics:
             process_collector.ProcessCollector(registry=registry)
             platform_collector.PlatformCollector(registry=registry)
             gc_collector.GCCollector(registry=registry)
         r = registry
-        self.grpc_started = Counter(
-            "grpc_server_started_total", "RPCs started on the server.", _GRPC_LABELS, registry=r
+        lock = threading.Lock()  # the five grpc_server_* families: one update per call phase
+        self.grpc_started = FastCounter(
+            "grpc_server_started_total", "RPCs started on the server.", _GRPC_LABELS, registry=r,
+            lock=lock,
         )
-        self.grpc_handled = Counter(
+        self.grpc_handled = FastCounter(
             "grpc_server_handled_total",
             "RPCs completed on the server, by status code.",
             (*_GRPC_LABELS, "grpc_code"),
-            registry=r,
+            registry=r, lock=lock,
         )
-        self.grpc_seconds = Histogram(
+        self.grpc_seconds = FastHistogram(
             "grpc_server_handling_seconds",
             "Time from RPC start to completion on the server.",
             _GRPC_LABELS,
             buckets=_LATENCY_BUCKETS,
-            registry=r,
+            registry=r, lock=lock,
         )
-        self.grpc_received = Counter(
-            "grpc_server_msg_received_total", "Stream messages received.", _GRPC_LABELS, registry=r
+        self.grpc_received = FastCounter(
+            "grpc_server_msg_received_total", "Stream messages received.", _GRPC_LABELS,
+            registry=r, lock=lock,
         )
-        self.grpc_sent = Counter(
-            "grpc_server_msg_sent_total", "Stream messages sent.", _GRPC_LABELS, registry=r
+        self.grpc_sent = FastCounter(
+            "grpc_server_msg_sent_total", "Stream messages sent.", _GRPC_LABELS,
+            registry=r, lock=lock,
         )
-        self.recommendations = Counter(
+        self.recommendations = FastCounter(
             "coldbridge_recommendations_total",
             "Recommend/Score answers, by the path that produced them, the strategy and the "
             "user's lifecycle stage.",
             ("provenance", "strategy", "stage"),
             registry=r,
         )
-        self.fallbacks = Counter(
+        self.fallbacks = FastCounter(
             "coldbridge_fallbacks_total", "Answers served by the popularity fallback, by reason.",
             ("reason",), registry=r,
         )
-        self.inference_seconds = Histogram(
+        self.inference_seconds = FastHistogram(
             "coldbridge_inference_seconds", "onnxruntime session run time, by model.",
             ("model",), buckets=_LATENCY_BUCKETS, registry=r,
         )
-        self.topk_batch_size = Histogram(
+        self.topk_batch_size = FastHistogram(
             "coldbridge_topk_batch_size", "Recommend calls merged into one top-k model run.",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r,
         )
-        self.strategy_errors = Counter(
+        self.strategy_errors = FastCounter(
             "coldbridge_strategy_errors_total", "Strategy failures at request time.",
             ("strategy",), registry=r,
         )
-        self.bundle_loads = Counter(
+        self.bundle_loads = FastCounter(
             "coldbridge_bundle_loads_total", "Bundle load attempts, by result (ok, error).",
             ("result",), registry=r,
         )
@@ -111,24 +116,24 @@ class Metrics:
 
     def _init_online(self, r: CollectorRegistry) -> None:
         # --- online learning (coldbridge.v1.Events; recorded by ingest.py / events_servicer.py) ---
-        self.events_received = Counter(
+        self.events_received = FastCounter(
             "coldbridge_events_received_total", "Streamed events received, by domain.",
             ("domain",), registry=r,
         )
-        self.events_applied = Counter(
+        self.events_applied = FastCounter(
             "coldbridge_events_applied_total",
             "Streamed events durably logged and applied, by domain.", ("domain",), registry=r,
         )
-        self.events_rejected = Counter(
+        self.events_rejected = FastCounter(
             "coldbridge_events_rejected_total", "Streamed events rejected, by domain and reason.",
             ("domain", "reason"), registry=r,
         )
-        self.event_apply_seconds = Histogram(
+        self.event_apply_seconds = FastHistogram(
             "coldbridge_event_apply_seconds",
             "Time to validate, log (commit) and apply one group of batches.",
             buckets=_LATENCY_BUCKETS, registry=r,
         )
-        self.ack_lag_seconds = Histogram(
+        self.ack_lag_seconds = FastHistogram(
             "coldbridge_ack_lag_seconds", "Time from receiving a batch to sending its ack.",
             buckets=_LATENCY_BUCKETS, registry=r,
         )
@@ -139,18 +144,18 @@ class Metrics:
             "coldbridge_users", "Users with online state, by lifecycle stage.", ("stage",),
             registry=r,
         )
-        self.online_updates_per_user = Histogram(
+        self.online_updates_per_user = FastHistogram(
             "coldbridge_online_updates_per_user",
             "The user's total number of online updates, observed at each update (high "
             "buckets filling up = users warming up).",
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r,
         )
-        self.prequential_hits = Counter(
+        self.prequential_hits = FastCounter(
             "coldbridge_prequential_hits_total",
             "Target events whose item was in the user's top-K before learning from it.",
             ("strategy", "stage"), registry=r,
         )
-        self.prequential_events = Counter(
+        self.prequential_events = FastCounter(
             "coldbridge_prequential_events_total",
             "Target events evaluated prequentially (hit rate = hits / events).",
             ("strategy", "stage"), registry=r,
@@ -168,7 +173,7 @@ class Metrics:
             self.child(self.prequential_hits, strategy, stage).inc()
 
     def child(self, family: Any, *labels: str) -> Any:
-        """``family.labels(*labels)``, cached: ``labels()`` costs microseconds per call."""
+        """``family.labels(*labels)``, cached (``prometheus_client`` gauges' ``labels()`` is slow)."""
         key = (id(family), labels)
         found = self._children.get(key)
         if found is None:
@@ -180,12 +185,27 @@ class Metrics:
         self.child(self.inference_seconds, model).observe(seconds)
 
     def count_answer(
-        self, provenance: str, strategy: str, fallback_reason: str, stage: str = "new"
+        self, provenance: Enum | str, strategy: str, fallback_reason: str,
+        stage: Enum | str = "new",
     ) -> None:
-        """Count one Recommend/Score answer (and its fallback reason, if any)."""
-        self.child(self.recommendations, provenance, strategy, stage).inc()
-        if fallback_reason:
-            self.child(self.fallbacks, fallback_reason).inc()
+        """Count one Recommend/Score answer (and its fallback reason, if any).
+
+        ``provenance`` and ``stage`` may be the enum members themselves: the children are
+        cached by member identity, which skips the (slow) ``Enum.value`` / ``Enum.__hash__``
+        on the serving path.
+        """
+        key = (id(provenance), strategy, id(stage), fallback_reason)
+        found = self._answers.get(key)
+        if found is None:
+            labels = [getattr(x, "value", x) for x in (provenance, strategy, stage)]
+            found = (self.recommendations.labels(*labels),
+                     self.fallbacks.labels(fallback_reason) if fallback_reason else None)
+            self._keep.append((provenance, stage))  # ids stay valid while we hold them
+            self._answers[key] = found
+        answers, fallbacks = found
+        answers.inc()
+        if fallbacks is not None:
+            fallbacks.inc()
 
 
 def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> tuple[Any, int]:
