@@ -88,7 +88,7 @@ class Settings:
         "NORMAL (an ack survives a process crash, the last batches may be lost on power loss).",
     )
     snapshot_every_events: int = _setting(
-        5000, "Persist the changed user states after this many applied events; a restart loads "
+        50_000, "Persist the changed user states after this many applied events; a restart loads "
         "the snapshot and replays the event-log tail after it.",
     )
     warm_threshold: int = _setting(

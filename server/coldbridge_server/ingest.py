@@ -109,7 +109,7 @@ class Ingestor:
     """
 
     def __init__(self, open_store: Callable[[], EventStore], updater: OnlineUpdater, *,
-                 queue_size: int = 16, snapshot_every: int = 5000,
+                 queue_size: int = 16, snapshot_every: int = 50_000,
                  metrics: Metrics | None = None) -> None:
         self._open_store = open_store
         self._store: EventStore | None = None

@@ -174,7 +174,9 @@ class ColdStartEmbeddings(reco.base.Ranker):
         else:
             rows, y_true, loss = np.array([row]), np.array([float(y)]), self._explicit
         vectors = self._items[rows]
-        y_pred = vectors @ self.user_vector(user) + self._bias[rows]
+        # an elementwise product summed per row, not ``@``: learn_many computes the same
+        # expression for many users at once and must agree bit for bit
+        y_pred = (vectors * self.user_vector(user)).sum(axis=1) + self._bias[rows]
         clip = self.clip_gradient
         if len(rows) == 1:  # River's scalar loss path is much cheaper than its array path
             g = loss.gradient(float(y_true[0]), float(y_pred[0]))
@@ -186,6 +188,99 @@ class ColdStartEmbeddings(reco.base.Ranker):
             gradient = gradient + self.l2 * self.u_deltas[user]
         self.u_deltas[user] = self._optimizer.step(self.u_deltas[user], gradient)
         self.u_updates[user] += 1
+
+    @property
+    def can_learn_many(self) -> bool:
+        """Whether :meth:`learn_many` takes its vectorised path (no negative sampling, a
+        constant learning rate, an ``optim.SGD`` optimizer); else it loops :meth:`learn_one`."""
+        return (self.n_negatives == 0 and type(self._optimizer) is optim.SGD
+                and type(self._optimizer.lr) is optim.schedulers.Constant)
+
+    def learn_many(self, users: typing.Sequence[typing.Hashable], items: typing.Sequence[int],
+                   ys: typing.Sequence[typing.Any],
+                   capture: typing.Collection[int] = ()) -> dict[int, np.ndarray]:
+        """Learn from the events ``(users[j], items[j], ys[j])`` as :meth:`learn_one` would,
+        one after the other, and return the user vector right before event ``j`` for each
+        ``j`` in ``capture`` (float64, ``prior + residual``).
+
+        Users never interact (item embeddings are fixed), so only each user's own order
+        matters: the events are applied in *waves*, the k-th event of every user in one
+        vectorised step. Every number is computed by the same elementwise expressions as
+        :meth:`learn_one` (the loss gradient by the same scalar call), so the weights equal
+        the sequential ones bit for bit, whatever the grouping; a test holds it to that.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> items = np.array([[1., 0.], [0., 1.], [.5, .5]])
+        >>> a = ColdStartEmbeddings(items, n_negatives=0)
+        >>> b = ColdStartEmbeddings(items, n_negatives=0)
+        >>> events = [("ann", 0, True), ("bob", 1, True), ("ann", 2, 4.0), ("ann", 1, False)]
+        >>> for user, item, y in events:
+        ...     a.learn_one(user, item, y)
+        >>> before = b.learn_many(*zip(*events), capture=[3])
+        >>> all((a.u_deltas[u] == b.u_deltas[u]).all() for u in ("ann", "bob"))
+        True
+        >>> before[3].round(4).tolist()
+        [0.2244, 0.1994]
+        """
+        if not self.can_learn_many:
+            captured = {}
+            for j, (user, item, y) in enumerate(zip(users, items, ys, strict=True)):
+                if j in capture:
+                    captured[j] = self.user_vector(user)
+                self.learn_one(user, item, y)
+            return captured
+        waves: list[list[int]] = []
+        seen: collections.Counter[typing.Hashable] = collections.Counter()
+        for j, user in enumerate(users):  # event j goes to wave k = its user's k-th event
+            k = seen[user]
+            seen[user] = k + 1
+            if k == len(waves):
+                waves.append([])
+            waves[k].append(j)
+        captured: dict[int, np.ndarray] = {}
+        for wave in waves:
+            self._learn_wave([users[j] for j in wave], [items[j] for j in wave],
+                             [ys[j] for j in wave], wave, capture, captured)
+        return captured
+
+    def _learn_wave(self, users: list[typing.Hashable], items: list[int], ys: list[typing.Any],
+                    wave: list[int], capture: typing.Collection[int],
+                    captured: dict[int, np.ndarray]) -> None:
+        """One event per user, all users distinct: learn_one's single-row path, vectorised."""
+        dim = self._items.shape[1]
+        deltas, priors = self.u_deltas, self.u_priors
+        delta = np.stack([deltas[u] for u in users])  # the defaultdict creates missing rows
+        prior = np.zeros((len(users), dim))
+        for row, user in enumerate(users):
+            p = priors.get(user)
+            if p is not None:
+                prior[row] = p
+        vectors = self._items[items]
+        current = prior + delta
+        if capture:
+            for row, j in enumerate(wave):
+                if j in capture:
+                    captured[j] = current[row].copy()
+        y_pred = ((vectors * current).sum(axis=1) + self._bias[items]).tolist()
+        clip, implicit, explicit = self.clip_gradient, self._implicit, self._explicit
+        g = np.array([
+            min(max(implicit.gradient(float(y), p) if isinstance(y, (bool, np.bool_))
+                    else explicit.gradient(float(y), p), -clip), clip)
+            for y, p in zip(ys, y_pred, strict=True)
+        ])
+        gradient = g[:, None] * vectors
+        updates = self.u_updates
+        release = self.release_after
+        anchored = [row for row, u in enumerate(users) if release is None or updates[u] < release]
+        if anchored:
+            gradient[anchored] = gradient[anchored] + self.l2 * delta[anchored]
+        delta -= self._optimizer.learning_rate * gradient
+        self._optimizer.n_iterations += len(users)
+        for row, user in enumerate(users):
+            deltas[user] = delta[row].copy()  # a view would keep the whole wave alive
+            updates[user] += 1
 
     def _negatives(self, user: typing.Hashable, item: int) -> np.ndarray:
         n_items = len(self._items)

@@ -12,7 +12,9 @@ single ingest writer (and by start-up recovery), never concurrently.
 * **Target event**: first the prequential check (was the item in the top-``k`` the user was
   being served?) on a deterministic sample of the events, then
   :meth:`ColdStartEmbeddings.learn_one` with the user's prior (trained target embedding,
-  bridged source embedding, folded-in prior, or zeros).
+  bridged source embedding, folded-in prior, or zeros). A run of target events is learned
+  with one :meth:`ColdStartEmbeddings.learn_many`, which gives the same weights bit for bit
+  (each user's events in order, users side by side), so live grouping and replay agree.
 
 The prequential hit rate is a monitoring signal, and scoring every item for every event costs
 more than learning from it; so only events whose ``crc32(event_id)`` falls in the first
@@ -29,6 +31,7 @@ import dataclasses
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 from river import metrics
@@ -113,43 +116,64 @@ class OnlineUpdater:
 
         The result equals :meth:`apply` one event at a time, but a user's new
         :class:`UserState` is built and published once per call, after their last event of
-        ``events`` (the writer acknowledges a group only after this returns). A source event
-        first publishes the pending state of its user. The prequential checks of the sampled
-        events are scored together at the end.
+        a run of consecutive target events of ``events`` (the writer acknowledges a group only
+        after this returns); the run is learned with one ``learn_many``. A source event ends
+        the run. The prequential checks of the sampled events are scored together at the end.
         """
-        work: dict[str, list] = {}
         updates: list[int] = []
-        record = updates.append
-        index, learn_one = self.bundle.target_item_index, self.learner.learn_one
         cut = self._cut if evaluate else 0
-        crc32, begin, sample = zlib.crc32, self._begin, self._sample
-        for event in events:
-            event_id, uid, item_id, domain, kind, value, _ = event
-            if domain is _SOURCE:
-                pending = work.pop(uid, None)
-                if pending is not None:
-                    self._publish(uid, pending, now)
-                record(self._apply_source(event, now).online_updates)
-                continue
-            # a target event: the stage rules and learn_one, inlined; the user's pending
-            # state (see _begin) lives in ``work`` until _publish
+        run: list[Event] = []
+        for event in events:  # runs of target events are learned together, source events alone
+            if event[3] is _SOURCE:
+                if run:
+                    self._apply_targets(run, now, cut, updates)
+                    run = []
+                updates.append(self._apply_source(event, now).online_updates)
+            else:
+                run.append(event)
+        if run:
+            self._apply_targets(run, now, cut, updates)
+        self.flush_prequential()
+        return updates
+
+    def _apply_targets(self, events: list[Event], now: float, cut: int,
+                       updates: list[int]) -> None:
+        """Learn from target events (in order) with one :meth:`learn_many`, publish each
+        user once, append each event's ``online_updates`` to ``updates``."""
+        # the stage rules, inlined; a user's pending state (see _begin) lives in ``work``
+        work: dict[str, list] = {}
+        uids: list[str] = []
+        items: list[int] = []
+        ys: list[Any] = []
+        sampled: list[tuple[str, np.ndarray | None, int, int]] = []
+        index, crc32, begin = self.bundle.target_item_index, zlib.crc32, self._begin
+        record = updates.append
+        for event_id, uid, item_id, _, kind, value, _ in events:
             item = index[item_id]
             pending = work.get(uid)
             if pending is None:
                 pending = work[uid] = begin(uid)
             if cut and crc32(event_id.encode("utf-8")) < cut:
-                sample(uid, pending, item)
-            learn_one(uid, item, True if kind is _IMPLICIT else float(value))
+                # the vector served right before this event: known for a user's first event
+                # here, else captured by learn_many
+                sampled.append((self._stage_before(pending, uid), pending[6], item, len(uids)))
+            uids.append(uid)
+            items.append(item)
+            ys.append(True if kind is _IMPLICIT else float(value))
             pending[2] += 1
             pending[3] += 1
             pending[4].add(item)
             pending[6] = None
             record(pending[3])
+        capture = {j for _, served, _, j in sampled if served is None}
+        before = self.learner.learn_many(uids, items, ys, capture=capture)
+        for stage, served, item, j in sampled:
+            if served is None:
+                served = before[j].astype(np.float32)
+            self._samples.append((stage, served, item))
         publish = self._publish
         for uid, pending in work.items():
             publish(uid, pending, now)
-        self.flush_prequential()
-        return updates
 
     def flush_prequential(self) -> None:
         """Check the pending sampled events and record their hits (in event order).
@@ -212,7 +236,8 @@ class OnlineUpdater:
     def _begin(self, uid: str) -> list:
         """The pending work state of a user's first target event of a group::
 
-            [old state, prior, target_events, online_updates, seen (a set), bundle target,
+            [old state, prior, target_events, online_updates, items seen in this group (a set),
+             bundle target,
              served vector (None: compute from the learner), old state's prior]
 
         Takes the user out of their stage count (:meth:`_publish` adds them back).
@@ -226,20 +251,12 @@ class OnlineUpdater:
         else:
             prior = old.prior if old.prior is not None else self.resolver.bundle_prior(uid)
             served = old.vector if old.vector is not None else prior
-            pending = [old, prior, old.target_events, old.online_updates, set(old.seen),
+            pending = [old, prior, old.target_events, old.online_updates, set(),
                        bundle_target, served, old.prior]
             self.stages[self._stage_before(pending, uid)] -= 1
         if prior is not None:
             self.learner.u_priors[uid] = prior
         return pending
-
-    def _sample(self, uid: str, pending: list, item: int) -> None:
-        """Queue the prequential check of a sampled event, with the vector served before it."""
-        served = pending[6]
-        if served is None:  # learned earlier in this group: the current vector
-            delta, prior = self.learner.u_deltas[uid], pending[1]
-            served = (delta if prior is None else prior + delta).astype(np.float32)
-        self._samples.append((self._stage_before(pending, uid), served, item))
 
     def _stage_before(self, pending: list, uid: str) -> str:
         """Stage value of a user with ``pending`` work state (``_learn``) before its next event."""
@@ -262,7 +279,7 @@ class OnlineUpdater:
                             frozenset(seen))
         else:
             new = UserState(uid, old.source_history, old.prior, delta, vector,
-                            old.source_events, events, updates, now, frozenset(seen))
+                            old.source_events, events, updates, now, old.seen | seen)
         self.states.publish(new)
         warm = bundle_target or events >= self.resolver.warm_threshold
         self.stages[_WARM if warm else _WARMING] += 1
