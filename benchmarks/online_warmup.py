@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, help="bundle (or bundles dir); default: train one")
     parser.add_argument("--train-args", default="", help="extra `coldbridge train` flags")
     parser.add_argument("--json", type=Path, default=None,
-                        help="also write {direction: results} here (coldbridge evaluate --warmup-json plots it)")
+                        help="also add {direction: results} to this JSON file (coldbridge evaluate "
+                             "--warmup-json plots it)")
     args = parser.parse_args(argv)
     dataset = load_cdrib(args.cdrib, args.source, args.target)
     with tempfile.TemporaryDirectory() as tmp:
@@ -152,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         import json
 
-        args.json.write_text(json.dumps({f"{args.source} -> {args.target}": results}, indent=1), encoding="utf-8")
+        merged = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else {}
+        merged[f"{args.source} -> {args.target}"] = results  # one file holds both directions
+        args.json.write_text(json.dumps(merged, indent=1), encoding="utf-8")
     return 0
 
 
