@@ -50,7 +50,7 @@ class SoftMapTrainer(StrategyTrainer):
 
     def __init__(self, hidden: int = 64, dropout: float = 0.5, lr: float = 3e-3, weight_decay: float = 0.0,
                  epochs: int = 30, patience: int = 3, batch: int = 128, eval_every: int = 3,
-                 threads: int = 2) -> None:
+                 threads: int | None = None) -> None:
         self.hidden, self.dropout, self.lr, self.wd = hidden, dropout, lr, weight_decay
         self.epochs, self.patience, self.batch = epochs, patience, batch
         self.eval_every, self.threads = eval_every, threads
@@ -60,7 +60,8 @@ class SoftMapTrainer(StrategyTrainer):
         return pad_histories(histories, max_len)
 
     def fit(self, ctx: TrainContext) -> None:
-        torch.set_num_threads(self.threads)
+        # the run's TrainConfig.threads unless given (2 torch threads fight on a busy 2-core box)
+        torch.set_num_threads(self.threads or ctx.result.config.threads)
         gen = ctx.generator()
         s_rows, t_rows = ctx.overlap_rows()
         ds = ctx.result.dataset
