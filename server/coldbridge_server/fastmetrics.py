@@ -57,22 +57,22 @@ class _Family:
         self.name, self.documentation = name, documentation
         self.labelnames = tuple(labelnames)
         self.lock = self._lock = lock if lock is not None else threading.Lock()
-        self._children: dict[tuple[str, ...], Any] = {}
+        self._children: dict[tuple[str, ...], Any] = {}  # by label values as strings
+        self._aliases: dict[tuple[Any, ...], Any] = {}  # the same children, by values as given
         if not self.labelnames:
             self._unlabelled = self.labels()
         if registry is not None:
             registry.register(self)
 
-    def labels(self, *values: str) -> Any:
+    def labels(self, *values: Any) -> Any:
         """The child for these label values (positional, in ``labelnames`` order)."""
-        child = self._children.get(values)
+        child = self._aliases.get(values)
         if child is None:
             if len(values) != len(self.labelnames):
                 raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {values!r}")
-            key = tuple(str(v) for v in values)
-            with self._lock:  # collect() iterates the dict under the same lock
-                child = self._children.setdefault(key, self._child())
-                self._children.setdefault(values, child)
+            with self._lock:  # collect() iterates _children under the same lock
+                child = self._children.setdefault(tuple(str(v) for v in values), self._child())
+            self._aliases[values] = child
         return child
 
     def _child(self) -> Any:
@@ -86,10 +86,7 @@ class _Family:
 
     def _snapshot(self) -> list[tuple[tuple[str, ...], Any]]:
         with self._lock:
-            seen: dict[int, tuple[str, ...]] = {}
-            for values, child in self._children.items():
-                seen.setdefault(id(child), tuple(str(v) for v in values))
-            return [(values, self._children[values].read()) for values in seen.values()]
+            return [(values, child.read()) for values, child in self._children.items()]
 
 
 class _CounterChild:
@@ -138,13 +135,13 @@ class _HistogramChild:
 
     def observe(self, value: float, count: int = 1) -> None:
         """Record ``value`` (``count`` times: a batch of equal observations in one step)."""
-        index = bisect_left(self._bounds, value)  # first bucket with value <= le
+        index = self.bucket(value)
         with self._lock:
             self.counts[index] += count
             self.total += value * count
 
     def bucket(self, value: float) -> int:
-        """The index in ``counts`` that ``value`` falls in."""
+        """The index in ``counts`` that ``value`` falls in (the first bound with value <= le)."""
         return bisect_left(self._bounds, value)
 
     def read(self) -> tuple[list[int], float]:

@@ -40,7 +40,6 @@ from coldbridge_server.errors import (
     NotReadyError,
 )
 from coldbridge_server.events import Domain, Event, Kind, Reason, Rejection, validate
-from coldbridge_server.fastmetrics import FastHistogram
 from coldbridge_server.metrics import Metrics
 from coldbridge_server.online import ColdStartEmbeddings
 from coldbridge_server.resolver import UserResolver
@@ -280,7 +279,8 @@ class Ingestor:
         for domain, n in ((Domain.SOURCE, source), (Domain.TARGET, len(events) - source)):
             if n:
                 self.metrics.count_events(self.metrics.events_applied, domain.value, n)
-        _observe_counts(self.metrics.online_updates_per_user, Counter(updates))
+        for value, n in Counter(updates).items():  # equal observations in one step each
+            self.metrics.online_updates_per_user.observe(value, n)
 
     def _observe_rejected(self, event: Event, reason: Reason) -> None:
         if self.metrics is not None:
@@ -292,12 +292,6 @@ class Ingestor:
             self.metrics.event_log_events.set(self.store.count)
             for stage, count in self.updater.stages.items():
                 self.metrics.child(self.metrics.users, stage).set(count)
-
-
-def _observe_counts(histogram: FastHistogram, counts: Counter[int]) -> None:
-    """``histogram.observe(value)`` ``n`` times for each ``value: n`` of ``counts``."""
-    for value, n in counts.items():
-        histogram.observe(value, n)
 
 
 def build_ingestor(settings: Settings, resolver: UserResolver,

@@ -97,10 +97,10 @@ class _Series:
             self.started.value += 1
             self.received.value += received
 
-    def count(self, family: str, n: int = 1) -> None:
-        """Add ``n`` to ``received`` or ``sent`` (stream messages)."""
+    def count(self, child: Any) -> None:
+        """Count one stream message on ``child`` (``self.received`` or ``self.sent``)."""
         with self.lock:
-            getattr(self, family).value += n
+            child.value += 1
 
     def end(self, code: str, elapsed: float, sent: int) -> None:
         handled, seconds = self.handled(code), self.seconds
@@ -201,7 +201,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
 
         def counted(requests: Iterator[Any]) -> Iterator[Any]:
             for item in requests:
-                series.count("received")
+                series.count(series.received)
                 yield item
 
         return call, counted(request)
@@ -225,7 +225,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
             call, request = self._begin(request, context, series, streaming_in)
             try:
                 for response in behaviour(request, context):
-                    series.count("sent")
+                    series.count(series.sent)
                     yield response
             except BaseException:
                 call.finish(failed=True)

@@ -259,7 +259,7 @@ class OnlineUpdater:
         return pending
 
     def _stage_before(self, pending: list, uid: str) -> str:
-        """Stage value of a user with ``pending`` work state (``_learn``) before its next event."""
+        """Stage value of a user with ``pending`` work state (see ``_begin``) before its next event."""
         events = pending[2]
         if pending[5] or events >= self.resolver.warm_threshold:
             return _WARM
