@@ -22,7 +22,9 @@ SYNTH = SynthConfig(n_overlap=120, n_source_only=30, n_target_only=20, n_cold=30
 BASE = TrainConfig(dim=8, epochs=3, bridge_epochs=3, bridge_hidden=(16,), progress=False, seed=2,
                    eval_negatives=30)
 FAST = {"ptupcdr": {"epochs": 3, "patience": 2}, "distill": {"teacher_epochs": 3, "epochs": 3},
-        "cmf": {"epochs": 3}, "softmap": {"epochs": 3, "eval_every": 1}}
+        "cmf": {"epochs": 3},
+        # two members and a forced EASE step: the contract checks the whole exported graph
+        "softmap": {"epochs": 3, "eval_every": 1, "members": 2, "betas": (1.0,)}}
 MEMBERS = {"fusion": ("itemmap", "emcdr")}
 
 

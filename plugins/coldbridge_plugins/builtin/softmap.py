@@ -1,4 +1,5 @@
-"""Item-to-item transfer: a denoising source-bag -> target-softmax network (Mult-DAE style)."""
+"""Item-to-item transfer: denoising source-bag -> target-softmax networks (Mult-DAE style),
+averaged over seeds, then a target-domain EASE neighbour step."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ __all__ = ["SoftMap", "register_transfer_strategies"]
 
 
 class SoftMap(OnnxTransferStrategy):
-    """Server half: runs ``strategies/softmap/transfer.onnx`` (output: scores, logits)."""
+    """Server half: runs ``strategies/softmap/transfer.onnx`` (output: scores, log-probabilities)."""
 
     name = "softmap"
-    version = "1.0"
+    version = "2.0"
     output = "scores"
     trainer = "coldbridge_trainer.strategies.softmap:SoftMapTrainer"
 

@@ -1,0 +1,72 @@
+"""Target-domain item-to-item neighbours from EASE (Steck, WWW 2019), for score smoothing.
+
+EASE fits ``B = argmin ||X - X B||^2 + lambda ||B||^2`` subject to ``diag(B) = 0`` on the
+binary user-item matrix ``X`` of *all* target-domain training users; its closed form is
+``P = (X^T X + lambda I)^{-1}``, ``B_ij = -P_ij / P_jj``. ``B[:, j]`` says how much each
+other item predicts item ``j``. Cross-domain maps are learned from the few overlapping
+users only; a step through ``B`` spreads their evidence along the target domain's own
+co-consumption structure, learned from every target user.
+
+Only the ``k`` largest positive weights into each item are kept (``idx``, ``w``), so the
+step is a gather in the exported graph rather than a dense ``N_t x N_t`` matrix:
+
+    smoothed[:, j] = sum_k w[j, k] * p[:, idx[j, k]]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from onnx import NodeProto, helper
+
+__all__ = ["ease_neighbours", "smooth", "smooth_nodes"]
+
+
+def ease_neighbours(users: np.ndarray, items: np.ndarray, n_items: int, lam: float, k: int,
+                    threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` positive EASE weights into each item: ``(idx int64 [n, k], w float32 [n, k])``.
+
+    ``users``/``items`` are the training interactions (duplicates count once). Items
+    with fewer than ``k`` positive predictors get zero weights (pointing at themselves).
+    """
+    if lam <= 0:
+        raise ValueError(f"EASE lambda must be > 0, got {lam}")
+    k = max(1, min(int(k), n_items - 1))
+    pairs = np.unique(np.stack([np.asarray(users, np.int64), np.asarray(items, np.int64)], 1), axis=0)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.zeros(int(pairs[:, 0].max(initial=-1)) + 1, n_items)
+        x[torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1])] = 1.0
+        gram = (x.T @ x).double()
+        del x
+        gram.diagonal().add_(lam)
+        p = torch.cholesky_inverse(torch.linalg.cholesky(gram))
+        del gram
+        b = (-p / p.diagonal()[None, :]).float()  # b[i, j]: weight of item i in predicting j
+        del p
+        b.fill_diagonal_(0.0)
+        w, idx = torch.topk(b.T, k, dim=1)  # per target item j, its k strongest predictors
+    finally:
+        torch.set_num_threads(previous)
+    w, idx = w.numpy(), idx.numpy().astype(np.int64)
+    weak = w <= 0
+    w[weak] = 0.0
+    idx[weak] = np.broadcast_to(np.arange(n_items)[:, None], idx.shape)[weak]
+    return idx, np.ascontiguousarray(w, dtype=np.float32)
+
+
+def smooth(p: np.ndarray, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``p + sum_k w[j, k] p[:, idx[j, k]]`` (numpy twin of :func:`smooth_nodes`)."""
+    p = np.asarray(p, dtype=np.float32)
+    return p + (p[:, idx] * w[None]).sum(2, dtype=np.float32)
+
+
+def smooth_nodes(p: str, out: str) -> list[NodeProto]:
+    """ONNX nodes of :func:`smooth`; initialisers ``nbr_idx``, ``nbr_w`` and ``axis2``."""
+    return [
+        helper.make_node("Gather", [p, "nbr_idx"], [f"{out}_g"], axis=1),
+        helper.make_node("Mul", [f"{out}_g", "nbr_w"], [f"{out}_m"]),
+        helper.make_node("ReduceSum", [f"{out}_m", "axis2"], [f"{out}_s"], keepdims=0),
+        helper.make_node("Add", [p, f"{out}_s"], [out]),
+    ]
