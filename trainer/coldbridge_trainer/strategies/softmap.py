@@ -16,7 +16,8 @@ Two steps on top, both measured on cdrib (benchmarks/README.md, "softmap v2"):
 * A target-domain EASE step spreads ``p`` along the target domain's own item-to-item
   structure, learned from every target user (:mod:`.ease`):
   ``q = p + beta * sum_k w[j, k] p[idx[j, k]]``; ``beta`` is picked on valid among
-  ``betas`` (0 turns the step off; ``betas=(1.0,)`` forces it). The output is ``log q`` (a log-probability scale, like the logits before).
+  ``betas`` (0 turns the step off; ``betas=(1.0,)`` forces it). The output is ``log q``
+  (a log-probability scale, like the logits before).
 
 Exported graph: gather/mask/sum the rows of the members' stacked ``E``, scale, ``Tanh``,
 one batched ``MatMul`` over members, ``Softmax``, ``ReduceMean``, the neighbour gather,
@@ -147,15 +148,17 @@ class SoftMapTrainer(StrategyTrainer):
         net.eval()
         return net, float(best)
 
-    def _logits(self, net: SoftMapNet, users: ColdUsers) -> np.ndarray:
+    def _inputs(self, users: ColdUsers) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded history and its ``1 / sqrt(n)`` weights, as the exported graph builds them."""
         idx, mask = (torch.from_numpy(a) for a in self._pad(list(users.histories)))
-        w = mask / mask.sum(1, keepdim=True).clamp(min=1).sqrt()
+        return idx, mask / mask.sum(1, keepdim=True).clamp(min=1).sqrt()
+
+    def _logits(self, net: SoftMapNet, users: ColdUsers) -> np.ndarray:
         with torch.no_grad():
-            return net(idx, w).numpy().astype(np.float32)
+            return net(*self._inputs(users)).numpy().astype(np.float32)
 
     def _probs(self, users: ColdUsers) -> np.ndarray:
-        idx, mask = (torch.from_numpy(a) for a in self._pad(list(users.histories)))
-        w = mask / mask.sum(1, keepdim=True).clamp(min=1).sqrt()
+        idx, w = self._inputs(users)
         with torch.no_grad():
             probs = torch.stack([torch.softmax(net(idx, w), 1) for net in self.nets]).mean(0)
         return probs.numpy().astype(np.float32)
@@ -183,7 +186,7 @@ class SoftMapTrainer(StrategyTrainer):
             helper.make_node("MatMul", ["mh", "D"], ["logits"]),  # [M, B, n_tgt]
             helper.make_node("Add", ["logits", "b"], ["biased"]),
             helper.make_node("Softmax", ["biased"], ["probs"], axis=2),
-            helper.make_node("ReduceMean", ["probs"], ["p"], axes=[0], keepdims=0),  # opset 17: attribute  # [B, n_tgt]
+            helper.make_node("ReduceMean", ["probs"], ["p"], axes=[0], keepdims=0),  # [B, n_tgt]
         ]
         inits = [init("E", e), init("b1", b1), init("D", d), init("b", b),
                  init("members_shape", np.array([0, len(nets), h], np.int64)),
