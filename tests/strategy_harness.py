@@ -24,7 +24,9 @@ BASE = TrainConfig(dim=8, epochs=3, bridge_epochs=3, bridge_hidden=(16,), progre
 FAST = {"ptupcdr": {"epochs": 3, "patience": 2}, "distill": {"teacher_epochs": 3, "epochs": 3},
         "cmf": {"epochs": 3},
         # two members and a forced EASE step: the contract checks the whole exported graph
-        "softmap": {"epochs": 3, "eval_every": 1, "members": 2, "betas": (1.0,)}}
+        "softmap": {"epochs": 3, "eval_every": 1, "members": 2, "betas": (1.0,)},
+        # both EASE steps forced on, so the contract covers the whole kernelmap graph
+        "kernelmap": {"smoothing": (1.0,), "betas": (3.0,)}}
 MEMBERS = {"fusion": ("itemmap", "emcdr")}
 
 

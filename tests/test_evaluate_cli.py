@@ -33,7 +33,7 @@ def test_bundle_mode_still_scores_a_bundle(data: Path, tmp_path: Path, capsys: p
 def test_report_mode_on_a_dataset_directory(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     argv = ["evaluate", "--data", str(data), "--strategies", "emcdr,fusion,itemmap", "--seeds", "1,2",
-            "--report-dir", str(out), "--bootstrap", "100", *FAST]
+            "--report-dir", str(out), "--bootstrap", "100", "--negatives", "50", "--train-negatives", "3", *FAST]
     assert cli.main(argv) == 0
     (summary,) = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert list(summary["scorers"]) == ["random", "popularity", "cooccurrence", "emcdr", "itemmap", "fusion"]
@@ -42,7 +42,11 @@ def test_report_mode_on_a_dataset_directory(data: Path, tmp_path: Path) -> None:
     assert len(cell["per_seed"]) == 2 and cell["ci95"][0] <= cell["mean"] <= cell["ci95"][1]
     assert summary["profile"]["peak_rss_mib"] > 0
     assert (out / "bars_books_movies.png").read_bytes()[:4] == b"\x89PNG"
-    assert "±" in (out / "report.md").read_text(encoding="utf-8")
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "±" in report
+    # evaluation negatives and the base MF's training negatives are separate flags
+    assert summary["test"]["candidates"] == 51
+    assert '"negatives": 3' in report and '"eval_negatives": 50' in report
 
 
 def test_evaluate_needs_a_bundle_or_strategies(data: Path) -> None:

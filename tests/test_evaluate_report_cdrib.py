@@ -1,7 +1,8 @@
 """Real CDRIB data, reduced budget: ``coldbridge evaluate --strategies`` writes the report.
 
-One direction (game -> video), one seed, few epochs, the fast strategies (``itemmap``,
-``knn`` and their valid-fitted blend ``fusion``) next to random, popularity and the
+One direction (game -> video), one seed, few epochs, the closed-form and fast strategies
+(``itemmap``, ``knn``, ``kernelmap`` with both EASE steps, and their valid-fitted blend
+``fusion``) next to random, popularity and the
 co-occurrence scorer, through the real console-script entry point. The strategy selected on
 valid must beat co-occurrence on test (sampled protocol, HR@10 and MRR). The full run (every
 strategy, both directions, three seeds) is in benchmarks/results/evaluation/report.md.
@@ -34,7 +35,7 @@ def test_evaluate_report_on_real_data(tmp_path: Path, capsys: pytest.CaptureFixt
     assert (CDRIB / "video_game" / "test.txt").is_file(), f"CDRIB data not found at {CDRIB}"
     out = tmp_path / "report"
     argv = ["evaluate", "--cdrib", str(CDRIB), "--source", "game", "--target", "video",
-            "--strategies", "itemmap,knn,fusion", "--seeds", "1", "--report-dir", str(out),
+            "--strategies", "itemmap,knn,kernelmap,fusion", "--seeds", "1", "--report-dir", str(out),
             "--epochs", "5", "--bridge-epochs", "6", "--patience", "3", "--threads", "1",
             "--bootstrap", "300", "--warmup-json", str(_warmup_json(tmp_path / "warmup.json")),
             "--no-progress"]
@@ -52,7 +53,7 @@ def test_evaluate_report_on_real_data(tmp_path: Path, capsys: pytest.CaptureFixt
     assert summary["test"]["candidates"] == 1000
 
     scorers = summary["scorers"]
-    assert set(scorers) == {"random", "popularity", "cooccurrence", "itemmap", "knn", "fusion"}
+    assert set(scorers) == {"random", "popularity", "cooccurrence", "itemmap", "knn", "kernelmap", "fusion"}
     for name, res in scorers.items():
         for proto in ("sampled", "full"):
             for avg in ("line", "user"):
@@ -64,7 +65,7 @@ def test_evaluate_report_on_real_data(tmp_path: Path, capsys: pytest.CaptureFixt
     assert scorers["random"]["sampled"]["line"]["HR@10"]["mean"] == pytest.approx(0.01)
 
     best = summary["best"]  # chosen on valid only
-    assert best in ("itemmap", "knn", "fusion") and f"**{best}**" in report
+    assert best in ("itemmap", "knn", "kernelmap", "fusion") and f"**{best}**" in report
     for metric in ("HR@10", "MRR"):
         got = scorers[best]["sampled"]["line"][metric]["mean"]
         ref = scorers["cooccurrence"]["sampled"]["line"][metric]["mean"]

@@ -19,7 +19,7 @@ from coldbridge_plugins import (
 )
 
 
-BUILTINS = {"popular", "emcdr", "ptupcdr", "cmf", "distill", "knn", "itemmap", "peers", "softmap", "fusion"}
+BUILTINS = {"popular", "emcdr", "ptupcdr", "cmf", "distill", "knn", "itemmap", "kernelmap", "peers", "softmap", "fusion"}
 
 
 def test_builtin_emcdr_is_registered_and_applies_the_bridge() -> None:

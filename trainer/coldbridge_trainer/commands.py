@@ -196,6 +196,9 @@ def evaluate_main(argv: list[str]) -> int:
     report.add_argument("--profile-best", action=argparse.BooleanOptionalAction, default=True,
                         help="re-train the best strategy in a fresh process for time and peak memory")
     report.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    report.add_argument("--train-negatives", type=int, default=TrainConfig.negatives, metavar="INT",
+                        help="TrainConfig.negatives: sampled negatives per positive when training the base MF "
+                             "(--negatives is the evaluation's, per held-out line)")
     report.add_argument("--save-runs", type=Path, default=None,
                         help="also pickle the raw per-line results here (re-render the report later)")
     _add_fields(parser, TrainConfig, _REPORT_SKIP)
@@ -236,7 +239,7 @@ def _report_main(args: argparse.Namespace, argv: list[str]) -> int:
     names = [n for n in ordered_names(registry) if n in names]  # blends (fusion) after their members
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     config = TrainConfig(**_values(args, TrainConfig, _REPORT_SKIP), eval_negatives=args.negatives,
-                         eval_seed=args.seed, progress=False)
+                         negatives=args.train_negatives, eval_seed=args.seed, progress=False)
     if args.data is not None:
         directions = [(None, None)]
     elif args.directions:

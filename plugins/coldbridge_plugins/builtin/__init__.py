@@ -10,6 +10,6 @@ __all__ = ["BUILTIN_MODULES"]
 
 BUILTIN_MODULES = tuple(
     f"coldbridge_plugins.builtin.{name}"
-    for name in ("popular", "emcdr", "knn", "itemmap", "peers", "softmap", "ptupcdr", "cmf", "distill", "fusion")
+    for name in ("popular", "emcdr", "knn", "itemmap", "kernelmap", "peers", "softmap", "ptupcdr", "cmf", "distill", "fusion")
 )
 """Modules registered by :func:`coldbridge_plugins.get_plugin_manager` (in this order)."""

@@ -15,11 +15,17 @@ step is a gather in the exported graph rather than a dense ``N_t x N_t`` matrix:
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+
 import numpy as np
 import torch
 from onnx import NodeProto, helper
 
 __all__ = ["ease_neighbours", "smooth", "smooth_nodes"]
+
+_CACHE: OrderedDict[tuple[str, int, float], tuple[int, np.ndarray, np.ndarray]] = OrderedDict()
+_CACHE_SIZE = 4  # one evaluation run: both domains of one direction, a few settings
 
 
 def ease_neighbours(users: np.ndarray, items: np.ndarray, n_items: int, lam: float, k: int,
@@ -28,11 +34,36 @@ def ease_neighbours(users: np.ndarray, items: np.ndarray, n_items: int, lam: flo
 
     ``users``/``items`` are the training interactions (duplicates count once). Items
     with fewer than ``k`` positive predictors get zero weights (pointing at themselves).
+
+    The result depends on the data and ``(lam, k)`` only, so it is cached (read-only
+    arrays, last few inputs): the seeds and strategies of one run (``softmap``'s target
+    step, ``kernelmap``'s two domains) share one inverse instead of recomputing it. The
+    columns are sorted by weight, so a smaller ``k`` is a slice of a cached larger one.
     """
     if lam <= 0:
         raise ValueError(f"EASE lambda must be > 0, got {lam}")
     k = max(1, min(int(k), n_items - 1))
     pairs = np.unique(np.stack([np.asarray(users, np.int64), np.asarray(items, np.int64)], 1), axis=0)
+    key = (hashlib.sha256(pairs.tobytes()).hexdigest(), int(n_items), float(lam))
+    cached = _CACHE.get(key)
+    if cached is None or cached[0] < k:
+        idx, w = _neighbours(pairs, n_items, lam, k, threads)
+        cached = (k, _frozen(idx), _frozen(w))
+        _CACHE[key] = cached
+    _CACHE.move_to_end(key)
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    top, idx, w = cached
+    return (idx, w) if top == k else (_frozen(idx[:, :k]), _frozen(w[:, :k]))
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.setflags(write=False)
+    return a
+
+
+def _neighbours(pairs: np.ndarray, n_items: int, lam: float, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -75,7 +106,12 @@ def _gram(pairs: np.ndarray, n_items: int) -> torch.Tensor:
 def smooth(p: np.ndarray, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``p + sum_k w[j, k] p[:, idx[j, k]]`` (numpy twin of :func:`smooth_nodes`)."""
     p = np.asarray(p, dtype=np.float32)
-    return p + (p[:, idx] * w[None]).sum(2, dtype=np.float32)
+    out = np.empty_like(p)
+    step = max(1, (1 << 24) // max(idx.size, 1))  # rows per chunk: the gather stays near 64 MiB
+    for start in range(0, len(p), step):
+        part = p[start:start + step]
+        out[start:start + step] = part + (part[:, idx] * w[None]).sum(2, dtype=np.float32)
+    return out
 
 
 def smooth_nodes(p: str, out: str) -> list[NodeProto]:
