@@ -101,3 +101,19 @@ def test_grid_values_are_checked() -> None:
         KernelMapTrainer(lambdas=(0.0,))
     with pytest.raises(ValueError, match="betas"):
         KernelMapTrainer(betas=())
+
+
+def test_served_graph_matches_reference_across_chunks(ctx: TrainContext) -> None:
+    from coldbridge_plugins import ColdUsers, build_strategies
+    from coldbridge_plugins.builtin.kernelmap import KernelMap
+
+    trainer = KernelMapTrainer(smoothing=(1.0,), etas=(0.5,), lambdas=(10.0,), betas=(3.0,), ease_lambda=50.0)
+    trainer.fit(ctx)
+    server = build_strategies({"kernelmap": {"config": trainer.config(), "parts": trainer.parts()}},
+                              {"kernelmap": KernelMap})["kernelmap"]
+    few = ctx.cold_users(list(dict.fromkeys(ctx.result.dataset.test.user_ids)))
+    many = ColdUsers(np.concatenate([few.source_embeddings] * 4), [*few.histories] * 4)
+    assert len(many) > 2 * KernelMap.chunk  # scored in several session runs
+    got = server.transfer(many)
+    np.testing.assert_allclose(got, trainer.reference(many), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got[: len(few)], server.transfer(few), rtol=1e-5, atol=1e-6)

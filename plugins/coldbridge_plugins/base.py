@@ -169,8 +169,20 @@ class OnnxTransferStrategy(TransferStrategy):
 
     part: ClassVar[str] = "transfer"
     max_history: ClassVar[int] = 256
+    #: users per ``session.run``: item-to-item graphs (``itemmap``, ``kernelmap``, the EASE
+    #: steps) have ``[B, history, width]`` intermediates, and onnxruntime's arena keeps the
+    #: largest it has seen for the session's lifetime, so big batches are scored in chunks
+    chunk: ClassVar[int] = 32
 
     def transfer(self, users: ColdUsers) -> np.ndarray:
+        if len(users) > self.chunk:
+            parts = [self._run(ColdUsers(users.source_embeddings[start:start + self.chunk],
+                                         users.histories[start:start + self.chunk]))
+                     for start in range(0, len(users), self.chunk)]
+            return np.concatenate(parts, axis=0)
+        return self._run(users)
+
+    def _run(self, users: ColdUsers) -> np.ndarray:
         session = self.parts.models[self.part]
         names = {i.name for i in session.get_inputs()}
         feeds: dict[str, np.ndarray] = {}
