@@ -6,7 +6,7 @@ ridge regression; the result is then spread along the target domain's item-to-it
 structure. Both domains' EASE models (:mod:`.ease`, fitted on *all* users of a domain)
 carry the structure the ~1,700 overlapping users alone cannot:
 
-* **source smoothing**: a history ``x`` (binary over source items) becomes
+* **source smoothing**: a history ``x`` (item counts over source items) becomes
   ``z = x + g * x B_s`` (``B_s`` the source EASE weights, top-``k`` per item), so a cold
   user whose items no overlapping user took still resembles the users who took related
   items (on cdrib, 12-17% of the cold users' source rows are such items);
@@ -139,11 +139,11 @@ class KernelMapTrainer(StrategyTrainer):
                 part_w = torch.from_numpy(np.array(w[start:start + 512]))
                 contrib = (self.g * part_w[:, :, None] * zt[start:start + 512, None, :]).reshape(-1, zt.shape[1])
                 rows.index_add_(0, part_idx, contrib)
-        g = rows.numpy()
-        used = np.flatnonzero(np.abs(g).sum(1) > 0)
-        self.remap = np.full(len(g), len(used), dtype=np.int64)
+        full = rows.numpy()
+        used = np.flatnonzero(np.abs(full).sum(1) > 0)
+        self.remap = np.full(len(full), len(used), dtype=np.int64)
         self.remap[used] = np.arange(len(used))
-        self.xt = np.ascontiguousarray(np.vstack([g[used], np.zeros((1, g.shape[1]), np.float32)]))
+        self.xt = np.ascontiguousarray(np.vstack([full[used], np.zeros((1, full.shape[1]), np.float32)]))
 
     def _mapped(self, users: ColdUsers) -> np.ndarray:
         return (history_rows(self.xt, self.remap, users) @ self.a).astype(np.float32)
