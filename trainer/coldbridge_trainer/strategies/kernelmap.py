@@ -46,16 +46,12 @@ from coldbridge_trainer.strategies.ease import ease_neighbours, smooth, smooth_n
 __all__ = ["KernelMapTrainer", "expand"]
 
 
-def expand(x: np.ndarray, idx: np.ndarray | None, w: np.ndarray | None, g: float, chunk: int = 64) -> np.ndarray:
+def expand(x: np.ndarray, idx: np.ndarray | None, w: np.ndarray | None, g: float) -> np.ndarray:
     """``x + g * x B`` for rows ``x`` over items, ``B`` given as top-k columns ``(idx, w)``."""
     x = np.asarray(x, dtype=np.float32)
     if g == 0 or idx is None or w is None:
         return x
-    out = np.empty_like(x)
-    for start in range(0, len(x), chunk):
-        part = x[start:start + chunk]
-        out[start:start + chunk] = part + g * (smooth(part, idx, w) - part)
-    return out
+    return x + g * (smooth(x, idx, w) - x)  # smooth() chunks its gather
 
 
 def _normalise(z: np.ndarray) -> np.ndarray:
@@ -95,7 +91,7 @@ class KernelMapTrainer(StrategyTrainer):
         xv = self._bags(list(valid_users.histories), n_src)
         y = ctx.target_matrix(t_rows)
         sizes = np.maximum(y.sum(1, keepdims=True), 1.0)
-        best, choice = -np.inf, None
+        best, choice, kept = -np.inf, None, None
         for g in self.smoothing:
             z = _normalise(expand(x, *src_nbr, g)).astype(np.float64)
             eig, q = np.linalg.eigh(z @ z.T)
@@ -108,13 +104,12 @@ class KernelMapTrainer(StrategyTrainer):
                         scores = s if beta == 0 else smooth(s, tgt_nbr[0], beta * tgt_nbr[1])
                         metric = ctx.valid_score(lambda _u, sc=scores: sc)
                         if metric > best:
-                            best, choice = metric, (g, eta, lam, beta)
-        assert choice is not None
+                            best, choice, kept = metric, (g, eta, lam, beta), (z, eig, q, qty)
+        assert choice is not None and kept is not None
         self.g, self.eta, self.lam, self.beta = choice
         self.best = float(best)
-        z = _normalise(expand(x, *src_nbr, self.g))
-        eig, q = np.linalg.eigh(z.astype(np.float64) @ z.T.astype(np.float64))
-        self.a = ((q / (eig + self.lam)) @ (q.T @ (y / sizes ** self.eta))).astype(np.float32)
+        z, eig, q, qty = kept  # the chosen smoothing's profiles and eigenbasis, not recomputed
+        self.a = ((q / (eig + self.lam)) @ qty).astype(np.float32)
         self._rows(z, *src_nbr)
         self.nbr_idx = self.nbr_w = None
         if self.beta > 0:
