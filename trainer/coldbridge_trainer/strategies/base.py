@@ -100,10 +100,15 @@ class TrainContext:
         torch.manual_seed(self.seed)
         return torch.Generator().manual_seed(self.seed)
 
-    def valid_score(self, scores_fn: Callable[[ColdUsers], np.ndarray], metric: str = "MRR") -> float:
-        """Sampled-protocol ``metric`` on the valid cold users of a ``ColdUsers -> scores`` fn."""
+    def valid_score(self, scores_fn: Callable[[ColdUsers], np.ndarray], metric: str = "MRR",
+                    protocol: str = "sampled") -> float:
+        """``metric`` (line-averaged) on the valid cold users of a ``ColdUsers -> scores`` fn.
+
+        ``protocol`` is ``sampled`` (the benchmark's 999 negatives) or ``full`` (every target
+        item competes, as in a served list).
+        """
         scores = scores_fn(self.cold_users(self.valid.users))
-        return float(score_split(scores, self.valid, protocols=("sampled",))["sampled"]["line"][metric])
+        return float(score_split(scores, self.valid, protocols=(protocol,))[protocol]["line"][metric])
 
     def embedding_scores(self, emb: np.ndarray) -> np.ndarray:
         """Base target scores ``u @ V_t^T + b_t``."""

@@ -3,6 +3,12 @@
 Cold weights are fitted on the valid cold users by coordinate ascent over a small grid
 (starting from the best single member); warm weights (used as the user accumulates target
 history) put all mass on the best embedding member.
+
+The objective is ``balanced`` by default: the geometric mean of valid MRR under the sampled
+protocol and under full ranking. A served list faces every target item, and on cdrib a
+sampled-only fit gave weight to a member (``kernelmap``) whose full-ranking MRR is below
+co-occurrence, which pulled fusion below it too. ``objective="sampled"`` fits on the
+sampled MRR alone.
 """
 
 from __future__ import annotations
@@ -13,7 +19,13 @@ from coldbridge_plugins.builtin.fusion import blend
 
 from coldbridge_trainer.strategies.base import StrategyTrainer, TrainContext
 
-__all__ = ["FusionTrainer"]
+__all__ = ["OBJECTIVES", "FusionTrainer"]
+
+OBJECTIVES = {
+    "sampled": lambda sampled, _full: sampled,
+    "balanced": lambda sampled, full: float(np.sqrt(sampled * full)),
+}
+"""Valid objective of the blend weights, from (sampled MRR, full-ranking MRR)."""
 
 
 class FusionTrainer(StrategyTrainer):
@@ -22,8 +34,10 @@ class FusionTrainer(StrategyTrainer):
     name = "fusion"
 
     def __init__(self, members: tuple[str, ...] | None = None, grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0),
-                 shrinkage: float = 5.0) -> None:
-        self.members_arg, self.grid, self.shrinkage = members, grid, shrinkage
+                 shrinkage: float = 5.0, objective: str = "balanced") -> None:
+        if objective not in OBJECTIVES:
+            raise ValueError(f"fusion objective must be one of {sorted(OBJECTIVES)}, got {objective!r}")
+        self.members_arg, self.grid, self.shrinkage, self.objective = members, grid, shrinkage, objective
 
     def fit(self, ctx: TrainContext) -> None:
         names = self.members_arg or tuple(n for n in ctx.fitted if n not in ("popular", "fusion"))
@@ -32,7 +46,14 @@ class FusionTrainer(StrategyTrainer):
         self.members = {n: ctx.fitted[n].server for n in names}
         cold_users = ctx.cold_users(ctx.valid.users)
         cached = {n: s.scores(cold_users) for n, s in self.members.items()}  # type: ignore[union-attr]
-        score = lambda w: ctx.valid_score(lambda _u: self._blend(list(cached.values()), w, np.zeros(len(cold_users))))  # noqa: E731
+        objective = OBJECTIVES[self.objective]
+
+        def score(w: np.ndarray) -> float:
+            blended = self._blend(list(cached.values()), w, np.zeros(len(cold_users)))
+            sampled = ctx.valid_score(lambda _u: blended)
+            full = ctx.valid_score(lambda _u: blended, protocol="full") if self.objective != "sampled" else 0.0
+            return objective(sampled, full)
+
         singles = [score(np.eye(len(names))[i]) for i in range(len(names))]
         w = np.eye(len(names))[int(np.argmax(singles))]
         best = max(singles)
@@ -59,4 +80,4 @@ class FusionTrainer(StrategyTrainer):
 
     def config(self) -> dict[str, object]:
         return {"members": list(self.members), "cold": self.cold.tolist(), "warm": self.warm.tolist(),
-                "shrinkage": self.shrinkage}
+                "shrinkage": self.shrinkage, "objective": self.objective}
