@@ -5,7 +5,8 @@ One direction (game -> video), one seed, few epochs, the closed-form and fast st
 ``fusion``) next to random, popularity and the
 co-occurrence scorer, through the real console-script entry point. The strategy selected on
 valid must beat co-occurrence on test (sampled protocol, HR@10 and MRR). The full run (every
-strategy, both directions, three seeds) is in benchmarks/results/evaluation/report.md.
+strategy, both directions, three seeds) is in benchmarks/results/evaluation/report.md, the
+configuration of record in benchmarks/results/evaluation_fusion_balanced/report.md.
 """
 
 from __future__ import annotations
