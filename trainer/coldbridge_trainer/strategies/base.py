@@ -105,7 +105,9 @@ class TrainContext:
         """``metric`` (line-averaged) on the valid cold users of a ``ColdUsers -> scores`` fn.
 
         ``protocol`` is ``sampled`` (the benchmark's 999 negatives) or ``full`` (every target
-        item competes, as in a served list).
+        item competes, as in a served list). Either way only the user's valid items are set
+        apart: selection never learns which items are in test.txt, so under ``full`` those
+        compete like any other item.
         """
         scores = scores_fn(self.cold_users(self.valid.users))
         return float(score_split(scores, self.valid, protocols=(protocol,))[protocol]["line"][metric])
