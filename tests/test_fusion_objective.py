@@ -45,9 +45,8 @@ def _members(ev: EvalSplit, n_items: int) -> dict[str, np.ndarray]:
     sharp = np.full((len(ev.users), n_items), 10.0)
     for row, held in enumerate(ev.held_out):
         honest[row, held] += 1.5
-    for line, row in enumerate(ev.line_user):
+    for line, row in enumerate(ev.line_user):  # held-out items are never candidates
         sharp[row, ev.candidates[line, 1:]] = 0.0
-    for line, row in enumerate(ev.line_user):
         sharp[row, ev.positives[line]] = 5.0
     return {"honest": honest, "sharp": sharp}
 

@@ -21,11 +21,8 @@ from coldbridge_trainer.strategies.base import StrategyTrainer, TrainContext
 
 __all__ = ["OBJECTIVES", "FusionTrainer"]
 
-OBJECTIVES = {
-    "sampled": lambda sampled, _full: sampled,
-    "balanced": lambda sampled, full: float(np.sqrt(sampled * full)),
-}
-"""Valid objective of the blend weights, from (sampled MRR, full-ranking MRR)."""
+OBJECTIVES = ("balanced", "sampled")
+"""Valid objective of the blend weights: sqrt(sampled MRR x full-ranking MRR), or sampled MRR."""
 
 
 class FusionTrainer(StrategyTrainer):
@@ -36,7 +33,7 @@ class FusionTrainer(StrategyTrainer):
     def __init__(self, members: tuple[str, ...] | None = None, grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0),
                  shrinkage: float = 5.0, objective: str = "balanced") -> None:
         if objective not in OBJECTIVES:
-            raise ValueError(f"fusion objective must be one of {sorted(OBJECTIVES)}, got {objective!r}")
+            raise ValueError(f"fusion objective must be one of {list(OBJECTIVES)}, got {objective!r}")
         self.members_arg, self.grid, self.shrinkage, self.objective = members, grid, shrinkage, objective
 
     def fit(self, ctx: TrainContext) -> None:
@@ -46,13 +43,13 @@ class FusionTrainer(StrategyTrainer):
         self.members = {n: ctx.fitted[n].server for n in names}
         cold_users = ctx.cold_users(ctx.valid.users)
         cached = {n: s.scores(cold_users) for n, s in self.members.items()}  # type: ignore[union-attr]
-        objective = OBJECTIVES[self.objective]
 
         def score(w: np.ndarray) -> float:
             blended = self._blend(list(cached.values()), w, np.zeros(len(cold_users)))
             sampled = ctx.valid_score(lambda _u: blended)
-            full = ctx.valid_score(lambda _u: blended, protocol="full") if self.objective != "sampled" else 0.0
-            return objective(sampled, full)
+            if self.objective == "sampled":
+                return sampled
+            return float(np.sqrt(sampled * ctx.valid_score(lambda _u: blended, protocol="full")))
 
         singles = [score(np.eye(len(names))[i]) for i in range(len(names))]
         w = np.eye(len(names))[int(np.argmax(singles))]
