@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from coldbridge_plugins.base import OnnxTransferStrategy, TransferStrategy
-from coldbridge_plugins.hookspecs import hookimpl
+from coldbridge_plugins.base import OnnxTransferStrategy, StrategyTrainer
 
-__all__ = ["Cmf", "register_transfer_strategies"]
+__all__ = ["Cmf"]
 
 
 class Cmf(OnnxTransferStrategy):
@@ -14,9 +13,10 @@ class Cmf(OnnxTransferStrategy):
     name = "cmf"
     version = "2.0"
     output = "scores"
-    trainer = "coldbridge_trainer.strategies.cmf:CmfTrainer"
 
+    @classmethod
+    def trainer_class(cls) -> type[StrategyTrainer]:
+        """:class:`~coldbridge_plugins.builtin.cmf.train.CmfTrainer` (imports torch)."""
+        from coldbridge_plugins.builtin.cmf.train import CmfTrainer
 
-@hookimpl
-def register_transfer_strategies() -> list[type[TransferStrategy]]:
-    return [Cmf]
+        return CmfTrainer

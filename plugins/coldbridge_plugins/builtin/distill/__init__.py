@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from coldbridge_plugins.base import OnnxTransferStrategy, TransferStrategy
-from coldbridge_plugins.hookspecs import hookimpl
+from coldbridge_plugins.base import OnnxTransferStrategy, StrategyTrainer
 
-__all__ = ["Distill", "register_transfer_strategies"]
+__all__ = ["Distill"]
 
 
 class Distill(OnnxTransferStrategy):
@@ -14,9 +13,10 @@ class Distill(OnnxTransferStrategy):
     name = "distill"
     version = "2.0"
     output = "embedding"
-    trainer = "coldbridge_trainer.strategies.distill:DistillTrainer"
 
+    @classmethod
+    def trainer_class(cls) -> type[StrategyTrainer]:
+        """:class:`~coldbridge_plugins.builtin.distill.train.DistillTrainer` (imports torch)."""
+        from coldbridge_plugins.builtin.distill.train import DistillTrainer
 
-@hookimpl
-def register_transfer_strategies() -> list[type[TransferStrategy]]:
-    return [Distill]
+        return DistillTrainer

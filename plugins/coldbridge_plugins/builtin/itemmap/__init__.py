@@ -1,11 +1,10 @@
-"""Item-to-item transfer: closed-form (dual) ridge map from source-item bags to target-item scores."""
+"""Item-to-item transfer: closed-form (dual) ridge map, source-item bags -> target scores."""
 
 from __future__ import annotations
 
-from coldbridge_plugins.base import OnnxTransferStrategy, TransferStrategy
-from coldbridge_plugins.hookspecs import hookimpl
+from coldbridge_plugins.base import OnnxTransferStrategy, StrategyTrainer
 
-__all__ = ["ItemMap", "register_transfer_strategies"]
+__all__ = ["ItemMap"]
 
 
 class ItemMap(OnnxTransferStrategy):
@@ -14,9 +13,10 @@ class ItemMap(OnnxTransferStrategy):
     name = "itemmap"
     version = "2.0"
     output = "scores"
-    trainer = "coldbridge_trainer.strategies.itemmap:ItemMapTrainer"
 
+    @classmethod
+    def trainer_class(cls) -> type[StrategyTrainer]:
+        """:class:`~coldbridge_plugins.builtin.itemmap.train.ItemMapTrainer` (imports torch)."""
+        from coldbridge_plugins.builtin.itemmap.train import ItemMapTrainer
 
-@hookimpl
-def register_transfer_strategies() -> list[type[TransferStrategy]]:
-    return [ItemMap]
+        return ItemMapTrainer

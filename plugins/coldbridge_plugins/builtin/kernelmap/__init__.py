@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from coldbridge_plugins.base import OnnxTransferStrategy, TransferStrategy
-from coldbridge_plugins.hookspecs import hookimpl
+from coldbridge_plugins.base import OnnxTransferStrategy, StrategyTrainer
 
-__all__ = ["KernelMap", "register_transfer_strategies"]
+__all__ = ["KernelMap"]
 
 
 class KernelMap(OnnxTransferStrategy):
@@ -14,9 +13,10 @@ class KernelMap(OnnxTransferStrategy):
     name = "kernelmap"
     version = "1.0"
     output = "scores"
-    trainer = "coldbridge_trainer.strategies.kernelmap:KernelMapTrainer"
 
+    @classmethod
+    def trainer_class(cls) -> type[StrategyTrainer]:
+        """:class:`~coldbridge_plugins.builtin.kernelmap.train.KernelMapTrainer` (imports torch)."""
+        from coldbridge_plugins.builtin.kernelmap.train import KernelMapTrainer
 
-@hookimpl
-def register_transfer_strategies() -> list[type[TransferStrategy]]:
-    return [KernelMap]
+        return KernelMapTrainer

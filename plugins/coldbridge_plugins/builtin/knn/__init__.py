@@ -1,11 +1,10 @@
-"""Neighbourhood mapping: similarity-weighted mean target embedding of the nearest overlapping users."""
+"""Neighbourhood mapping: similarity-weighted mean target embedding of the nearest overlap."""
 
 from __future__ import annotations
 
-from coldbridge_plugins.base import OnnxTransferStrategy, TransferStrategy
-from coldbridge_plugins.hookspecs import hookimpl
+from coldbridge_plugins.base import OnnxTransferStrategy, StrategyTrainer
 
-__all__ = ["Knn", "register_transfer_strategies"]
+__all__ = ["Knn"]
 
 
 class Knn(OnnxTransferStrategy):
@@ -14,9 +13,10 @@ class Knn(OnnxTransferStrategy):
     name = "knn"
     version = "2.0"
     output = "embedding"
-    trainer = "coldbridge_trainer.strategies.knn:KnnTrainer"
 
+    @classmethod
+    def trainer_class(cls) -> type[StrategyTrainer]:
+        """:class:`~coldbridge_plugins.builtin.knn.train.KnnTrainer` (imports torch)."""
+        from coldbridge_plugins.builtin.knn.train import KnnTrainer
 
-@hookimpl
-def register_transfer_strategies() -> list[type[TransferStrategy]]:
-    return [Knn]
+        return KnnTrainer

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from coldbridge_plugins.base import OnnxTransferStrategy, TransferStrategy
-from coldbridge_plugins.hookspecs import hookimpl
+from coldbridge_plugins.base import OnnxTransferStrategy, StrategyTrainer
 
-__all__ = ["Peers", "register_transfer_strategies"]
+__all__ = ["Peers"]
 
 
 class Peers(OnnxTransferStrategy):
@@ -14,9 +13,10 @@ class Peers(OnnxTransferStrategy):
     name = "peers"
     version = "1.0"
     output = "scores"
-    trainer = "coldbridge_trainer.strategies.peers:PeersTrainer"
 
+    @classmethod
+    def trainer_class(cls) -> type[StrategyTrainer]:
+        """:class:`~coldbridge_plugins.builtin.peers.train.PeersTrainer` (imports torch)."""
+        from coldbridge_plugins.builtin.peers.train import PeersTrainer
 
-@hookimpl
-def register_transfer_strategies() -> list[type[TransferStrategy]]:
-    return [Peers]
+        return PeersTrainer

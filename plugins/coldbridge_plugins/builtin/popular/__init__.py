@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from coldbridge_plugins.base import OnnxTransferStrategy, TransferStrategy
-from coldbridge_plugins.hookspecs import hookimpl
+from coldbridge_plugins.base import OnnxTransferStrategy, StrategyTrainer
 
-__all__ = ["Popular", "register_transfer_strategies"]
+__all__ = ["Popular"]
 
 
 class Popular(OnnxTransferStrategy):
@@ -14,9 +13,10 @@ class Popular(OnnxTransferStrategy):
     name = "popular"
     version = "2.0"
     output = "embedding"
-    trainer = "coldbridge_trainer.strategies.popular:PopularTrainer"
 
+    @classmethod
+    def trainer_class(cls) -> type[StrategyTrainer]:
+        """:class:`~coldbridge_plugins.builtin.popular.train.PopularTrainer` (imports torch)."""
+        from coldbridge_plugins.builtin.popular.train import PopularTrainer
 
-@hookimpl
-def register_transfer_strategies() -> list[type[TransferStrategy]]:
-    return [Popular]
+        return PopularTrainer

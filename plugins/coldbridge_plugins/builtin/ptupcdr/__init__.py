@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from coldbridge_plugins.base import OnnxTransferStrategy, TransferStrategy
-from coldbridge_plugins.hookspecs import hookimpl
+from coldbridge_plugins.base import OnnxTransferStrategy, StrategyTrainer
 
-__all__ = ["Ptupcdr", "register_transfer_strategies"]
+__all__ = ["Ptupcdr"]
 
 
 class Ptupcdr(OnnxTransferStrategy):
@@ -14,9 +13,10 @@ class Ptupcdr(OnnxTransferStrategy):
     name = "ptupcdr"
     version = "2.0"
     output = "embedding"
-    trainer = "coldbridge_trainer.strategies.ptupcdr:PtupcdrTrainer"
 
+    @classmethod
+    def trainer_class(cls) -> type[StrategyTrainer]:
+        """:class:`~coldbridge_plugins.builtin.ptupcdr.train.PtupcdrTrainer` (imports torch)."""
+        from coldbridge_plugins.builtin.ptupcdr.train import PtupcdrTrainer
 
-@hookimpl
-def register_transfer_strategies() -> list[type[TransferStrategy]]:
-    return [Ptupcdr]
+        return PtupcdrTrainer

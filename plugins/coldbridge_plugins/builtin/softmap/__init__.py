@@ -3,21 +3,21 @@ averaged over seeds, then a target-domain EASE neighbour step."""
 
 from __future__ import annotations
 
-from coldbridge_plugins.base import OnnxTransferStrategy, TransferStrategy
-from coldbridge_plugins.hookspecs import hookimpl
+from coldbridge_plugins.base import OnnxTransferStrategy, StrategyTrainer
 
-__all__ = ["SoftMap", "register_transfer_strategies"]
+__all__ = ["SoftMap"]
 
 
 class SoftMap(OnnxTransferStrategy):
-    """Server half: runs ``strategies/softmap/transfer.onnx`` (output: scores, log-probabilities)."""
+    """Server half: runs ``strategies/softmap/transfer.onnx`` (output: scores, log-probs)."""
 
     name = "softmap"
     version = "2.0"
     output = "scores"
-    trainer = "coldbridge_trainer.strategies.softmap:SoftMapTrainer"
 
+    @classmethod
+    def trainer_class(cls) -> type[StrategyTrainer]:
+        """:class:`~coldbridge_plugins.builtin.softmap.train.SoftMapTrainer` (imports torch)."""
+        from coldbridge_plugins.builtin.softmap.train import SoftMapTrainer
 
-@hookimpl
-def register_transfer_strategies() -> list[type[TransferStrategy]]:
-    return [SoftMap]
+        return SoftMapTrainer
