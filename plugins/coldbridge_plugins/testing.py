@@ -285,8 +285,8 @@ def _recommend(bundle: Path, registry: Mapping[str, type[TransferStrategy]],
     try:
         assert server.wait_until_ready(timeout=30)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            reply = recommender_pb2_grpc.RecommenderStub(channel).Recommend(
-                pb.RecommendRequest(user_id=user, k=10))
+            stub = recommender_pb2_grpc.RecommenderStub(channel)  # type: ignore[no-untyped-call]
+            reply = stub.Recommend(pb.RecommendRequest(user_id=user, k=10))
     finally:
         server.stop(None).wait()
     assert reply.provenance == pb.PROVENANCE_TRANSFERRED, reply
