@@ -166,3 +166,10 @@ def test_server_resolves_transferred_users_through_the_bundle_strategy(tiny_bund
     resolved = server.engine.resolver.resolve("s0")
     np.testing.assert_allclose(resolved.vector, 2.0 * tiny_bundle.target_vector("s0"), rtol=1e-5, atol=1e-5)
     assert server.engine.resolver.resolve("u0").provenance.value == "warm_target"
+
+
+def test_strategy_graphs_use_the_bundle_opset() -> None:
+    from coldbridge_plugins.graph import OPSET
+    from coldbridge_trainer.export import OPSET as BUNDLE_OPSET
+
+    assert OPSET == BUNDLE_OPSET
