@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
-
-from coldbridge_trainer.strategies.base import init
+from coldbridge_plugins.graph import init
 from coldbridge_trainer.strategies.ease import ease_neighbours, smooth, smooth_nodes
+from onnx import TensorProto, helper
 
 
 def _interactions(seed: int = 0, users: int = 300, items: int = 40) -> tuple[np.ndarray, np.ndarray]:

@@ -9,11 +9,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-
+from coldbridge_plugins import pad_histories
 from coldbridge_trainer.commands import bundle_scorer
 from coldbridge_trainer.config import TrainConfig
 from coldbridge_trainer.data import load_dataset
-from coldbridge_trainer.models import pad_histories
 from coldbridge_trainer.synth import SynthConfig, write_dataset
 from coldbridge_trainer.train import TrainResult, export_result, fit
 

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from strategy_harness import BASE, SYNTH
-
 from coldbridge_plugins.base import ColdUsers
+from coldbridge_plugins.builtin.fusion.train import FusionTrainer
+from coldbridge_plugins.testing import base_config, synth_config
 from coldbridge_trainer.data import load_dataset
 from coldbridge_trainer.evaluate import EvalSplit, make_split, score_split
-from coldbridge_trainer.strategies.base import FittedStrategy, TrainContext
-from coldbridge_trainer.strategies.fusion import FusionTrainer
+from coldbridge_trainer.strategies import FittedStrategy, TrainContext
 from coldbridge_trainer.synth import write_dataset
 from coldbridge_trainer.train import fit
 
@@ -58,8 +57,8 @@ def _mrr(scores: np.ndarray, ev: EvalSplit) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory: pytest.TempPathFactory) -> TrainContext:
-    dataset = load_dataset(write_dataset(Path(tmp_path_factory.mktemp("fusion")) / "data", SYNTH))
-    ctx = TrainContext(fit(dataset, BASE), make_split(dataset, dataset.valid, 5, 1))
+    dataset = load_dataset(write_dataset(Path(tmp_path_factory.mktemp("fusion")) / "data", synth_config()))
+    ctx = TrainContext(fit(dataset, base_config()), make_split(dataset, dataset.valid, 5, 1))
     for name, scores in _members(ctx.valid, dataset.target.n_items).items():
         ctx.fitted[name] = FittedStrategy(cls=_ScoresOutput, trainer=None, parts={}, config={},  # type: ignore[arg-type]
                                           server=_Fixed(scores))  # type: ignore[arg-type]

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from strategy_harness import BASE, SYNTH
-
+from coldbridge_plugins.builtin.kernelmap.train import KernelMapTrainer
+from coldbridge_plugins.testing import base_config, synth_config
 from coldbridge_trainer.data import load_dataset
 from coldbridge_trainer.evaluate import make_split
-from coldbridge_trainer.strategies.base import TrainContext
+from coldbridge_trainer.strategies import TrainContext
 from coldbridge_trainer.strategies.ease import ease_neighbours
-from coldbridge_trainer.strategies.kernelmap import KernelMapTrainer
 from coldbridge_trainer.synth import write_dataset
 from coldbridge_trainer.train import fit
 
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory: pytest.TempPathFactory) -> TrainContext:
-    dataset = load_dataset(write_dataset(tmp_path_factory.mktemp("km") / "data", SYNTH))
-    return TrainContext(fit(dataset, BASE), make_split(dataset, dataset.valid, 30, 1))
+    dataset = load_dataset(write_dataset(tmp_path_factory.mktemp("km") / "data", synth_config()))
+    return TrainContext(fit(dataset, base_config()), make_split(dataset, dataset.valid, 30, 1))
 
 
 def _positive_ease(domain, lam: float) -> np.ndarray:  # type: ignore[no-untyped-def]

@@ -11,10 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from coldbridge_plugins import ENTRY_POINT_GROUP, PluginValidationError, get_plugin_manager, load_strategies
-from coldbridge_plugins.checks import yield_checks
-
-from strategy_harness import StrategyHarness
+from coldbridge_plugins import (
+    ENTRY_POINT_GROUP,
+    PluginValidationError,
+    get_plugin_manager,
+    load_strategies,
+)
+from coldbridge_plugins.testing import check_strategy, yield_checks
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "coldbridge-example-strategy"
 
@@ -22,8 +25,9 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "coldbridge-example
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(target), str(EXAMPLE)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--no-index", "--target", str(target), str(EXAMPLE)],
+                   check=True)
     sys.path.insert(0, str(target))
     importlib.invalidate_caches()
     yield target
@@ -41,17 +45,11 @@ def test_example_is_discovered_through_its_entry_point(installed: Path) -> None:
     assert "ridge" not in load_strategies(get_plugin_manager(load_entrypoints=False))
 
 
-@pytest.fixture(scope="module")
-def harness(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> StrategyHarness:
-    return StrategyHarness(Path(tmp_path_factory.mktemp("example")), load_strategies(get_plugin_manager()))
-
-
-def test_example_passes_the_contract_end_to_end(harness: StrategyHarness) -> None:
-    ridge = harness.registry["ridge"]
-    checks = list(yield_checks(ridge))
-    assert "check_server_round_trip" in [c.__name__ for c in checks]
-    for check in checks:
-        check(ridge, harness)
+def test_example_passes_the_contract_end_to_end(installed: Path, tmp_path: Path) -> None:
+    ridge = load_strategies(get_plugin_manager())["ridge"]
+    assert "check_server_round_trip" in [c.__name__ for c in yield_checks(ridge)]
+    assert ridge.trainer_class().__module__ == "coldbridge_example_strategy.train"
+    check_strategy(ridge, tmp_path)  # what the example's README tells a plugin author to run
 
 
 class _Dist:

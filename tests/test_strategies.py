@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 from coldbridge_plugins import get_plugin_manager, load_strategies
-from coldbridge_plugins.checks import yield_checks
-
-from strategy_harness import StrategyHarness
+from coldbridge_plugins.testing import StrategyHarness, yield_checks
 
 REGISTRY = load_strategies(get_plugin_manager())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from coldbridge_plugins import ColdUsers, TransferStrategy
-from coldbridge_plugins import checks
+from coldbridge_plugins import testing as checks
 
 rng = np.random.default_rng(0)
 USERS = ColdUsers(rng.normal(size=(4, 3)).astype(np.float32), [np.arange(i) for i in range(4)])

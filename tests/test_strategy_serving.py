@@ -10,17 +10,15 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from coldbridge.v1 import events_pb2, events_pb2_grpc
+from coldbridge.v1 import events_pb2, events_pb2_grpc, recommender_pb2_grpc
 from coldbridge.v1 import recommender_pb2 as pb
-from coldbridge.v1 import recommender_pb2_grpc
 from coldbridge_plugins import ColdUsers, TransferStrategy, get_plugin_manager, load_strategies
+from coldbridge_plugins.testing import StrategyHarness
 from coldbridge_server import Settings, create_server
 from coldbridge_server.errors import ConfigError
-from prometheus_client import CollectorRegistry
-
 from coldbridge_trainer.strategies import FittedStrategy
 from coldbridge_trainer.train import export_result
-from strategy_harness import StrategyHarness
+from prometheus_client import CollectorRegistry
 
 
 class Exploding(TransferStrategy):

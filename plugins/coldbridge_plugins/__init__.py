@@ -1,9 +1,14 @@
 """Transfer-strategy plugins for coldbridge.
 
-A strategy is a class derived from :class:`TransferStrategy` (server half) naming its
-trainer half, returned by a ``register_transfer_strategies`` hook implementation.
-Third-party packages declare their module under the ``coldbridge.strategies``
-entry-point group; built-ins are registered through the same hook.
+A strategy is a class derived from :class:`TransferStrategy` (server half) whose
+:meth:`~TransferStrategy.trainer_class` imports its trainer half (a :class:`StrategyTrainer`)
+lazily, returned by a ``register_transfer_strategies`` hook implementation. Third-party
+packages declare their module under the ``coldbridge.strategies`` entry-point group;
+built-ins (``builtin/<name>/``) are registered through the same hook.
+
+Importing this package never imports torch, onnx or the trainer: graph helpers for trainer
+halves are in :mod:`coldbridge_plugins.graph`, the contract checks in
+:mod:`coldbridge_plugins.testing`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from coldbridge_plugins.base import (
     ColdUsers,
     OnnxTransferStrategy,
     StrategyParts,
+    StrategyTrainer,
     TransferStrategy,
     pad_histories,
 )
@@ -34,6 +40,7 @@ __all__ = [
     "OnnxTransferStrategy",
     "PluginValidationError",
     "StrategyParts",
+    "StrategyTrainer",
     "TransferStrategy",
     "build_strategies",
     "get_plugin_manager",

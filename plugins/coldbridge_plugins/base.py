@@ -1,27 +1,33 @@
-"""The strategy contract (API version 2): the server half of a transfer strategy.
+"""The strategy contract (API version 2): both halves' base classes.
 
 A strategy has two halves:
 
-* the **trainer half** (``TransferStrategy.trainer``, a ``"module:Class"`` path imported
-  lazily, so the server never imports torch) fits the strategy from the training data and
-  the base models and returns its ONNX graphs / arrays; they are written into the bundle
-  under ``strategies/<name>/``;
-* the **server half** (this class) is built once at start-up with those parts
-  (:class:`StrategyParts`) and maps what the server knows about cold users
+* the **trainer half** (:class:`StrategyTrainer`, returned by
+  :meth:`TransferStrategy.trainer_class`, which imports it lazily so the server never
+  imports torch) fits the strategy from the training data and the base models and returns
+  its ONNX graphs / arrays; they are written into the bundle under ``strategies/<name>/``;
+* the **server half** (:class:`TransferStrategy`) is built once at start-up with those
+  parts (:class:`StrategyParts`) and maps what the server knows about cold users
   (:class:`ColdUsers`) to either initial target embeddings ``[B, d_t]``
   (``output = "embedding"``) or scores over every target item ``[B, N_t]``
   (``output = "scores"``, item-to-item strategies).
+
+This module imports numpy only; the trainer types (``TrainContext``, ``onnx.ModelProto``)
+are named for type checkers alone.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
+    from coldbridge_trainer.strategies.context import TrainContext
 
 __all__ = [
     "API_VERSION",
@@ -30,6 +36,7 @@ __all__ = [
     "ColdUsers",
     "OnnxTransferStrategy",
     "StrategyParts",
+    "StrategyTrainer",
     "TransferStrategy",
     "pad_histories",
 ]
@@ -113,17 +120,27 @@ class StrategyParts:
 class TransferStrategy(ABC):
     """Server half of a transfer strategy.
 
-    Subclasses set the class attributes ``name`` (unique), ``version``, ``api_version``,
-    ``output`` (``"embedding"`` or ``"scores"``) and ``trainer`` (``"module:Class"`` of
-    the trainer half) and implement :meth:`transfer`. Instances are created once per
-    bundle; ``transfer`` must be thread-safe and deterministic. No import-time side effects.
+    Subclasses set the class attributes ``name`` (unique), ``version``, ``api_version`` and
+    ``output`` (``"embedding"`` or ``"scores"``), implement :meth:`transfer` and override
+    :meth:`trainer_class` to import their trainer half lazily. Instances are created once
+    per bundle; ``transfer`` must be thread-safe and deterministic. No import-time side
+    effects.
+
+    Examples
+    --------
+    >>> class Doubled(TransferStrategy):
+    ...     name, version = "doubled", "1.0"
+    ...
+    ...     def transfer(self, users: ColdUsers) -> np.ndarray:
+    ...         return (2 * users.source_embeddings).astype(np.float32)
+    >>> Doubled().transfer(ColdUsers(np.ones((1, 2)), [np.zeros(0, np.int64)]))
+    array([[2., 2.]], dtype=float32)
     """
 
     name: ClassVar[str]
     version: ClassVar[str]
     api_version: ClassVar[int] = API_VERSION
     output: ClassVar[str] = "embedding"
-    trainer: ClassVar[str] = ""
 
     def __init__(self, parts: StrategyParts | None = None) -> None:
         self.parts = parts if parts is not None else StrategyParts()
@@ -138,15 +155,56 @@ class TransferStrategy(ABC):
         return self.parts.scores(out) if self.output == "embedding" else out
 
     @classmethod
-    def trainer_class(cls) -> type:
-        """Import and return the trainer half (needs the trainer extra: torch, onnx)."""
-        if not cls.trainer or ":" not in cls.trainer:
-            raise NotImplementedError(f"strategy {cls.name!r} declares no trainer half")
-        module, _, attr = cls.trainer.partition(":")
-        return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+    def trainer_class(cls) -> type[StrategyTrainer]:
+        """The trainer half (needs the trainer extra: torch, onnx).
+
+        Override it with a function-level import, so that importing the server half never
+        imports the trainer's dependencies::
+
+            @classmethod
+            def trainer_class(cls) -> type[StrategyTrainer]:
+                from my_pkg.train import MyTrainer
+
+                return MyTrainer
+
+        Raises
+        ------
+        NotImplementedError
+            If the strategy has no trainer half (it cannot be fitted by ``coldbridge train``).
+        """
+        raise NotImplementedError(f"strategy {cls.name!r} declares no trainer half")
 
 
-def pad_histories(histories: Sequence[np.ndarray], max_len: int = 256) -> tuple[np.ndarray, np.ndarray]:
+class StrategyTrainer(ABC):
+    """Trainer half of a strategy (constructor parameters are its hyperparameters).
+
+    It is fitted on a ``coldbridge_trainer.strategies.TrainContext`` (the data, the base
+    pipeline and the valid cold users), then returns its bundle :meth:`parts`, its manifest
+    :meth:`config` and a torch/numpy :meth:`reference` that the exported parts must
+    reproduce (export parity). Graph helpers: :mod:`coldbridge_plugins.graph`.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def fit(self, ctx: TrainContext) -> None:
+        """Fit on ``ctx`` (deterministic given ``ctx.seed``)."""
+
+    @abstractmethod
+    def parts(self) -> dict[str, onnx.ModelProto | np.ndarray]:
+        """Bundle parts: ``{part: ONNX model or array}`` (``transfer`` for one-graph ones)."""
+
+    @abstractmethod
+    def reference(self, users: ColdUsers) -> np.ndarray:
+        """Torch/numpy output for ``users``; the exported parts must reproduce it."""
+
+    def config(self) -> dict[str, Any]:
+        """Free-form manifest ``config`` of the strategy (chosen hyperparameters...)."""
+        return {}
+
+
+def pad_histories(histories: Sequence[np.ndarray],
+                  max_len: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Right-pad histories (most recent ``max_len`` kept) -> ``(item_indices, mask)``.
 
     At least one column, so an empty history is one masked-out slot.
@@ -187,7 +245,8 @@ class OnnxTransferStrategy(TransferStrategy):
         names = {i.name for i in session.get_inputs()}
         feeds: dict[str, np.ndarray] = {}
         if "source_embedding" in names:
-            feeds["source_embedding"] = np.ascontiguousarray(users.source_embeddings, dtype=np.float32)
+            feeds["source_embedding"] = np.ascontiguousarray(users.source_embeddings,
+                                                             dtype=np.float32)
         if "item_indices" in names or "mask" in names:
             idx, mask = pad_histories(users.histories, self.max_history)
             feeds.update({k: v for k, v in (("item_indices", idx), ("mask", mask)) if k in names})

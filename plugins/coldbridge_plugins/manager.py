@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import inspect
 
 import pluggy
 
-from coldbridge_plugins import hookspecs
+from coldbridge_plugins import builtin, hookspecs
 from coldbridge_plugins.base import API_VERSION, OUTPUTS, TransferStrategy
-from coldbridge_plugins.builtin import BUILTIN_MODULES
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginValidationError", "get_plugin_manager", "load_strategies"]
 
@@ -30,8 +28,7 @@ def get_plugin_manager(*, load_entrypoints: bool = True) -> pluggy.PluginManager
     """A fresh manager with the hookspecs, the built-ins and (optionally) entry points."""
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
-    for module in BUILTIN_MODULES:
-        pm.register(importlib.import_module(module), name=f"builtin.{module.rsplit('.', 1)[-1]}")
+    pm.register(builtin, name="builtin")
     if load_entrypoints:
         _load_entrypoints(pm)
     pm.check_pending()
@@ -63,7 +60,12 @@ def _validate(cls: object) -> type[TransferStrategy]:
             cls.name, f"declares api_version {cls.api_version}, this server speaks {API_VERSION}"
         )
     if cls.output not in OUTPUTS:
-        raise PluginValidationError(cls.name, f"output must be one of {OUTPUTS}, got {cls.output!r}")
+        raise PluginValidationError(cls.name,
+                                    f"output must be one of {OUTPUTS}, got {cls.output!r}")
+    if isinstance(getattr(cls, "trainer", None), str):
+        raise PluginValidationError(
+            cls.name, "names its trainer half by a 'trainer' string; override trainer_class()"
+        )
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise PluginValidationError(cls.name, f"does not implement {missing}")
@@ -76,7 +78,8 @@ def load_strategies(pm: pluggy.PluginManager | None = None) -> dict[str, type[Tr
     registry: dict[str, type[TransferStrategy]] = {}
     for batch in pm.hook.register_transfer_strategies():
         if not isinstance(batch, list | tuple):
-            raise PluginValidationError(repr(batch), "register_transfer_strategies must return a list")
+            raise PluginValidationError(repr(batch),
+                                        "register_transfer_strategies must return a list")
         for cls in batch:
             strategy = _validate(cls)
             if strategy.name in registry:

@@ -84,17 +84,6 @@ class SourceEncoder(nn.Module):
         return mean @ self.weight + self.bias
 
 
-def pad_histories(histories: list[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad histories (most recent ``max_len`` kept) -> ``(indices, mask)``."""
-    length = max(1, min(max_len, max((len(h) for h in histories), default=1)))
-    idx = np.zeros((len(histories), length), dtype=np.int64)
-    mask = np.zeros((len(histories), length), dtype=np.float32)
-    for row, h in enumerate(histories):
-        h = np.asarray(h[-max_len:], dtype=np.int64)
-        idx[row, : len(h)], mask[row, : len(h)] = h, 1.0
-    return idx, mask
-
-
 def mean_pool(item_emb: np.ndarray, histories: list[np.ndarray], max_len: int) -> np.ndarray:
     """Mean item embedding of each history (zeros for an empty one), float64."""
     out = np.zeros((len(histories), item_emb.shape[1]))

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from coldbridge_plugins import pad_histories
 from tqdm.auto import tqdm
 
 from coldbridge_trainer.config import TrainConfig
@@ -43,7 +44,6 @@ from coldbridge_trainer.models import (
     bpr_loss,
     fit_encoder_ridge,
     mean_pool,
-    pad_histories,
 )
 
 __all__ = ["TrainResult", "export_result", "fit", "fit_bridge", "fit_mf", "seed_everything", "train_and_export"]

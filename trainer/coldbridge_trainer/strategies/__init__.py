@@ -1,4 +1,8 @@
-"""Trainer halves of the built-in strategies and the driver that fits and exports them.
+"""The driver that fits strategies' trainer halves and exports them (torch side of the SDK).
+
+The halves themselves live in :mod:`coldbridge_plugins` (``builtin/<name>/train.py`` for the
+built-ins); this package keeps what reads the trainer's results: :class:`TrainContext`,
+:class:`FittedStrategy` and the shared maths (``ease``, ``torch_helpers``).
 
 :func:`fit_strategies` fits the requested strategies on top of a base
 :class:`~coldbridge_trainer.train.TrainResult`, builds each server half from the exported
@@ -11,10 +15,16 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from coldbridge_plugins import TransferStrategy, build_strategies, get_plugin_manager, load_strategies
+from coldbridge_plugins import (
+    StrategyTrainer,
+    TransferStrategy,
+    build_strategies,
+    get_plugin_manager,
+    load_strategies,
+)
 
 from coldbridge_trainer.evaluate import EvalSplit, Scorer
-from coldbridge_trainer.strategies.base import FittedStrategy, StrategyTrainer, TrainContext
+from coldbridge_trainer.strategies.context import FittedStrategy, TrainContext
 from coldbridge_trainer.train import TrainResult
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coldbridge_plugins import OnnxTransferStrategy, TransferStrategy, hookimpl
+from coldbridge_plugins import OnnxTransferStrategy, StrategyTrainer, TransferStrategy, hookimpl
 
 __all__ = ["Ridge", "register_transfer_strategies"]
 
@@ -13,9 +13,16 @@ class Ridge(OnnxTransferStrategy):
     name = "ridge"
     version = "0.1.0"
     output = "embedding"
-    trainer = "coldbridge_example_strategy.trainer:RidgeTrainer"
+
+    @classmethod
+    def trainer_class(cls) -> type[StrategyTrainer]:
+        """The trainer half, imported only when ``coldbridge train`` fits ``ridge``."""
+        from coldbridge_example_strategy.train import RidgeTrainer
+
+        return RidgeTrainer
 
 
 @hookimpl
 def register_transfer_strategies() -> list[type[TransferStrategy]]:
+    """The strategies of this plugin."""
     return [Ridge]

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from coldbridge_plugins.base import ColdUsers, pad_histories
-from onnx import ModelProto, helper
-
 from coldbridge_trainer.export import bag_encoder_nodes
 from coldbridge_trainer.models import bpr_loss, fit_encoder_ridge
-from coldbridge_trainer.strategies.base import StrategyTrainer, TrainContext, history_inputs, init, make_model
+from coldbridge_trainer.strategies.context import TrainContext
+from onnx import ModelProto, helper
+
+from coldbridge_plugins.base import ColdUsers, StrategyTrainer, pad_histories
+from coldbridge_plugins.graph import history_inputs, init, make_model
 
 __all__ = ["CmfTrainer"]
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from coldbridge_plugins.base import ColdUsers
+from coldbridge_trainer.strategies.context import TrainContext
 from onnx import ModelProto, helper
 
-from coldbridge_trainer.strategies.base import StrategyTrainer, TrainContext, init, make_model, source_input
+from coldbridge_plugins.base import ColdUsers, StrategyTrainer
+from coldbridge_plugins.graph import init, make_model, source_input
 
 __all__ = ["KnnTrainer"]
 

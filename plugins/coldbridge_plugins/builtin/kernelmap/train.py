@@ -29,19 +29,18 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from coldbridge_plugins.base import ColdUsers
+from coldbridge_trainer.strategies.context import TrainContext
+from coldbridge_trainer.strategies.ease import ease_neighbours, smooth, smooth_nodes
 from onnx import ModelProto, helper
 
-from coldbridge_trainer.strategies.base import (
-    StrategyTrainer,
-    TrainContext,
+from coldbridge_plugins.base import ColdUsers, StrategyTrainer
+from coldbridge_plugins.graph import (
     history_inputs,
     history_rows,
     history_rows_nodes,
     init,
     make_model,
 )
-from coldbridge_trainer.strategies.ease import ease_neighbours, smooth, smooth_nodes
 
 __all__ = ["KernelMapTrainer", "expand"]
 

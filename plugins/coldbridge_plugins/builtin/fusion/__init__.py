@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from coldbridge_plugins.base import ColdUsers, TransferStrategy
-from coldbridge_plugins.hookspecs import hookimpl
+from coldbridge_plugins.base import ColdUsers, StrategyTrainer, TransferStrategy
 
-__all__ = ["Fusion", "blend", "register_transfer_strategies", "standardise"]
+__all__ = ["Fusion", "blend", "standardise"]
 
 
 def standardise(scores: np.ndarray) -> np.ndarray:
     """Per-row z-scores (a constant row becomes zeros), float64."""
     s = np.asarray(scores, dtype=np.float64)
     std = s.std(axis=1, keepdims=True)
-    return (s - s.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
+    z: np.ndarray = (s - s.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
+    return z
 
 
 def blend(member_scores: list[np.ndarray], cold: np.ndarray, warm: np.ndarray,
@@ -40,15 +40,16 @@ class Fusion(TransferStrategy):
     name = "fusion"
     version = "2.0"
     output = "scores"
-    trainer = "coldbridge_trainer.strategies.fusion:FusionTrainer"
+
+    @classmethod
+    def trainer_class(cls) -> type[StrategyTrainer]:
+        """:class:`~coldbridge_plugins.builtin.fusion.train.FusionTrainer` (imports torch)."""
+        from coldbridge_plugins.builtin.fusion.train import FusionTrainer
+
+        return FusionTrainer
 
     def transfer(self, users: ColdUsers) -> np.ndarray:
         cfg = self.parts.config
         members = [self.parts.peers[m].scores(users) for m in cfg["members"]]
         return blend(members, np.asarray(cfg["cold"]), np.asarray(cfg["warm"]),
                      users.counts().astype(np.float64), float(cfg.get("shrinkage", 5.0)))
-
-
-@hookimpl
-def register_transfer_strategies() -> list[type[TransferStrategy]]:
-    return [Fusion]

@@ -10,18 +10,13 @@ import dataclasses
 
 import numpy as np
 import torch
-from coldbridge_plugins.base import ColdUsers
+from coldbridge_trainer.models import Bridge
+from coldbridge_trainer.strategies.context import TrainContext
+from coldbridge_trainer.train import fit_bridge
 from onnx import ModelProto
 
-from coldbridge_trainer.models import Bridge
-from coldbridge_trainer.strategies.base import (
-    StrategyTrainer,
-    TrainContext,
-    make_model,
-    mlp_nodes,
-    source_input,
-)
-from coldbridge_trainer.train import fit_bridge
+from coldbridge_plugins.base import ColdUsers, StrategyTrainer
+from coldbridge_plugins.graph import make_model, mlp_nodes, source_input
 
 __all__ = ["EmcdrTrainer"]
 

@@ -13,24 +13,19 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from coldbridge_plugins.base import ColdUsers, pad_histories
+from coldbridge_trainer.models import bpr_loss
+from coldbridge_trainer.strategies.context import TrainContext
+from coldbridge_trainer.strategies.torch_helpers import (
+    early_stopping,
+    overlap_positives,
+    sample_pairs,
+    torch_layers,
+)
 from onnx import ModelProto, helper
 from torch import nn
 
-from coldbridge_trainer.models import bpr_loss
-from coldbridge_trainer.strategies.base import (
-    StrategyTrainer,
-    TrainContext,
-    early_stopping,
-    history_inputs,
-    init,
-    make_model,
-    mlp_nodes,
-    overlap_positives,
-    sample_pairs,
-    source_input,
-    torch_layers,
-)
+from coldbridge_plugins.base import ColdUsers, StrategyTrainer, pad_histories
+from coldbridge_plugins.graph import history_inputs, init, make_model, mlp_nodes, source_input
 
 __all__ = ["PtupcdrNet", "PtupcdrTrainer"]
 

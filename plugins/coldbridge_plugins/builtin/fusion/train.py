@@ -14,10 +14,10 @@ sampled MRR alone.
 from __future__ import annotations
 
 import numpy as np
-from coldbridge_plugins.base import ColdUsers
-from coldbridge_plugins.builtin.fusion import blend
+from coldbridge_trainer.strategies.context import TrainContext
 
-from coldbridge_trainer.strategies.base import StrategyTrainer, TrainContext
+from coldbridge_plugins.base import ColdUsers, StrategyTrainer
+from coldbridge_plugins.builtin.fusion import blend
 
 __all__ = ["OBJECTIVES", "FusionTrainer"]
 

@@ -29,17 +29,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from coldbridge_plugins.base import ColdUsers, pad_histories
+from coldbridge_trainer.strategies.context import TrainContext
+from coldbridge_trainer.strategies.ease import ease_neighbours, smooth, smooth_nodes
 from onnx import ModelProto, helper
 
-from coldbridge_trainer.strategies.base import (
-    StrategyTrainer,
-    TrainContext,
-    history_inputs,
-    init,
-    make_model,
-)
-from coldbridge_trainer.strategies.ease import ease_neighbours, smooth, smooth_nodes
+from coldbridge_plugins.base import ColdUsers, StrategyTrainer, pad_histories
+from coldbridge_plugins.graph import history_inputs, init, make_model
 
 __all__ = ["SoftMapTrainer"]
 

@@ -21,12 +21,11 @@ for the history, sum, ``@ A + bias``.
 from __future__ import annotations
 
 import numpy as np
-from coldbridge_plugins.base import ColdUsers
+from coldbridge_trainer.strategies.context import TrainContext
 from onnx import ModelProto, helper
 
-from coldbridge_trainer.strategies.base import (
-    StrategyTrainer,
-    TrainContext,
+from coldbridge_plugins.base import ColdUsers, StrategyTrainer
+from coldbridge_plugins.graph import (
     history_inputs,
     history_rows,
     history_rows_nodes,

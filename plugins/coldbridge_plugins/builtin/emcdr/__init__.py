@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from coldbridge_plugins.base import ColdUsers, OnnxTransferStrategy, TransferStrategy
-from coldbridge_plugins.hookspecs import hookimpl
+from coldbridge_plugins.base import ColdUsers, OnnxTransferStrategy, StrategyTrainer
 
-__all__ = ["Emcdr", "register_transfer_strategies"]
+__all__ = ["Emcdr"]
 
 
 class Emcdr(OnnxTransferStrategy):
@@ -16,16 +15,17 @@ class Emcdr(OnnxTransferStrategy):
     name = "emcdr"
     version = "2.0"
     output = "embedding"
-    trainer = "coldbridge_trainer.strategies.emcdr:EmcdrTrainer"
+
+    @classmethod
+    def trainer_class(cls) -> type[StrategyTrainer]:
+        """:class:`~coldbridge_plugins.builtin.emcdr.train.EmcdrTrainer` (imports torch)."""
+        from coldbridge_plugins.builtin.emcdr.train import EmcdrTrainer
+
+        return EmcdrTrainer
 
     def transfer(self, users: ColdUsers) -> np.ndarray:
-        """Its own ``transfer`` part if trained into the bundle, else the bundle's top-level bridge."""
+        """Its own ``transfer`` part if trained into the bundle, else the top-level bridge."""
         if self.part in self.parts.models or self.parts.bridge is None:
             return super().transfer(users)
         x = np.ascontiguousarray(users.source_embeddings, dtype=np.float32)
         return np.asarray(self.parts.bridge(x), dtype=np.float32)
-
-
-@hookimpl
-def register_transfer_strategies() -> list[type[TransferStrategy]]:
-    return [Emcdr]

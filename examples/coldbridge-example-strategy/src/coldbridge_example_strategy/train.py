@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from coldbridge_plugins import ColdUsers
-from coldbridge_trainer.strategies.base import StrategyTrainer, TrainContext, make_model, mlp_nodes, source_input
+from coldbridge_plugins import ColdUsers, StrategyTrainer
+from coldbridge_plugins.graph import make_model, mlp_nodes, source_input
+from coldbridge_trainer.strategies import TrainContext
+from onnx import ModelProto
 
 __all__ = ["RidgeTrainer"]
 
@@ -24,12 +28,14 @@ class RidgeTrainer(StrategyTrainer):
         wb = np.linalg.solve(x.T @ x + self.alpha * np.eye(x.shape[1]), x.T @ y)
         self.w, self.b = wb[:-1].astype(np.float32), wb[-1].astype(np.float32)
 
-    def parts(self) -> dict:
+    def parts(self) -> dict[str, ModelProto | np.ndarray]:
         nodes, inits = mlp_nodes("source_embedding", [(self.w, self.b)], "", "output")
-        return {"transfer": make_model(nodes, "ridge", [source_input(self.w.shape[0])], self.w.shape[1], inits)}
+        inputs = [source_input(self.w.shape[0])]
+        return {"transfer": make_model(nodes, "ridge", inputs, self.w.shape[1], inits)}
 
     def reference(self, users: ColdUsers) -> np.ndarray:
-        return (np.asarray(users.source_embeddings, np.float32) @ self.w + self.b).astype(np.float32)
+        x = np.asarray(users.source_embeddings, np.float32)
+        return (x @ self.w + self.b).astype(np.float32)
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}

@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from coldbridge_plugins.base import ColdUsers
+from coldbridge_trainer.models import Bridge, bpr_loss
+from coldbridge_trainer.strategies.context import TrainContext
+from coldbridge_trainer.strategies.torch_helpers import (
+    early_stopping,
+    overlap_positives,
+    sample_pairs,
+)
 from onnx import ModelProto
 from torch import nn
 
-from coldbridge_trainer.models import Bridge, bpr_loss
-from coldbridge_trainer.strategies.base import (
-    StrategyTrainer,
-    TrainContext,
-    early_stopping,
-    make_model,
-    mlp_nodes,
-    overlap_positives,
-    sample_pairs,
-    source_input,
-)
+from coldbridge_plugins.base import ColdUsers, StrategyTrainer
+from coldbridge_plugins.graph import make_model, mlp_nodes, source_input
 
 __all__ = ["DistillTrainer"]
 

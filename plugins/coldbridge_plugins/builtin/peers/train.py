@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from coldbridge_plugins.base import ColdUsers
+from coldbridge_trainer.strategies.context import TrainContext
 from onnx import ModelProto, helper
 
-from coldbridge_trainer.strategies.base import (
-    StrategyTrainer,
-    TrainContext,
+from coldbridge_plugins.base import ColdUsers, StrategyTrainer
+from coldbridge_plugins.builtin.itemmap.train import tie_breaker
+from coldbridge_plugins.graph import (
     history_inputs,
     history_rows,
     history_rows_nodes,
     init,
     make_model,
 )
-from coldbridge_trainer.strategies.itemmap import tie_breaker
 
 __all__ = ["PeersTrainer"]
 
