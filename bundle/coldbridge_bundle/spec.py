@@ -19,8 +19,8 @@ from coldbridge_bundle.errors import BundleFormatError
 
 __all__ = [
     "ARRAY_FILES",
-    "ARRAY_LAYOUT",
     "ARRAY_KEYS",
+    "ARRAY_LAYOUT",
     "FEEDBACK_KINDS",
     "FORMAT",
     "FORMAT_VERSION",
