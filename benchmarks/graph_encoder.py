@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-for sub in ("plugins", "trainer"):
+for sub in ("bundle", "plugins", "trainer"):
     sys.path.insert(0, str(ROOT / sub))
 
 from coldbridge_trainer.config import TrainConfig  # noqa: E402

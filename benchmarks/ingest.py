@@ -34,7 +34,7 @@ import grpc
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-for sub in ("server", "plugins", "protos"):
+for sub in ("bundle", "server", "plugins", "protos"):
     sys.path.insert(0, str(ROOT / sub))
 
 from coldbridge.v1 import events_pb2 as epb  # noqa: E402
@@ -84,7 +84,7 @@ def raw_river_many(bundle_path: Path, events: list[tuple[str, int]], batch: int)
 
 def start_server(bundle: Path, state: Path) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLDBRIDGE_")}
-    env.update(PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("server", "plugins", "protos")),
+    env.update(PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("bundle", "server", "plugins", "protos")),
                COLDBRIDGE_BUNDLE_PATH=str(bundle), COLDBRIDGE_STATE_DIR=str(state),
                COLDBRIDGE_HOST="127.0.0.1", COLDBRIDGE_PORT="0", COLDBRIDGE_METRICS_PORT="-1",
                COLDBRIDGE_ACCESS_LOG="false", COLDBRIDGE_LOG_LEVEL="WARNING")

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-for sub in ("server", "trainer", "protos", "plugins"):
+for sub in ("bundle", "server", "trainer", "protos", "plugins"):
     sys.path.insert(0, str(ROOT / sub))
 
 import grpc  # noqa: E402

@@ -26,7 +26,7 @@ import grpc
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-for sub in ("server", "plugins", "protos", "trainer"):
+for sub in ("bundle", "server", "plugins", "protos", "trainer"):
     sys.path.insert(0, str(ROOT / sub))
 
 from coldbridge.v1 import events_pb2 as epb  # noqa: E402

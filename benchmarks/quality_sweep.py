@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for sub in ("plugins", "trainer"):
+for sub in ("bundle", "plugins", "trainer"):
     sys.path.insert(0, str(ROOT / sub))
 
 import torch

@@ -31,7 +31,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
-for sub in ("server", "trainer", "protos", "plugins"):
+for sub in ("bundle", "server", "trainer", "protos", "plugins"):
     sys.path.insert(0, str(ROOT / sub))
 
 from coldbridge.v1 import recommender_pb2, recommender_pb2_grpc  # noqa: E402
@@ -47,19 +47,12 @@ def free_port() -> int:
 
 def make_bundle(out: Path, n_items: int, n_users: int, dim: int, seed: int = 0) -> Path:
     """A bundle with random weights: serving cost does not depend on their values."""
-    from coldbridge_trainer.export import write_bundle
+    from coldbridge_bundle import BundleContent, Sides, write
+    from coldbridge_trainer.export import BaseWeights
 
     rng = np.random.default_rng(seed)
     n_src = 5000
-    return write_bundle(
-        out,
-        source_domain="source",
-        target_domain="target",
-        feedback="implicit",
-        source_item_ids=[f"s{i}" for i in range(n_src)],
-        target_item_ids=[f"t{i}" for i in range(n_items)],
-        source_user_ids=[f"u{i}" for i in range(n_users)],
-        target_user_ids=[f"u{i}" for i in range(n_users // 2)],
+    weights = BaseWeights(
         source_item_emb=rng.normal(size=(n_src, dim)),
         encoder_weight=rng.normal(size=(dim, dim)) / np.sqrt(dim),
         encoder_bias=np.zeros(dim),
@@ -73,6 +66,14 @@ def make_bundle(out: Path, n_items: int, n_users: int, dim: int, seed: int = 0) 
         target_user_emb=rng.normal(size=(n_users // 2, dim)),
         target_item_popularity=rng.integers(0, 100, size=n_items).astype(np.float32),
     )
+    return write(out, BundleContent(
+        domains=Sides("source", "target"),
+        feedback="implicit",
+        items=Sides([f"s{i}" for i in range(n_src)], [f"t{i}" for i in range(n_items)]),
+        users=Sides([f"u{i}" for i in range(n_users)], [f"u{i}" for i in range(n_users // 2)]),
+        models=weights.models(),
+        arrays=weights.arrays(),
+    ))
 
 
 def wait_serving(port: int, timeout: float = 120.0) -> None:
@@ -173,7 +174,7 @@ def bench_one(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str
         env = {**env, "COLDBRIDGE_STATE_DIR": str(workdir / f"state-{name}-{n_items}")}
         port = free_port()
         env = {**env, "COLDBRIDGE_PORT": str(port), "COLDBRIDGE_HOST": "127.0.0.1", "COLDBRIDGE_METRICS_PORT": "-1",
-               "PYTHONPATH": os.pathsep.join(str(ROOT / s) for s in ("server", "plugins", "protos", "trainer"))}
+               "PYTHONPATH": os.pathsep.join(str(ROOT / s) for s in ("bundle", "server", "plugins", "protos", "trainer"))}
         if name == "bare":
             cmd = cmd + [str(port), str(args.k)]
         proc = start(cmd, env)

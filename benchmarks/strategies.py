@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for sub in ("server", "plugins", "trainer", "protos"):
+for sub in ("bundle", "server", "plugins", "trainer", "protos"):
     sys.path.insert(0, str(ROOT / sub))
 
 from coldbridge_trainer.config import TrainConfig  # noqa: E402

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-for sub in ("plugins", "trainer"):
+for sub in ("bundle", "plugins", "trainer"):
     sys.path.insert(0, str(ROOT / sub))
 
 from coldbridge_trainer.config import TrainConfig  # noqa: E402

@@ -94,17 +94,34 @@ def make_tiny_arrays(seed: int = 0, d: int = 8) -> dict[str, Any]:
     )
 
 
+def tiny_content(arrays: dict[str, Any], **fields: Any) -> Any:
+    """The :class:`coldbridge_bundle.BundleContent` of :func:`make_tiny_arrays`' output.
+
+    ``fields`` override the content's optional fields (``strategy``, ``metrics``...).
+    """
+    from coldbridge_bundle import BundleContent, Sides
+    from coldbridge_trainer.export import BaseWeights
+
+    a = arrays
+    weights = BaseWeights(**{k: a[k] for k in (
+        "source_item_emb", "encoder_weight", "encoder_bias", "source_user_emb", "bridge_layers",
+        "target_item_emb", "target_item_bias", "target_user_emb", "target_item_popularity")})
+    return BundleContent(
+        domains=Sides(a["source_domain"], a["target_domain"]), feedback=a["feedback"],
+        items=Sides(a["source_item_ids"], a["target_item_ids"]),
+        users=Sides(a["source_user_ids"], a["target_user_ids"]),
+        models=weights.models(), arrays=weights.arrays(),
+        encoder_max_history=a["encoder_max_history"], **fields,
+    )
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> TinyBundle:
-    """A small random bundle written by the real ``write_bundle`` (treat as read-only)."""
-    from coldbridge_trainer.export import write_bundle
+    """A small random bundle written by the real ``coldbridge_bundle.write`` (read-only)."""
+    from coldbridge_bundle import write
 
     arrays = make_tiny_arrays()
-    path = write_bundle(
-        tmp_path_factory.mktemp("bundles"),
-        **arrays,
-        metrics={"hr@10": 0.25, "cold": {"ndcg@10": 0.125}},
-        config={"epochs": 1},
-        version="20260101T000000Z-tiny0001",
-    )
+    content = tiny_content(arrays, metrics={"hr@10": 0.25, "cold": {"ndcg@10": 0.125}},
+                           config={"epochs": 1})
+    path = write(tmp_path_factory.mktemp("bundles"), content, version="20260101T000000Z-tiny0001")
     return TinyBundle(path=path, arrays=arrays)

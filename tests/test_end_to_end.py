@@ -29,7 +29,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {
     **os.environ,
-    "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("server", "protos", "trainer", "plugins")),
+    "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("bundle", "server", "protos", "trainer", "plugins")),
     "PYTHONUNBUFFERED": "1",
     "COLDBRIDGE_METRICS_PORT": "0",
 }

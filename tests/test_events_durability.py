@@ -92,7 +92,7 @@ def start_process(tiny_bundle: TinyBundle) -> Iterator:
     def start(state_dir: Path) -> tuple[subprocess.Popen[str], grpc.Channel]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COLDBRIDGE_")}
         env.update(
-            PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("server", "plugins", "protos")),
+            PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("bundle", "server", "plugins", "protos")),
             COLDBRIDGE_BUNDLE_PATH=str(tiny_bundle.path), COLDBRIDGE_STATE_DIR=str(state_dir),
             COLDBRIDGE_HOST="127.0.0.1", COLDBRIDGE_PORT="0", COLDBRIDGE_METRICS_PORT="-1",
             COLDBRIDGE_ACCESS_LOG="false", COLDBRIDGE_WARM_THRESHOLD="5",

@@ -43,7 +43,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="us
 
 
 def _start(tmp_path: Path, entry: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-    pythonpath = os.pathsep.join(str(ROOT / d) for d in ("server", "protos", "trainer", "plugins"))
+    pythonpath = os.pathsep.join(str(ROOT / d) for d in ("bundle", "server", "protos", "trainer", "plugins"))
     return subprocess.Popen(
         [sys.executable, "-c", WRAPPER, str(tmp_path / "report.json"), entry, *argv],
         env={**os.environ, **env, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1",

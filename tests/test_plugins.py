@@ -143,12 +143,12 @@ def test_broken_plugins_fail_with_their_name(cls: type, message: str) -> None:
 
 
 def test_server_refuses_a_bundle_whose_strategy_is_not_registered(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from coldbridge_bundle import write
     from coldbridge_server import Settings, create_server
     from coldbridge_server.errors import ConfigError
-    from coldbridge_trainer.export import write_bundle
-    from conftest import make_tiny_arrays
+    from conftest import make_tiny_arrays, tiny_content
 
-    path = write_bundle(tmp_path, **make_tiny_arrays(), strategy="no-such-strategy")
+    path = write(tmp_path, tiny_content(make_tiny_arrays(), strategy="no-such-strategy"))
     with pytest.raises(ConfigError, match="no-such-strategy"):
         create_server(Settings(bundle_path=str(path), host="127.0.0.1", port=0))
 

@@ -15,16 +15,9 @@ __all__ = ["build_strategies", "open_model"]
 
 def open_model(model: Any, threads: int = 1) -> Any:
     """An onnxruntime session for a path, serialized bytes or an ``onnx.ModelProto``."""
-    import onnxruntime as ort
+    from coldbridge_bundle import open_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    if hasattr(model, "SerializeToString"):
-        model = model.SerializeToString()
-    elif isinstance(model, Path):
-        model = str(model)
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return open_session(model, threads=threads)
 
 
 def build_strategies(

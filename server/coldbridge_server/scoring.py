@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import onnxruntime as ort
+from coldbridge_bundle import Session, open_session
 
 from coldbridge_server.bundle import Bundle
 from coldbridge_server.errors import ModelLoadError
@@ -59,12 +59,9 @@ class OnnxScorer:
         self.source_dim = bundle.source_dim
         self.target_dim = bundle.target_dim
         self.max_history = bundle.encoder_max_history
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
         self._sessions = {
-            key: _open_session(str(bundle.model_paths[key]), key, options) for key in _SIGNATURES
+            key: _open_session(str(bundle.model_paths[key]), key, intra_op_threads)
+            for key in _SIGNATURES
         }
 
     def encode_source(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
@@ -147,9 +144,9 @@ class OnnxScorer:
         return outputs
 
 
-def _open_session(path: str, key: str, options: ort.SessionOptions) -> ort.InferenceSession:
+def _open_session(path: str, key: str, threads: int) -> Session:
     try:
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        session = open_session(path, threads=threads)
     except Exception as exc:  # onnxruntime raises its own, undocumented, types
         raise ModelLoadError(f"{path}: cannot load {key} model: {exc}") from exc
     inputs = tuple(sorted(i.name for i in session.get_inputs()))

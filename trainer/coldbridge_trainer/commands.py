@@ -136,19 +136,18 @@ def bundle_scorer(bundle: Path, dataset: CrossDomainDataset, max_history: int | 
     A user listed in the manifest's source users uses its stored embedding; any other
     user is encoded from its source training history with ``source_encoder.onnx``.
     """
-    import onnxruntime as ort
+    from coldbridge_bundle import open_session, read
 
-    bundle = Path(bundle)
-    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
-    sess = {k: ort.InferenceSession(str(bundle / v), providers=["CPUExecutionProvider"])
-            for k, v in manifest["models"].items()}
-    src_emb = np.load(bundle / manifest["arrays"]["source_user_embeddings"])
-    src_rows = {u: i for i, u in enumerate(manifest["users"]["source"])}
-    item_pos = {t: i for i, t in enumerate(manifest["items"]["source"])}
-    tgt_items = manifest["items"]["target"]
+    loaded = read(bundle)
+    spec = loaded.spec
+    sess = {k: open_session(p, threads=0) for k, p in loaded.model_paths().items()}
+    src_emb = loaded.arrays["source_user_embeddings"]
+    src_rows = {u: i for i, u in enumerate(spec.users.source)}
+    item_pos = {t: i for i, t in enumerate(spec.items.source)}
+    tgt_items = spec.items.target
     remap = np.array([dataset.target.item_index[t] for t in tgt_items], dtype=np.int64)
     hist = dataset.source.user_histories()
-    max_len = max_history or int(manifest["encoder_max_history"])
+    max_len = max_history or spec.encoder_max_history
 
     def encode(user: str) -> np.ndarray:
         if user in src_rows:

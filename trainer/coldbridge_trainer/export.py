@@ -1,9 +1,10 @@
-"""Write a coldbridge bundle: ONNX models, numpy arrays and a manifest.
+"""The ONNX graphs of a coldbridge bundle, built from numpy weights.
 
 The bundle is the only contract between the trainer and the server (see
-``docs/ARCHITECTURE.md``). The graphs are built directly with :mod:`onnx.helper`
-from numpy weights, so this module needs neither torch nor the server: the
-input/output names and the maths below are the contract, and
+``docs/ARCHITECTURE.md``); the :mod:`coldbridge_bundle` package owns its layout and
+writes it. This module builds the four base graphs directly with :mod:`onnx.helper`
+from numpy weights (:class:`BaseWeights`), so it needs neither torch nor the server:
+the input/output names and the maths below are the contract, and
 ``tests/test_export_parity.py`` checks that onnxruntime reproduces the torch
 modules within 1e-4.
 
@@ -25,55 +26,24 @@ target_candidates
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-import tempfile
-import uuid
-from datetime import UTC, datetime
-from pathlib import Path
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 __all__ = [
-    "BUNDLE_FORMAT",
-    "BUNDLE_FORMAT_VERSION",
     "OPSET",
-    "STRATEGY_DIR",
+    "BaseWeights",
+    "bag_encoder_nodes",
     "bridge_graph",
-    "sha256_file",
     "source_encoder_graph",
     "target_candidates_graph",
     "target_topk_graph",
-    "write_bundle",
 ]
 
-BUNDLE_FORMAT = "coldbridge-bundle"
-BUNDLE_FORMAT_VERSION = 1
 OPSET = 17
-
-MODEL_FILES = {
-    "source_encoder": "source_encoder.onnx",
-    "bridge": "bridge.onnx",
-    "target_topk": "target_topk.onnx",
-    "target_candidates": "target_candidates.onnx",
-}
-ARRAY_FILES = {
-    "source_user_embeddings": "source_user_embeddings.npy",
-    "target_user_embeddings": "target_user_embeddings.npy",
-    "target_item_popularity": "target_item_popularity.npy",
-    "source_item_embeddings": "source_item_embeddings.npy",
-    "target_item_embeddings": "target_item_embeddings.npy",
-    "target_item_bias": "target_item_bias.npy",
-}
-
-STRATEGY_DIR = "strategies"
-"""Bundle sub-directory holding ``<name>/<part>.onnx|.npy`` of each trained strategy."""
 
 _F32 = TensorProto.FLOAT
 _I64 = TensorProto.INT64
@@ -122,7 +92,9 @@ def bag_encoder_nodes(output: str) -> list[onnx.NodeProto]:
     ]
 
 
-def source_encoder_graph(item_emb: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> onnx.ModelProto:
+def source_encoder_graph(
+    item_emb: np.ndarray, weight: np.ndarray, bias: np.ndarray
+) -> onnx.ModelProto:
     """Bag-of-items encoder: masked mean of item embeddings, then a linear layer."""
     item_emb = _f32(item_emb, "source_item_emb", 2)
     weight, bias = _f32(weight, "encoder_weight", 2), _f32(bias, "encoder_bias", 1)
@@ -183,7 +155,8 @@ def target_topk_graph(item_emb: np.ndarray, item_bias: np.ndarray) -> onnx.Model
     nodes = [
         helper.make_node("MatMul", ["user_embedding", "Vt"], ["dots"]),
         helper.make_node("Add", ["dots", "bias"], ["all_scores"]),
-        helper.make_node("TopK", ["all_scores", "k"], ["scores", "indices"], axis=-1, largest=1, sorted=1),
+        helper.make_node("TopK", ["all_scores", "k"], ["scores", "indices"],
+                         axis=-1, largest=1, sorted=1),
     ]
     graph = helper.make_graph(
         nodes,
@@ -231,187 +204,56 @@ def target_candidates_graph(item_emb: np.ndarray, item_bias: np.ndarray) -> onnx
     return _model(graph)
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class BaseWeights:
+    """numpy weights of the base pipeline: the four graphs and six arrays of a bundle.
 
-
-def _check_ids(name: str, ids: list[str], rows: int) -> None:
-    if len(ids) != rows:
-        raise ValueError(f"{name}: {len(ids)} ids for {rows} rows")
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{name}: ids are not unique")
-
-
-def _new_version() -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return f"{stamp}-{uuid.uuid4().hex[:8]}"
-
-
-def write_bundle(
-    out_dir: Path,
-    *,
-    source_domain: str,
-    target_domain: str,
-    feedback: str,
-    source_item_ids: list[str],
-    target_item_ids: list[str],
-    source_user_ids: list[str],
-    target_user_ids: list[str],
-    source_item_emb: np.ndarray,
-    encoder_weight: np.ndarray,
-    encoder_bias: np.ndarray,
-    source_user_emb: np.ndarray,
-    bridge_layers: list[tuple[np.ndarray, np.ndarray]],
-    target_item_emb: np.ndarray,
-    target_item_bias: np.ndarray,
-    target_user_emb: np.ndarray,
-    target_item_popularity: np.ndarray,
-    encoder_max_history: int = 256,
-    metrics: dict[str, Any] | None = None,
-    config: dict[str, Any] | None = None,
-    strategy: str = "emcdr",
-    version: str | None = None,
-    strategies: Mapping[str, Mapping[str, Any]] | None = None,
-    source_histories: Sequence[np.ndarray] | None = None,
-) -> Path:
-    """Write a versioned bundle directory ``out_dir/<version>`` and return its path.
-
-    The directory is assembled in a temporary sibling and renamed into place,
-    so a reader never sees a half-written bundle.
-
-    ``strategies`` maps a strategy name to ``{"version", "output", "config", "parts":
-    {part: onnx.ModelProto | numpy array}}``; each part is written to
-    ``strategies/<name>/<part>.onnx|.npy`` and listed in the manifest's ``strategies``
-    section. ``source_histories`` (one array of source item indices per source user)
-    is written as ``source_history_items.npy`` / ``source_history_ptr.npy`` (CSR).
-
-    Raises
-    ------
-    ValueError
-        When shapes, ids or values are inconsistent (the message names the field).
-    FileExistsError
-        When the version directory already exists.
+    ``bridge_layers`` are the bridge MLP's ``(W, b)`` pairs, first layer first.
     """
-    if feedback not in ("implicit", "explicit"):
-        raise ValueError(f"feedback must be 'implicit' or 'explicit', got {feedback!r}")
-    source_user_emb = _f32(source_user_emb, "source_user_emb", 2)
-    target_user_emb = _f32(target_user_emb, "target_user_emb", 2)
-    popularity = _f32(target_item_popularity, "target_item_popularity", 1)
-    _check_ids("source_item_ids", source_item_ids, len(source_item_emb))
-    _check_ids("target_item_ids", target_item_ids, len(target_item_emb))
-    _check_ids("source_user_ids", source_user_ids, len(source_user_emb))
-    _check_ids("target_user_ids", target_user_ids, len(target_user_emb))
-    if len(popularity) != len(target_item_ids):
-        raise ValueError("target_item_popularity length != number of target items")
-    d_s, d_t = source_user_emb.shape[1], target_item_emb.shape[1]
-    if target_user_emb.shape[1] != d_t or bridge_layers[-1][0].shape[1] != d_t:
-        raise ValueError(f"target dims disagree: items {d_t}, users {target_user_emb.shape[1]}")
-    if bridge_layers[0][0].shape[0] != d_s or np.shape(encoder_weight)[1] != d_s:
-        raise ValueError(f"source dim {d_s} disagrees with bridge input or encoder output")
 
-    models = {
-        "source_encoder": source_encoder_graph(source_item_emb, encoder_weight, encoder_bias),
-        "bridge": bridge_graph(bridge_layers),
-        "target_topk": target_topk_graph(target_item_emb, target_item_bias),
-        "target_candidates": target_candidates_graph(target_item_emb, target_item_bias),
-    }
-    arrays = {
-        "source_user_embeddings": source_user_emb,
-        "target_user_embeddings": target_user_emb,
-        "target_item_popularity": popularity,
-        "source_item_embeddings": _f32(source_item_emb, "source_item_emb", 2),
-        "target_item_embeddings": _f32(target_item_emb, "target_item_emb", 2),
-        "target_item_bias": _f32(target_item_bias, "target_item_bias", 1),
-    }
-    version = version or _new_version()
-    out_dir = Path(out_dir)
-    final = out_dir / version
-    if final.exists():
-        raise FileExistsError(f"bundle version already exists: {final}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=out_dir))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it 0700; a server running as another user must read it
-        for key, model in models.items():
-            onnx.save_model(model, tmp / MODEL_FILES[key])
-        for key, array in arrays.items():
-            np.save(tmp / ARRAY_FILES[key], array, allow_pickle=False)
-        sections = _write_strategies(tmp, strategies or {})
-        if source_histories is not None:
-            sections["source_histories"] = _write_histories(tmp, source_histories, len(source_user_ids))
-        manifest = {
-            "format": BUNDLE_FORMAT,
-            "format_version": BUNDLE_FORMAT_VERSION,
-            "bundle_version": version,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "strategy": strategy,
-            "feedback": feedback,
-            "domains": {"source": source_domain, "target": target_domain},
-            "embedding_dim": {"source": int(d_s), "target": int(d_t)},
-            "encoder_max_history": int(encoder_max_history),
-            "items": {"source": list(source_item_ids), "target": list(target_item_ids)},
-            "users": {"source": list(source_user_ids), "target": list(target_user_ids)},
-            "models": dict(MODEL_FILES),
-            "arrays": dict(ARRAY_FILES),
-            **sections,
-            "metrics": metrics or {},
-            "config": config or {},
-            "files": {p.relative_to(tmp).as_posix(): sha256_file(p)
-                      for p in sorted(tmp.rglob("*")) if p.is_file()},
+    source_item_emb: np.ndarray
+    encoder_weight: np.ndarray
+    encoder_bias: np.ndarray
+    source_user_emb: np.ndarray
+    bridge_layers: Sequence[tuple[np.ndarray, np.ndarray]]
+    target_item_emb: np.ndarray
+    target_item_bias: np.ndarray
+    target_user_emb: np.ndarray
+    target_item_popularity: np.ndarray
+
+    def models(self) -> dict[str, onnx.ModelProto]:
+        """The four base graphs by model key (``coldbridge_bundle.MODEL_KEYS``).
+
+        Raises
+        ------
+        ValueError
+            When the encoder or bridge widths disagree with the embedding dims.
+        """
+        layers = list(self.bridge_layers)
+        if not layers:
+            raise ValueError("bridge_layers must contain at least one layer")
+        d_s, d_t = np.shape(self.source_user_emb)[-1], np.shape(self.target_item_emb)[-1]
+        if np.shape(layers[-1][0])[1] != d_t:
+            raise ValueError(f"target dims disagree: items {d_t}, bridge output "
+                             f"{np.shape(layers[-1][0])[1]}")
+        if np.shape(layers[0][0])[0] != d_s or np.shape(self.encoder_weight)[1] != d_s:
+            raise ValueError(f"source dim {d_s} disagrees with bridge input or encoder output")
+        return {
+            "source_encoder": source_encoder_graph(
+                self.source_item_emb, self.encoder_weight, self.encoder_bias),
+            "bridge": bridge_graph(layers),
+            "target_topk": target_topk_graph(self.target_item_emb, self.target_item_bias),
+            "target_candidates": target_candidates_graph(
+                self.target_item_emb, self.target_item_bias),
         }
-        with open(tmp / "manifest.json", "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=1, default=_json_default)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
 
-
-def _write_strategies(root: Path, strategies: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Write every strategy's parts under ``strategies/<name>/``; the manifest section."""
-    section: dict[str, Any] = {}
-    for name, spec in strategies.items():
-        if not name or "/" in name or name.startswith("."):
-            raise ValueError(f"illegal strategy name {name!r}")
-        folder = root / STRATEGY_DIR / name
-        folder.mkdir(parents=True)
-        parts = {}
-        for part, value in spec.get("parts", {}).items():
-            if isinstance(value, np.ndarray):
-                file = folder / f"{part}.npy"
-                np.save(file, value, allow_pickle=False)
-            else:
-                file = folder / f"{part}.onnx"
-                onnx.save_model(value, file)
-            parts[part] = file.relative_to(root).as_posix()
-        section[name] = {"version": str(spec.get("version", "")), "output": spec.get("output", "embedding"),
-                         "config": dict(spec.get("config", {})), "parts": parts}
-    return {"strategies": section} if section else {}
-
-
-def _write_histories(root: Path, histories: Sequence[np.ndarray], n_users: int) -> dict[str, str]:
-    if len(histories) != n_users:
-        raise ValueError(f"source_histories: {len(histories)} histories for {n_users} source users")
-    items = np.concatenate([np.asarray(h, np.int64) for h in histories] or [np.zeros(0, np.int64)])
-    ptr = np.concatenate([[0], np.cumsum([len(h) for h in histories])]).astype(np.int64)
-    np.save(root / "source_history_items.npy", items, allow_pickle=False)
-    np.save(root / "source_history_ptr.npy", ptr, allow_pickle=False)
-    return {"items": "source_history_items.npy", "ptr": "source_history_ptr.npy"}
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The six base arrays by array key (``coldbridge_bundle.ARRAY_KEYS``)."""
+        return {
+            "source_user_embeddings": self.source_user_emb,
+            "target_user_embeddings": self.target_user_emb,
+            "target_item_popularity": self.target_item_popularity,
+            "source_item_embeddings": self.source_item_emb,
+            "target_item_embeddings": self.target_item_emb,
+            "target_item_bias": self.target_item_bias,
+        }

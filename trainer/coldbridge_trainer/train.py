@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from coldbridge_bundle import BundleContent, Sides, StrategyContent, write
 from coldbridge_plugins import pad_histories
 from tqdm.auto import tqdm
 
@@ -36,6 +37,7 @@ from coldbridge_trainer.evaluate import (
     random_scorer,
     score_split,
 )
+from coldbridge_trainer.export import BaseWeights
 from coldbridge_trainer.models import (
     Bridge,
     MatrixFactorization,
@@ -102,23 +104,29 @@ class TrainResult:
 
         return score
 
-    def bundle_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`coldbridge_trainer.export.write_bundle`."""
-        ds = self.dataset
-        return dict(
-            source_domain=ds.source.name, target_domain=ds.target.name, feedback=ds.feedback,
-            source_item_ids=ds.source.item_ids, target_item_ids=ds.target.item_ids,
-            source_user_ids=ds.source.user_ids, target_user_ids=ds.target.user_ids,
+    def weights(self) -> BaseWeights:
+        """The numpy weights the bundle's base graphs and arrays are built from."""
+        return BaseWeights(
             source_item_emb=self.source_item_emb, encoder_weight=self.encoder_weight,
             encoder_bias=self.encoder_bias, source_user_emb=self.source_user_emb,
             bridge_layers=self.bridge.layer_weights(), target_item_emb=self.target_item_emb,
             target_item_bias=self.target_item_bias, target_user_emb=self.target_user_emb,
-            target_item_popularity=ds.target.popularity(),
-            encoder_max_history=self.config.encoder_max_history,
-            metrics=self.metrics, config=self.config.to_dict(), strategy=self.default_strategy,
+            target_item_popularity=self.dataset.target.popularity(),
+        )
+
+    def bundle_content(self) -> BundleContent:
+        """Everything the bundle holds: graphs, arrays, ids, strategies, metrics and config."""
+        ds, weights = self.dataset, self.weights()
+        return BundleContent(
+            domains=Sides(ds.source.name, ds.target.name), feedback=ds.feedback,
+            items=Sides(ds.source.item_ids, ds.target.item_ids),
+            users=Sides(ds.source.user_ids, ds.target.user_ids),
+            models=weights.models(), arrays=weights.arrays(),
+            encoder_max_history=self.config.encoder_max_history, strategy=self.default_strategy,
+            strategies={name: StrategyContent(f.cls.version, f.cls.output, f.config, f.parts)
+                        for name, f in self.strategies.items()},
             source_histories=ds.source.user_histories(),
-            strategies={name: {"version": f.cls.version, "output": f.cls.output, "config": f.config,
-                               "parts": f.parts} for name, f in self.strategies.items()},
+            metrics=self.metrics, config=self.config.to_dict(),
         )
 
 
@@ -312,9 +320,7 @@ def fit(
 
 def export_result(result: TrainResult, out_dir: Path | str, version: str | None = None) -> Path:
     """Write ``result`` as a bundle ``out_dir/<version>`` and return its path."""
-    from coldbridge_trainer.export import write_bundle
-
-    return write_bundle(Path(out_dir), version=version, **result.bundle_kwargs())
+    return write(Path(out_dir), result.bundle_content(), version=version)
 
 
 def train_and_export(
