@@ -169,7 +169,9 @@ def test_server_resolves_transferred_users_through_the_bundle_strategy(tiny_bund
 
 
 def test_strategy_graphs_use_the_bundle_opset() -> None:
-    from coldbridge_plugins.graph import OPSET
-    from coldbridge_trainer.export import OPSET as BUNDLE_OPSET
+    from coldbridge_bundle import OPSET
+    from coldbridge_plugins.graph import make_model, mlp_nodes, source_input
 
-    assert OPSET == BUNDLE_OPSET
+    nodes, inits = mlp_nodes("source_embedding", [(np.eye(2), np.zeros(2))], "", "output")
+    model = make_model(nodes, "t", [source_input(2)], 2, inits)
+    assert [o.version for o in model.opset_import] == [OPSET]

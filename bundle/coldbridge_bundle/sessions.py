@@ -67,7 +67,7 @@ def open_session(model: ModelSource, *, threads: int = 1, log_severity_level: in
         Whatever onnxruntime raises for an unreadable or invalid model (its types are not
         documented); callers wrap it with the model's name.
     """
-    import onnxruntime as ort  # type: ignore[import-untyped]
+    import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -28,6 +28,7 @@ __all__ = [
     "MANIFEST",
     "MODEL_FILES",
     "MODEL_KEYS",
+    "OPSET",
     "STRATEGY_DIR",
     "SUPPORTED_FORMAT_VERSIONS",
     "BundleSpec",
@@ -61,6 +62,8 @@ ARRAY_LAYOUT = {
     "target_item_bias": ("items", "target", 1),
 }
 """Array key -> (id list whose length is its rows, domain side, ndim; 2-D ones are ``d`` wide)."""
+OPSET = 17
+"""ONNX opset of every graph in a bundle (base graphs and strategy parts)."""
 STRATEGY_DIR = "strategies"
 """Bundle sub-directory holding ``<name>/<part>.onnx|.npy`` of each trained strategy."""
 FEEDBACK_KINDS = ("implicit", "explicit")

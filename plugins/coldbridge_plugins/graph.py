@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from coldbridge_bundle import OPSET
 from onnx import TensorProto, helper, numpy_helper
 
 from coldbridge_plugins.base import ColdUsers
@@ -31,9 +32,6 @@ __all__ = [
 ]
 
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64
-
-OPSET = 17
-"""ONNX opset of strategy graphs (the bundle's opset, ``coldbridge_trainer.export.OPSET``)."""
 
 
 def init(name: str, array: np.ndarray) -> onnx.TensorProto:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+from coldbridge_bundle import OPSET
 from onnx import TensorProto, helper, numpy_helper
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
     "target_topk_graph",
 ]
 
-OPSET = 17
 
 _F32 = TensorProto.FLOAT
 _I64 = TensorProto.INT64
