@@ -31,7 +31,8 @@ __all__ = ["COMMANDS", "Parser", "build_parser", "main"]
 COMMANDS: dict[str, ModuleType] = {
     "datagen": datagen, "train": train, "evaluate": evaluate, "serve": serve,
 }
-"""Subcommand -> module with ``HELP``, ``DESCRIPTION`` and ``add_arguments(parser)``."""
+"""Subcommand -> module with ``HELP``, ``DESCRIPTION``, ``add_arguments(parser)`` and
+optionally ``check_argv(rest)`` (a check of the words after the subcommand)."""
 
 _EXTRAS = {"torch": "trainer", "tqdm": "trainer", "matplotlib": "trainer", "onnx": "trainer",
            "grpc": "server", "grpc_health": "server", "grpc_reflection": "server",
@@ -87,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: list[str], command: str | None) -> int:
+    if command is not None and hasattr(COMMANDS[command], "check_argv"):
+        COMMANDS[command].check_argv(args[args.index(command) + 1:])
     parser = build_parser(command)
     if not args:
         parser.print_help()

@@ -13,7 +13,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from coldbridge_cli.errors import CliError
+from coldbridge_cli.errors import CliError, UsageError
 from coldbridge_cli.options import (
     add_data_args,
     add_dataclass_flags,
@@ -22,7 +22,15 @@ from coldbridge_cli.options import (
     int_list,
 )
 
-__all__ = ["DESCRIPTION", "HELP", "REPORT_OWNS", "add_arguments", "run_bundle", "run_report"]
+__all__ = [
+    "DESCRIPTION",
+    "HELP",
+    "REPORT_OWNS",
+    "add_arguments",
+    "check_argv",
+    "run_bundle",
+    "run_report",
+]
 
 HELP = "evaluate a bundle, or train and report strategies vs baselines, on held-out cold users"
 DESCRIPTION = ("`coldbridge evaluate bundle BUNDLE --data DIR` scores a trained bundle; "
@@ -54,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataclass_flags(report.add_argument_group("training (TrainConfig)"), TrainConfig,
                         omit=REPORT_OWNS)
     report.set_defaults(run=run_report, prog=report.prog)
+
+
+def check_argv(argv: list[str]) -> None:
+    """Refuse flags before the mode (``evaluate --bundle X`` was the old spelling)."""
+    if argv and argv[0] not in ("bundle", "report", "-h", "--help"):
+        raise UsageError("coldbridge evaluate", f"{argv[0]!r}: give the mode first: "
+                         "'evaluate bundle BUNDLE --data DIR' or "
+                         "'evaluate report --strategies NAMES --report-dir DIR --data DIR'")
 
 
 def _add_protocol_flags(parser: argparse.ArgumentParser, config: Any) -> None:
