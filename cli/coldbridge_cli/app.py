@@ -98,8 +98,11 @@ def _run(args: list[str], command: str | None) -> int:
         options, extra = parser.parse_known_args(args)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
+    prog = getattr(options, "prog", parser.prog)
     if extra:
-        raise UsageError(options.prog, f"unrecognized arguments: {' '.join(extra)}")
+        raise UsageError(prog, f"unrecognized arguments: {' '.join(extra)}")
+    if not hasattr(options, "run"):
+        raise UsageError(prog, "give a command")
     options.argv = args
     try:
         status: int = options.run(options)
@@ -107,9 +110,9 @@ def _run(args: list[str], command: str | None) -> int:
         exc.prog = exc.prog or options.prog
         raise
     except ModuleNotFoundError as exc:
-        extra = _EXTRAS.get((exc.name or "").split(".")[0])
-        if extra is None:
+        package = _EXTRAS.get((exc.name or "").split(".")[0])
+        if package is None:
             raise
-        raise CliError(f"needs the '{extra}' extra ({exc}): pip install 'coldbridge[{extra}]'",
-                       1, options.prog) from exc
+        raise CliError(f"needs the '{package}' extra ({exc}): "
+                       f"pip install 'coldbridge[{package}]'", 1, options.prog) from exc
     return status

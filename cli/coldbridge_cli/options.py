@@ -40,7 +40,9 @@ def add_dataclass_flags(parser: _Adder, cls: type, *, omit: Iterable[str] = ()) 
                                 help=text)
 
 
-def dataclass_values(args: argparse.Namespace, cls: type, *, omit: Iterable[str] = ()) -> dict:
+def dataclass_values(
+    args: argparse.Namespace, cls: type, *, omit: Iterable[str] = ()
+) -> dict[str, Any]:
     """The parsed values of :func:`add_dataclass_flags`' flags (lists back to tuples)."""
     skip = set(omit)
     out = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.name not in skip}

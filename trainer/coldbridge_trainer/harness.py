@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -168,7 +169,7 @@ def run_direction(
         run.seconds[seed] = {"base": round(time.perf_counter() - t0, 2)}
         step(f"seed {seed}: base")
         fitted = fit_strategies(result, valid_ev, list(names), registry=registry,
-                                on_fit=lambda n, seed=seed: step(f"seed {seed}: {n}"))
+                                on_fit=partial(_fitted_step, step, seed))
         run.configs[seed] = {n: f.config for n, f in fitted.items()}
         for n, f in fitted.items():
             run.seconds[seed][n] = f.seconds
@@ -177,6 +178,10 @@ def run_direction(
         del result, fitted
     run.best = select_best({n: run.valid[n] for n in names}, config.select_metric)
     return run
+
+
+def _fitted_step(step: Callable[[str], None], seed: int, name: str) -> None:
+    step(f"seed {seed}: {name}")
 
 
 def select_best(valid: Mapping[str, list[PerLine]], metric: str = "MRR") -> str:
