@@ -26,7 +26,7 @@ import grpc
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-for sub in ("bundle", "server", "plugins", "protos", "trainer"):
+for sub in ("server", "plugins", "protos", "trainer", "bundle", "cli"):
     sys.path.insert(0, str(ROOT / sub))
 
 from coldbridge.v1 import events_pb2 as epb  # noqa: E402
@@ -44,11 +44,11 @@ COLUMNS = (("sampled", "HR@10"), ("sampled", "NDCG@10"), ("sampled", "MRR"),
 
 def train(cdrib: Path, source: str, target: str, out: Path, extra: list[str]) -> Path:
     """Train a bundle with the project's trainer (``coldbridge train``)."""
-    from coldbridge_trainer.commands import train_main
+    from coldbridge_cli import main
 
-    args = ["--cdrib", str(cdrib), "--source", source, "--target", target, "--out", str(out),
+    args = ["train", "--cdrib", str(cdrib), "--source", source, "--target", target, "--out", str(out),
             "--no-progress", *extra]
-    if train_main(args) != 0:
+    if main(args) != 0:
         raise SystemExit("training failed")
     return resolve_bundle_dir(out)
 

@@ -37,7 +37,7 @@ def run(cdrib: Path, names: list[str] | None, config: TrainConfig, partial: Path
     """``{direction: {"rows": {scorer: test metrics}, "sha256": ..., "seconds": {...}}}``.
 
     The training / selection / scoring loop is :func:`coldbridge_trainer.harness.run_direction`
-    (the one behind ``coldbridge evaluate --strategies``), with the single seed ``config.seed``.
+    (the one behind ``coldbridge evaluate report``), with the single seed ``config.seed``.
     """
     from coldbridge_plugins import get_plugin_manager, load_strategies
 

@@ -29,11 +29,13 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {
     **os.environ,
-    "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("bundle", "server", "protos", "trainer", "plugins")),
+    "PYTHONPATH": os.pathsep.join(
+        str(ROOT / d) for d in ("bundle", "cli", "client", "plugins", "protos", "server", "trainer")
+    ),
     "PYTHONUNBUFFERED": "1",
     "COLDBRIDGE_METRICS_PORT": "0",
 }
-CLI = [sys.executable, "-m", "coldbridge_server.cli"]
+CLI = [sys.executable, "-m", "coldbridge_cli"]
 
 
 def _cli(*args: str) -> str:

@@ -1,4 +1,4 @@
-"""Real CDRIB data, reduced budget: ``coldbridge evaluate --strategies`` writes the report.
+"""Real CDRIB data, reduced budget: ``coldbridge evaluate report`` writes the report.
 
 One direction (game -> video), one seed, few epochs, the closed-form and fast strategies
 (``itemmap``, ``knn``, ``kernelmap`` with both EASE steps, and their valid-fitted blend
@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
-from coldbridge_server import cli
+from coldbridge_cli import main
 
 CDRIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cdrib"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -35,12 +35,12 @@ def _warmup_json(path: Path) -> Path:
 def test_evaluate_report_on_real_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (CDRIB / "video_game" / "test.txt").is_file(), f"CDRIB data not found at {CDRIB}"
     out = tmp_path / "report"
-    argv = ["evaluate", "--cdrib", str(CDRIB), "--source", "game", "--target", "video",
+    argv = ["evaluate", "report", "--cdrib", str(CDRIB), "--source", "game", "--target", "video",
             "--strategies", "itemmap,knn,kernelmap,fusion", "--seeds", "1", "--report-dir", str(out),
             "--epochs", "5", "--bridge-epochs", "6", "--patience", "3", "--threads", "1",
             "--bootstrap", "300", "--warmup-json", str(_warmup_json(tmp_path / "warmup.json")),
             "--no-progress"]
-    assert cli.main(argv) == 0
+    assert main(argv) == 0
     printed = capsys.readouterr().out
 
     for name in ("report.md", "results.json", "bars_game_video.png", "warmup.png"):

@@ -2,8 +2,8 @@
 
 The check is made from inside the real server process: a small ``python -c`` wrapper runs
 the genuine entry point (``python -m coldbridge_server``'s ``main`` or the ``coldbridge``
-console script's ``main``) and, once that returns after the signal, records which modules
-were ever imported. While the server runs, ``/proc/<pid>/maps`` must not map libtorch.
+console script's ``coldbridge_cli.main``) and, once that returns after the signal, records
+which modules were ever imported. While the server runs, ``/proc/<pid>/maps`` must not map libtorch.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ if entry == "module":
     from coldbridge_server.__main__ import main
     rc = main()
 else:
-    from coldbridge_server.cli import main
+    from coldbridge_cli import main
     rc = main(argv)
 loaded = sorted({name.split(".")[0] for name in sys.modules})
 with open(report, "w") as fh:
@@ -43,7 +43,9 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="us
 
 
 def _start(tmp_path: Path, entry: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-    pythonpath = os.pathsep.join(str(ROOT / d) for d in ("bundle", "server", "protos", "trainer", "plugins"))
+    pythonpath = os.pathsep.join(
+        str(ROOT / d) for d in ("bundle", "cli", "client", "plugins", "protos", "server", "trainer")
+    )
     return subprocess.Popen(
         [sys.executable, "-c", WRAPPER, str(tmp_path / "report.json"), entry, *argv],
         env={**os.environ, **env, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1",
@@ -119,9 +121,10 @@ def test_module_entry_point_never_imports_torch(tiny_bundle: TinyBundle, tmp_pat
 
 
 def test_cli_serve_demo_never_imports_torch(tiny_bundle: TinyBundle, tmp_path: Path) -> None:
-    argv = ["serve", "--bundle", str(tiny_bundle.path), "--host", "127.0.0.1", "--port", "0",
-            "--demo"]
-    seen = _run_and_stop(tmp_path, "cli", argv, {"COLDBRIDGE_GRACE_SECONDS": "1"},
+    config = tmp_path / "coldbridge.toml"  # settings from all three sources
+    config.write_text(f'bundle_path = "{tiny_bundle.path}"\ngrace_seconds = 1\n')
+    argv = ["serve", "--config", str(config), "--host", "127.0.0.1", "--demo"]
+    seen = _run_and_stop(tmp_path, "cli", argv, {"COLDBRIDGE_PORT": "0"},
                          signal.SIGINT, demo_marker="PROVENANCE_FALLBACK")
     output = "".join(seen)
     assert tiny_bundle.version in output

@@ -10,7 +10,7 @@ import pytest
 from coldbridge_server import load_bundle
 from coldbridge_server.errors import BundleError
 
-from coldbridge_trainer.commands import train_main
+from coldbridge_cli import main
 from coldbridge_trainer.synth import SynthConfig, write_dataset
 
 
@@ -19,10 +19,10 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cli")
     data = write_dataset(root / "data", SynthConfig(n_overlap=80, n_source_only=20, n_target_only=20,
                                                     n_cold=20, n_source_items=40, n_target_items=30))
-    argv = ["--data", str(data), "--out", str(root / "b"), "--version", "v1", "--strategies", "knn,itemmap",
+    argv = ["train", "--data", str(data), "--out", str(root / "b"), "--version", "v1", "--strategies", "knn,itemmap",
             "--default-strategy", "itemmap", "--epochs", "2", "--bridge-epochs", "2", "--dim", "8",
             "--no-progress", "--eval-negatives", "20"]
-    assert train_main(argv) == 0
+    assert main(argv) == 0
     return root / "b" / "v1"
 
 

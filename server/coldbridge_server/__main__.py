@@ -1,4 +1,8 @@
-"""``python -m coldbridge_server``: serve the bundle named by ``COLDBRIDGE_*`` variables."""
+"""``python -m coldbridge_server``: serve the bundle named by ``COLDBRIDGE_*`` variables.
+
+The bare server entry point: environment variables only. ``coldbridge serve`` (package
+``coldbridge_cli``) adds flags and a TOML file over the same settings.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,14 @@ import sys
 
 from coldbridge_server.app import serve
 from coldbridge_server.config import Settings
-from coldbridge_server.errors import ColdbridgeError
+from coldbridge_server.errors import ColdbridgeError, ConfigError
 from coldbridge_server.logs import configure_logging
 
 __all__ = ["main"]
 
 
 def main() -> int:
-    """Serve until SIGTERM/SIGINT; return the process exit status."""
+    """Serve until SIGTERM/SIGINT; return the exit status (2: a bad setting, 1: other errors)."""
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_format, settings.log_level)
@@ -21,7 +25,7 @@ def main() -> int:
             f"coldbridge: serving on {address}", flush=True))
     except ColdbridgeError as exc:
         print(f"coldbridge: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, ConfigError) else 1
     return 0
 
 

@@ -1,35 +1,49 @@
-"""Server settings: one frozen dataclass, read from ``COLDBRIDGE_*`` variables in one place.
+"""Server settings: one definition, read from flags, ``COLDBRIDGE_*`` variables and a TOML file.
 
-Every field has a default and a help string (``dataclasses.field(metadata={"help": ...})``).
-:meth:`Settings.from_env` is the only code in the server that reads ``os.environ``; everything
+Each field of the frozen :class:`Settings` dataclass is one setting: its name, type
+(annotation), default and help (``dataclasses.field(metadata={"help": ...})``), in the style
+of datasette's ``Setting(name, default, help)``. :data:`SETTINGS` views them as
+:class:`Setting` objects, from which every spelling is generated: the ``coldbridge serve``
+flag (``state_dir`` -> ``--state-dir``), the environment variable (``COLDBRIDGE_STATE_DIR``)
+and the key of the optional TOML file (``state_dir = "var/state"``).
+
+:func:`load_settings` merges the sources, flags > environment > file > default, and records
+where each value came from (``coldbridge serve --print-config``). It and
+:meth:`Settings.from_env` are the only readers of ``os.environ`` in the server; everything
 else receives a :class:`Settings` (or plain arguments).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
 import os
+import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from coldbridge_server.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "Settings"]
+__all__ = ["ENV_PREFIX", "SETTINGS", "ResolvedSettings", "Setting", "Settings", "load_settings"]
 
 ENV_PREFIX = "COLDBRIDGE_"
 
 
-def _setting(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def _setting(default: Any, help: str, *, aliases: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"help": help, "aliases": aliases})
 
 
 @dataclass(frozen=True)
 class Settings:
     """Configuration of the gRPC server.
 
-    Each field can be set from the environment variable ``COLDBRIDGE_<FIELD NAME IN CAPS>``,
-    e.g. ``COLDBRIDGE_PORT=50051``. See :meth:`describe` for the help texts.
+    Each field can be set by the flag ``--<field-name>`` of ``coldbridge serve``, the
+    environment variable ``COLDBRIDGE_<FIELD NAME IN CAPS>`` (e.g. ``COLDBRIDGE_PORT=50051``)
+    or the key ``<field_name>`` of a TOML file (``serve --config FILE``); see
+    :func:`load_settings` and docs/configuration.md.
 
     Raises
     ------
@@ -46,6 +60,7 @@ class Settings:
         "",
         "Bundle directory (containing manifest.json), or a directory of bundle versions, "
         "in which case the newest version is served.",
+        aliases=("--bundle",),
     )
     host: str = _setting("0.0.0.0", "Interface to listen on ('[::]' for all IPv6+IPv4).")
     port: int = _setting(50051, "TCP port to listen on; 0 picks a free port.")
@@ -70,7 +85,9 @@ class Settings:
         9464, "HTTP port of the Prometheus /metrics endpoint; 0 picks a free port, -1 disables it."
     )
     metrics_host: str = _setting("0.0.0.0", "Interface the /metrics endpoint listens on.")
-    log_format: str = _setting("text", "Log line format: 'text' or 'json' (one JSON object per line).")
+    log_format: str = _setting(
+        "text", "Log line format: 'text' or 'json' (one JSON object per line)."
+    )
     log_level: str = _setting("INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).")
     access_log: bool = _setting(
         False, "Log one line per finished RPC (method, code, duration, request id); costs "
@@ -99,7 +116,8 @@ class Settings:
         1000, "Most events in one EventBatch; a larger batch ends the stream with INVALID_ARGUMENT."
     )
     max_message_bytes: int = _setting(
-        4 * 1024 * 1024, "Largest gRPC message the server accepts (grpc.max_receive_message_length)."
+        4 * 1024 * 1024,
+        "Largest gRPC message the server accepts (grpc.max_receive_message_length).",
     )
     ingest_queue_size: int = _setting(
         16, "Batches waiting to be applied; when full, streams stop reading (gRPC flow control)."
@@ -165,19 +183,13 @@ class Settings:
         ConfigError
             If a variable cannot be parsed or its value is out of range.
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            name = ENV_PREFIX + f.name.upper()
-            if name in env:
-                values[f.name] = _parse(name, env[name], f.type)
-        return cls(**values)
+        return load_settings(environ=environ).settings
 
     @classmethod
     def describe(cls) -> Iterator[tuple[str, str, Any, str]]:
         """Yield ``(field, environment variable, default, help)`` for every setting."""
-        for f in dataclasses.fields(cls):
-            yield f.name, ENV_PREFIX + f.name.upper(), f.default, f.metadata["help"]
+        for s in SETTINGS:
+            yield s.name, s.env, s.default, s.help
 
 
 def _check_online(s: Settings) -> None:
@@ -199,16 +211,153 @@ def _check_online(s: Settings) -> None:
                           f"must be in 0..1, got {s.prequential_sample_rate}")
 
 
-def _parse(name: str, raw: str, type_name: Any) -> Any:
-    kind = {"int": int, "float": float, "str": str, "bool": _bool}[str(type_name)]
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One server setting and its three spellings (flag, environment variable, TOML key).
+
+    Parameters
+    ----------
+    name
+        The :class:`Settings` field (and TOML key), e.g. ``"state_dir"``.
+    type
+        ``int``, ``float``, ``str`` or ``bool``.
+    default
+        Value when no source sets it.
+    help
+        One-paragraph description.
+    aliases
+        Extra flags (``--bundle`` for ``bundle_path``).
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        """Environment variable, e.g. ``COLDBRIDGE_STATE_DIR``."""
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        """Command-line flag, e.g. ``--state-dir``."""
+        return "--" + self.name.replace("_", "-")
+
+    def from_text(self, raw: str, source: str) -> Any:
+        """Parse an environment variable's text; ``source`` names it in the error."""
+        try:
+            if self.type is bool:
+                return _bool(raw)
+            return self.type(raw.strip()) if self.type is not str else raw
+        except ValueError:
+            raise ConfigError(source, f"expected {self.type.__name__}, got {raw!r}") from None
+
+    def from_toml(self, value: object, source: str) -> Any:
+        """Check a TOML value's type (an int is accepted for a float setting)."""
+        ok = isinstance(value, self.type) and (self.type is bool or not isinstance(value, bool))
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not ok:
+            raise ConfigError(source, f"expected {self.type.__name__}, got {value!r}")
+        return value
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f.name, _TYPES[str(f.type)], f.default, f.metadata["help"], f.metadata["aliases"])
+    for f in dataclasses.fields(Settings)
+)
+"""Every server setting, in :class:`Settings` field order."""
+
+
+@dataclass(frozen=True)
+class ResolvedSettings:
+    """The effective :class:`Settings` and, per setting, where its value came from.
+
+    ``origins[name]`` is ``"flag --port"``, ``"env COLDBRIDGE_PORT"``, ``"file PATH"`` or
+    ``"default"``.
+    """
+
+    settings: Settings
+    origins: Mapping[str, str]
+
+    def render(self) -> str:
+        """The effective values as TOML (a valid ``--config`` file), each origin as a comment."""
+        lines = []
+        for s in SETTINGS:
+            value = _toml_value(getattr(self.settings, s.name))
+            lines.append(f"{s.name} = {value}  # {self.origins[s.name]}")
+        return "\n".join(lines)
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | str | None = None,
+) -> ResolvedSettings:
+    """Merge flags > environment > TOML file > defaults into :class:`Settings`.
+
+    Parameters
+    ----------
+    flags
+        ``{setting name: value}`` given on the command line (already typed).
+    environ
+        Mapping to read instead of ``os.environ`` (for tests).
+    config_file
+        TOML file whose top-level keys are setting names; ``None`` reads none.
+
+    Raises
+    ------
+    ConfigError
+        On an unreadable or invalid file, an unknown key, a value of the wrong type or
+        out of range (the error names the file, key or variable).
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    origins = {s.name: "default" for s in SETTINGS}
+    if config_file is not None:
+        for name, value in _read_toml(Path(config_file)).items():
+            values[name], origins[name] = value, f"file {config_file}"
+    for s in SETTINGS:
+        if s.env in env:
+            values[s.name], origins[s.name] = s.from_text(env[s.env], s.env), f"env {s.env}"
+    by_name = {s.name: s for s in SETTINGS}
+    for name, value in (flags or {}).items():
+        values[name], origins[name] = value, f"flag {by_name[name].flag}"
+    return ResolvedSettings(Settings(**values), origins)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """Typed values of a settings file; unknown keys and wrong types raise :class:`ConfigError`."""
     try:
-        return kind(raw.strip()) if kind is not str else raw
-    except ValueError:
-        raise ConfigError(name, f"expected {kind.__name__}, got {raw!r}") from None
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read the config file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"invalid TOML ({exc})") from None
+    by_name = {s.name: s for s in SETTINGS}
+    for key in data:
+        if key not in by_name:
+            close = difflib.get_close_matches(key, by_name, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "; see coldbridge serve --help"
+            raise ConfigError(f"{path}: {key}", f"unknown setting{hint}")
+    return {k: by_name[k].from_toml(v, f"{path}: {k}") for k, v in data.items()}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
 
 
 def _bool(raw: str) -> bool:
-    value = raw.lower()
+    value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off"):

@@ -13,20 +13,19 @@ Leakage rules (checked by ``tests/test_no_leakage.py``):
   ``make_split(..., exclude="split")``, whose candidate lists do not depend on ``test`` at all;
 * ``test`` is scored once per trained model, and :func:`select_best` never sees those numbers.
 
-Used by ``coldbridge evaluate --strategies ...`` (:mod:`coldbridge_trainer.report` writes the
+Used by ``coldbridge evaluate report ...`` (:mod:`coldbridge_trainer.report` writes the
 Markdown report) and by ``benchmarks/strategies.py``.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import multiprocessing
 import resource
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -144,7 +143,8 @@ def run_direction(
 ) -> DirectionRun:
     """Train ``names`` for every seed on ``dataset``; per-line valid and test metrics of all scorers.
 
-    ``step(label)`` is called after each unit of work (progress bars).
+    ``step(label)`` is called after each unit of work (progress bars): the baselines, each
+    seed's base pipeline and each fitted strategy.
     """
     from coldbridge_plugins import get_plugin_manager, load_strategies
 
@@ -168,16 +168,20 @@ def run_direction(
         result = fit(dataset, cfg, valid_split=valid_ev)
         run.seconds[seed] = {"base": round(time.perf_counter() - t0, 2)}
         step(f"seed {seed}: base")
-        fitted = fit_strategies(result, valid_ev, list(names), registry=registry)
+        fitted = fit_strategies(result, valid_ev, list(names), registry=registry,
+                                on_fit=partial(_fitted_step, step, seed))
         run.configs[seed] = {n: f.config for n, f in fitted.items()}
         for n, f in fitted.items():
             run.seconds[seed][n] = f.seconds
             run.valid.setdefault(n, []).append(_per_line(strategy_scorer(f, result, valid_ev), valid_ev, ks))
             run.test.setdefault(n, []).append(_per_line(strategy_scorer(f, result, test_ev), test_ev, ks))
-            step(f"seed {seed}: {n}")
         del result, fitted
     run.best = select_best({n: run.valid[n] for n in names}, config.select_metric)
     return run
+
+
+def _fitted_step(step: Callable[[str], None], seed: int, name: str) -> None:
+    step(f"seed {seed}: {name}")
 
 
 def select_best(valid: Mapping[str, list[PerLine]], metric: str = "MRR") -> str:
@@ -189,56 +193,37 @@ def select_best(valid: Mapping[str, list[PerLine]], metric: str = "MRR") -> str:
     return max(means, key=lambda n: (means[n], n))
 
 
-def _data_args(source: str, target: str, cdrib: str | None, data: str | None) -> list[str]:
-    return ["--data", data] if data else ["--cdrib", str(cdrib), "--source", source, "--target", target]
-
-
 def profile_training(
-    names: Sequence[str], config: TrainConfig, *, source: str, target: str,
-    cdrib: str | None = None, data: str | None = None,
+    names: Sequence[str], config: TrainConfig, load: Callable[[], CrossDomainDataset]
 ) -> dict[str, Any]:
     """Wall time and peak RSS of one full training (base + ``names``) in a fresh process.
 
-    Returns ``{"seconds", "peak_rss_mib", "strategies", "seed"}``; the peak is the child's
-    ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (data loading included).
+    ``load`` must be picklable (e.g. ``functools.partial(load_cdrib, root, "game", "video")``):
+    the training runs in a worker started with multiprocessing's ``spawn`` method (the
+    standard library passes ``sys.path`` on), so the peak is that of the training alone.
+    Returns ``{"seconds", "load_seconds", "peak_rss_mib", "strategies", "seed"}``; the peak
+    is the worker's ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (data loading included).
     """
-    cmd = [sys.executable, "-m", "coldbridge_trainer.harness", *_data_args(source, target, cdrib, data),
-           "--strategies", ",".join(names), "--config", json.dumps(config.to_dict())]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(_profile_worker, list(names), config.to_dict(), load).result()
 
 
-def _profile_main(argv: list[str]) -> int:
-    """Child process of :func:`profile_training`: prints one JSON line."""
-    import argparse
-
-    from coldbridge_trainer.data import load_cdrib, load_dataset
+def _profile_worker(
+    names: list[str], config: dict[str, Any], load: Callable[[], CrossDomainDataset]
+) -> dict[str, Any]:
+    """Body of :func:`profile_training`, run in the spawned worker."""
     from coldbridge_trainer.strategies import fit_strategies
     from coldbridge_trainer.train import fit
 
-    parser = argparse.ArgumentParser(prog="python -m coldbridge_trainer.harness")
-    parser.add_argument("--data")
-    parser.add_argument("--cdrib")
-    parser.add_argument("--source", default="game")
-    parser.add_argument("--target", default="video")
-    parser.add_argument("--strategies", required=True)
-    parser.add_argument("--config", required=True, help="TrainConfig as JSON")
-    args = parser.parse_args(argv)
-    config = TrainConfig.from_dict(json.loads(args.config))
+    cfg = TrainConfig.from_dict(config)
     t0 = time.perf_counter()
-    ds = load_dataset(args.data) if args.data else load_cdrib(args.cdrib, args.source, args.target)
+    ds = load()
     t1 = time.perf_counter()
-    valid = selection_split(ds, config)
-    result = fit(ds, config, valid_split=valid)
-    fit_strategies(result, valid, [n for n in args.strategies.split(",") if n])
+    valid = selection_split(ds, cfg)
+    result = fit(ds, cfg, valid_split=valid)
+    fit_strategies(result, valid, names)
     t2 = time.perf_counter()
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": round(t2 - t1, 2), "load_seconds": round(t1 - t0, 2),
-                      "peak_rss_mib": round(rss_kib / 1024, 1), "strategies": args.strategies.split(","),
-                      "seed": config.seed}))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_profile_main(sys.argv[1:]))
+    return {"seconds": round(t2 - t1, 2), "load_seconds": round(t1 - t0, 2),
+            "peak_rss_mib": round(rss_kib / 1024, 1), "strategies": names, "seed": cfg.seed}

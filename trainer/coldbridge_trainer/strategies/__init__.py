@@ -12,7 +12,7 @@ parts (onnxruntime, exactly what the server will run) and evaluates it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from coldbridge_plugins import (
@@ -47,6 +47,7 @@ def fit_strategies(
     registry: Mapping[str, type[TransferStrategy]] | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     seed: int | None = None,
+    on_fit: Callable[[str], None] | None = None,
 ) -> dict[str, FittedStrategy]:
     """Fit the trainer halves of ``names`` (default: every registered strategy) in order.
 
@@ -62,6 +63,8 @@ def fit_strategies(
         ``{name: trainer constructor kwargs}``.
     seed
         Seed of every strategy (default: the base config's seed).
+    on_fit
+        Called with each strategy's name once it is fitted (progress bars).
     """
     registry = registry if registry is not None else load_strategies(get_plugin_manager())
     names = list(names) if names is not None else ordered_names(registry)
@@ -79,6 +82,8 @@ def fit_strategies(
         for n, f in ctx.fitted.items():
             f.server = servers[n]
         fitted.seconds = round(time.perf_counter() - t0, 2)
+        if on_fit is not None:
+            on_fit(name)
     return ctx.fitted
 
 
