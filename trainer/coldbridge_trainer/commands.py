@@ -25,6 +25,7 @@ from coldbridge_trainer.evaluate import (
     popularity_scorer,
     random_scorer,
 )
+from coldbridge_trainer.results import TrainMetrics
 from coldbridge_trainer.synth import SynthConfig, write_dataset
 
 __all__ = ["bundle_scorer", "datagen_main", "evaluate_main", "load_data_args", "train_main"]
@@ -78,9 +79,9 @@ def load_data_args(args: argparse.Namespace) -> CrossDomainDataset:
     return load_cdrib(args.cdrib, args.source, args.target)
 
 
-def _print_results(metrics: dict[str, Any], splits: tuple[str, ...]) -> None:
+def _print_results(metrics: TrainMetrics, splits: tuple[str, ...]) -> None:
     for split in splits:
-        print(format_table(metrics[split], f"== {split} cold users =="))
+        print(format_table(getattr(metrics, split), f"== {split} cold users =="))
 
 
 def train_main(argv: list[str]) -> int:
@@ -105,8 +106,9 @@ def train_main(argv: list[str]) -> int:
         _train_strategies(result, args.strategies, args.default_strategy)
     path = export_result(result, args.out, args.version)
     if args.metrics_json is not None:
-        args.metrics_json.write_text(json.dumps(result.metrics, indent=1), encoding="utf-8")
-    print(f"best bridge epoch {result.metrics['best_epoch']}, {result.metrics['seconds']}")
+        metrics = result.metrics.to_dict() if result.metrics else {}
+        args.metrics_json.write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    print(f"best bridge epoch {result.metrics.best_epoch}, {result.metrics.seconds}")
     print(f"bundle: {path}")
     return 0
 
@@ -124,10 +126,10 @@ def _train_strategies(result: Any, names: str, default: str) -> None:
     if unknown:
         raise SystemExit(f"unknown strategies {unknown}; registered: {sorted(registry)}")
     attach_strategies(result, chosen, default, registry)
-    for name, res in result.metrics["strategies"].items():
-        line = res["test"]["scorers"][name]["sampled"]["line"]
-        print(f"strategy {name:10s} test sampled HR@10 {line['HR@10']:.4f} MRR {line['MRR']:.4f} "
-              f"({res['seconds']}s)")
+    for name, res in (result.metrics.strategies or {}).items():
+        line = res.test.scorers[name].sampled.line
+        print(f"strategy {name:10s} test sampled HR@10 {line.hr(10):.4f} MRR {line.mrr:.4f} "
+              f"({res.seconds}s)")
 
 
 def bundle_scorer(bundle: Path, dataset: CrossDomainDataset, max_history: int | None = None) -> Scorer:

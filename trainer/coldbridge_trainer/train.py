@@ -45,6 +45,7 @@ from coldbridge_trainer.models import (
     mean_pool,
     pad_histories,
 )
+from coldbridge_trainer.results import SplitResult, TrainMetrics
 
 __all__ = ["TrainResult", "export_result", "fit", "fit_bridge", "fit_mf", "seed_everything", "train_and_export"]
 
@@ -63,7 +64,8 @@ class TrainResult:
     target_user_emb: np.ndarray
     target_item_emb: np.ndarray
     target_item_bias: np.ndarray
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: TrainMetrics | None = None
+    """What :func:`fit` measured (``None`` until it has)."""
     strategies: dict[str, Any] = field(default_factory=dict)
     """Fitted strategies (:class:`coldbridge_trainer.strategies.FittedStrategy` by name)."""
     default_strategy: str = "emcdr"
@@ -115,7 +117,8 @@ class TrainResult:
             target_item_bias=self.target_item_bias, target_user_emb=self.target_user_emb,
             target_item_popularity=ds.target.popularity(),
             encoder_max_history=self.config.encoder_max_history,
-            metrics=self.metrics, config=self.config.to_dict(), strategy=self.default_strategy,
+            metrics=self.metrics.to_dict() if self.metrics else {},
+            config=self.config.to_dict(), strategy=self.default_strategy,
             source_histories=ds.source.user_histories(),
             strategies={name: {"version": f.cls.version, "output": f.cls.output, "config": f.config,
                                "parts": f.parts} for name, f in self.strategies.items()},
@@ -211,7 +214,7 @@ def _bridge_loss(
 def _valid_metric(result: TrainResult, ev: EvalSplit) -> float:
     scores = result.scorer()(ev.users)
     res = score_split(scores, ev, result.config.ks, protocols=("sampled",))
-    return res["sampled"]["line"][result.config.select_metric]
+    return res.sampled.line[result.config.select_metric]
 
 
 def fit_bridge(result: TrainResult, ev: EvalSplit, gen: torch.Generator) -> list[dict]:
@@ -247,7 +250,7 @@ def _best_epoch(history: list[dict], config: TrainConfig) -> int:
     return max(history, key=lambda h: (h[key], -h["epoch"]))["epoch"]
 
 
-def _evaluate(result: TrainResult, splits: dict[str, EvalSplit]) -> dict[str, Any]:
+def _evaluate(result: TrainResult, splits: dict[str, EvalSplit]) -> dict[str, SplitResult]:
     ds = result.dataset
     scorers = {
         "bridge": result.scorer(), "bridge+encoder": result.encoder_scorer(),
@@ -301,9 +304,8 @@ def fit(
               "test": make_split(dataset, dataset.test, cfg.eval_negatives, cfg.eval_seed)}
     t1 = time.perf_counter()
     history = fit_bridge(result, splits["valid"], gen)
-    result.metrics = _evaluate(result, splits)
-    result.metrics.update(
-        best_epoch=_best_epoch(history, cfg), history=history,
+    result.metrics = TrainMetrics(
+        **_evaluate(result, splits), best_epoch=_best_epoch(history, cfg), history=history,
         n_overlap_users=len(dataset.overlap_users()),
         seconds={"mf": round(t1 - t0, 2), "total": round(time.perf_counter() - t0, 2)},
     )
