@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from coldbridge_trainer.data import CrossDomainDataset, load_dataset
 from coldbridge_trainer.evaluate import (
     EvalSplit,
