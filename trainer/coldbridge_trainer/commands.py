@@ -101,14 +101,16 @@ def train_main(argv: list[str]) -> int:
     from coldbridge_trainer.train import export_result, fit
 
     result = fit(dataset, TrainConfig(**_values(args, TrainConfig, set())))
+    if result.metrics is None:  # fit always measures; narrows the type
+        raise RuntimeError("fit returned no metrics")
     _print_results(result.metrics, ("valid", "test"))
     if args.strategies or args.default_strategy != "emcdr":
         _train_strategies(result, args.strategies, args.default_strategy)
     path = export_result(result, args.out, args.version)
+    metrics = result.metrics
     if args.metrics_json is not None:
-        metrics = result.metrics.to_dict() if result.metrics else {}
-        args.metrics_json.write_text(json.dumps(metrics, indent=1), encoding="utf-8")
-    print(f"best bridge epoch {result.metrics.best_epoch}, {result.metrics.seconds}")
+        args.metrics_json.write_text(json.dumps(metrics.to_dict(), indent=1), encoding="utf-8")
+    print(f"best bridge epoch {metrics.best_epoch}, {metrics.seconds}")
     print(f"bundle: {path}")
     return 0
 

@@ -73,35 +73,36 @@ class Metrics(ResultMapping):
 
     Attributes
     ----------
-    values : dict
-        ``{"HR@k": ..., "NDCG@k": ..., "MRR": ...}`` (floats; which ``k`` depends on ``ks``).
+    data : dict
+        ``{"HR@k": ..., "NDCG@k": ..., "MRR": ...}`` (floats; which ``k`` depends on ``ks``),
+        named like :attr:`collections.UserDict.data` (``values`` is the mapping method).
 
     Examples
     --------
     >>> m = Metrics({"HR@10": 0.5, "MRR": 0.25})
-    >>> m.hr(10), m.mrr, m["MRR"], m.to_dict()
-    (0.5, 0.25, 0.25, {'HR@10': 0.5, 'MRR': 0.25})
+    >>> m.hr(10), m.mrr, m["MRR"], m.to_dict(), list(m.values())
+    (0.5, 0.25, 0.25, {'HR@10': 0.5, 'MRR': 0.25}, [0.5, 0.25])
     """
 
-    values: dict[str, float]
+    data: dict[str, float]
 
     __hash__ = None  # type: ignore[assignment]  # holds a dict
 
     def _items(self) -> dict[str, Any]:
-        return self.values
+        return self.data
 
     def hr(self, k: int) -> float:
         """Hit rate at ``k``."""
-        return self.values[f"HR@{k}"]
+        return self.data[f"HR@{k}"]
 
     def ndcg(self, k: int) -> float:
         """NDCG at ``k``."""
-        return self.values[f"NDCG@{k}"]
+        return self.data[f"NDCG@{k}"]
 
     @property
     def mrr(self) -> float:
         """Mean reciprocal rank (untruncated)."""
-        return self.values["MRR"]
+        return self.data["MRR"]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, float]) -> Metrics:

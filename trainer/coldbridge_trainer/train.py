@@ -304,8 +304,9 @@ def fit(
               "test": make_split(dataset, dataset.test, cfg.eval_negatives, cfg.eval_seed)}
     t1 = time.perf_counter()
     history = fit_bridge(result, splits["valid"], gen)
+    scored = _evaluate(result, splits)
     result.metrics = TrainMetrics(
-        **_evaluate(result, splits), best_epoch=_best_epoch(history, cfg), history=history,
+        scored["valid"], scored["test"], best_epoch=_best_epoch(history, cfg), history=history,
         n_overlap_users=len(dataset.overlap_users()),
         seconds={"mf": round(t1 - t0, 2), "total": round(time.perf_counter() - t0, 2)},
     )
