@@ -95,8 +95,8 @@ def main() -> None:
     def metrics(out: torch.Tensor, ev) -> tuple[float, float]:  # type: ignore[no-untyped-def]
         rows = [ds.source.user_index[u] for u in ev.users]
         scores = (out[rows] @ out[n_users + ns:].T).numpy()
-        r = score_split(scores, ev, protocols=("sampled",))["sampled"]["line"]
-        return r["HR@10"], r["MRR"]
+        r = score_split(scores, ev, protocols=("sampled",)).sampled.line
+        return r.hr(10), r.mrr
 
     eu_t, ei_t, dom_t = map(torch.from_numpy, (eu, ei, dom))
     weight = torch.where(dom_t == 1, a.target_weight, 1.0)

@@ -69,7 +69,7 @@ def measure(bundle_path: Path, dataset: CrossDomainDataset,
     for user, item in zip(dataset.valid.user_ids, dataset.valid.items.tolist(), strict=True):
         valid.setdefault(user, []).append(items[item])
     results = {"popularity": score_split(popularity_scorer(dataset)(ev.users), ev,
-                                         protocols=protocols)}
+                                         protocols=protocols).to_dict()}
     with tempfile.TemporaryDirectory() as state:
         config = Settings(host="127.0.0.1", port=0, state_dir=state, metrics_port=-1,
                           max_request_ids=len(items), access_log=False, state_sync="NORMAL",
@@ -114,8 +114,8 @@ def _steps(channel: grpc.Channel, valid: dict[str, list[str]], items: list[str],
         for row, (user, cols) in enumerate(zip(users, columns, strict=True)):
             request = pb.ScoreRequest(user_id=user, item_ids=[items[i] for i in cols.tolist()])
             scores[row, cols] = [i.score for i in rec.Score(request).items]
-        results["all" if step is None else str(step)] = score_split(scores, ev,
-                                                                    protocols=protocols)
+        results["all" if step is None else str(step)] = score_split(
+            scores, ev, protocols=protocols).to_dict()
     return results
 
 

@@ -29,8 +29,8 @@ CDRIB = ROOT.parent / "shared" / "data" / "cdrib"
 
 
 def metrics(scores, ev):
-    r = score_split(scores, ev, (1, 5, 10), protocols=("sampled",))["sampled"]["line"]
-    return r["MRR"], r["HR@10"]
+    r = score_split(scores, ev, (1, 5, 10), protocols=("sampled",)).sampled.line
+    return r.mrr, r.hr(10)
 
 
 def main(plan_path, out_path):

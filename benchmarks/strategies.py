@@ -50,7 +50,7 @@ def run(cdrib: Path, names: list[str] | None, config: TrainConfig, partial: Path
         t0 = time.perf_counter()
         res = run_direction(load_cdrib(cdrib, source, target), names, [config.seed], config, registry=registry)
         test = res.averages("test")
-        rows = {name: test[name] for name in (*BASELINES, *names)}
+        rows = {name: test[name].to_dict() for name in (*BASELINES, *names)}
         out[res.name] = {"rows": rows, "sha256": res.test_split.digest, "best_on_valid": res.best,
                          "lines": len(res.test_split.positives), "users": len(res.test_split.users),
                          "seconds": res.seconds[config.seed],

@@ -55,8 +55,8 @@ def main() -> None:
         cooc = cooccurrence_scorer(ds)(ev.users)
         for name, scores in (("co-occurrence (cold)", cooc), ("warm EASE on valid items", warm)):
             r = score_split(np.asarray(scores), ev, protocols=("sampled", "full"))
-            cells = "  ".join(f"{p} HR@10 {r[p]['line']['HR@10']:.4f} MRR {r[p]['line']['MRR']:.4f}"
-                              for p in ("sampled", "full"))
+            cells = "  ".join(f"{p} HR@10 {r.protocols[p].line.hr(10):.4f} "
+                              f"MRR {r.protocols[p].line.mrr:.4f}" for p in ("sampled", "full"))
             print(f"{source} -> {target}  {name:26s} {cells}")
         print(f"{source} -> {target}  test users with valid items: {int((h.sum(1) > 0).sum())}/{len(ev.users)}, "
               f"mean known items {h.sum(1).mean():.2f}")

@@ -27,6 +27,7 @@ from coldbridge_trainer.evaluate import (
     popularity_scorer,
     random_scorer,
 )
+from coldbridge_trainer.results import TrainMetrics
 from coldbridge_trainer.synth import SynthConfig, write_dataset
 
 __all__ = [
@@ -88,9 +89,9 @@ def resolve_strategies(
     return [n for n in ordered_names(registry) if n in chosen] if blends_last else chosen
 
 
-def _print_results(metrics: dict[str, Any], splits: tuple[str, ...]) -> None:
+def _print_results(metrics: TrainMetrics, splits: tuple[str, ...]) -> None:
     for split in splits:
-        print(format_table(metrics[split], f"== {split} cold users =="))
+        print(format_table(getattr(metrics, split), f"== {split} cold users =="))
 
 
 def train(
@@ -106,17 +107,20 @@ def train(
     from coldbridge_trainer.train import export_result, fit
 
     result = fit(dataset, config)
+    if result.metrics is None:  # fit always measures; narrows the type
+        raise RuntimeError("fit returned no metrics")
     _print_results(result.metrics, ("valid", "test"))
     if strategies or default_strategy != "emcdr":
         attach_strategies(result, list(strategies), default_strategy)
-        for name, res in result.metrics["strategies"].items():
-            line = res["test"]["scorers"][name]["sampled"]["line"]
-            print(f"strategy {name:10s} test sampled HR@10 {line['HR@10']:.4f} "
-                  f"MRR {line['MRR']:.4f} ({res['seconds']}s)")
+        for name, res in (result.metrics.strategies or {}).items():
+            line = res.test.scorers[name].sampled.line
+            print(f"strategy {name:10s} test sampled HR@10 {line.hr(10):.4f} "
+                  f"MRR {line.mrr:.4f} ({res.seconds}s)")
     path = export_result(result, out, version)
+    metrics = result.metrics
     if metrics_json is not None:
-        metrics_json.write_text(json.dumps(result.metrics, indent=1), encoding="utf-8")
-    print(f"best bridge epoch {result.metrics['best_epoch']}, {result.metrics['seconds']}")
+        metrics_json.write_text(json.dumps(metrics.to_dict(), indent=1), encoding="utf-8")
+    print(f"best bridge epoch {metrics.best_epoch}, {metrics.seconds}")
     print(f"bundle: {path}")
     return path
 

@@ -10,40 +10,61 @@ Dataset directory (what ``coldbridge datagen`` writes)::
     target/valid.csv      target rows of held-out cold-start users
     target/test.csv
 
-Files may be CSV or TSV (chosen by extension) and must have a header. ``valid`` and
-``test`` hold the target-domain rows of cold-start users: they have no row in
-``target/train`` but do have rows in ``source/train``.
+Files may be CSV (``.csv``) or tab-separated (``.tsv``, ``.txt``). A first row naming
+``user_id`` or ``item_id`` is a header; without one the columns are, in order,
+``user_id, item_id[, value[, timestamp]]`` (the CDRIB ``.txt`` files as shipped). ``valid``
+and ``test`` hold the target-domain rows of cold-start users: they have no row in
+``target/train`` but do have rows in ``source/train``. Held-out rows naming an item that
+never occurs in target training are accepted (the item joins the catalogue with popularity
+0) and logged as a warning on the ``coldbridge_trainer.data`` logger.
 
-CDRIB benchmark folders (see ``shared/data/cdrib/README.md``) are read by
-:func:`load_cdrib`.
+Other formats: CDRIB benchmark folders for any domain pair
+(:func:`coldbridge_trainer.cdrib.load_cdrib`, also importable from here) and RecBole atomic
+``.inter`` files (:func:`coldbridge_trainer.recbole.load_recbole`).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "CDRIB_DOMAINS",
-    "CDRIB_SHARED_USERS",
+    "COLUMNS",
     "CrossDomainDataset",
     "DomainData",
     "HeldOut",
     "Interactions",
-    "load_cdrib",
     "load_dataset",
     "read_interactions",
 ]
 
-CDRIB_SHARED_USERS = 2179
-"""User ids below this are the same person in both CDRIB folders."""
+logger = logging.getLogger(__name__)
 
-CDRIB_DOMAINS = {"game": "game_video", "video": "video_game"}
-"""CDRIB domain name -> folder holding that domain's interactions."""
+COLUMNS = ("user_id", "item_id", "value", "timestamp")
+"""Column names, also the column order of a header-less file."""
+
+_LAZY = {"CDRIB_DOMAINS": "cdrib", "CDRIB_SHARED_USERS": "cdrib", "load_cdrib": "cdrib",
+         "load_recbole": "recbole"}
+
+
+def __getattr__(name: str) -> Any:
+    """``load_cdrib``, ``CDRIB_*`` and ``load_recbole``, kept importable from here.
+
+    They live in :mod:`coldbridge_trainer.cdrib` and :mod:`coldbridge_trainer.recbole`
+    (which import this module), so they are resolved lazily and not listed in ``__all__``.
+    """
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"coldbridge_trainer.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _SPLITS = ("source/train", "target/train", "target/valid", "target/test")
 
@@ -185,7 +206,7 @@ def _delimiter(path: Path) -> str:
         return ","
     if path.suffix.lower() in (".tsv", ".txt"):
         return "\t"
-    raise ValueError(f"{path}: unsupported extension {path.suffix!r} (use .csv or .tsv)")
+    raise ValueError(f"{path}: unsupported extension {path.suffix!r} (use .csv, .tsv or .txt)")
 
 
 def _parse_row(path: Path, line: int, row: dict[str, str | None], cols: set[str]) -> tuple:
@@ -202,14 +223,29 @@ def _parse_row(path: Path, line: int, row: dict[str, str | None], cols: set[str]
     return user, item, value, stamp
 
 
+def _header(path: Path, first: list[str]) -> tuple[list[str], bool]:
+    """Column names and whether ``first`` is a header row (it names user_id or item_id)."""
+    names = [c.strip() for c in first]
+    if {"user_id", "item_id"} & set(names):
+        missing = {"user_id", "item_id"} - set(names)
+        if missing:
+            raise ValueError(f"{path}:1: missing column(s) {sorted(missing)} in header")
+        return names, True
+    if not 2 <= len(names) <= len(COLUMNS):
+        raise ValueError(f"{path}:1: header-less file needs 2 to {len(COLUMNS)} columns "
+                         f"({', '.join(COLUMNS)}), got {len(names)}")
+    return list(COLUMNS[: len(names)]), False
+
+
 def read_interactions(path: Path | str) -> Interactions:
-    """Read one CSV/TSV interaction file with a header.
+    """Read one interaction file, with or without a header.
 
     Parameters
     ----------
     path : path-like
-        ``.csv`` (comma) or ``.tsv`` (tab) file with columns ``user_id,item_id`` and
-        optionally ``value`` (float) and ``timestamp`` (int).
+        ``.csv`` (comma), ``.tsv`` or ``.txt`` (tab) file with columns ``user_id,item_id``
+        and optionally ``value`` (float) and ``timestamp`` (int). Without a header row
+        (no column named ``user_id`` or ``item_id``) the columns are taken in that order.
 
     Raises
     ------
@@ -218,19 +254,29 @@ def read_interactions(path: Path | str) -> Interactions:
     """
     path = Path(path)
     with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh, delimiter=_delimiter(path))
-        cols = {c.strip() for c in reader.fieldnames or []}
-        missing = {"user_id", "item_id"} - cols
-        if missing:
-            raise ValueError(f"{path}:1: missing column(s) {sorted(missing)} in header")
-        reader.fieldnames = [c.strip() for c in reader.fieldnames or []]
+        first = next(csv.reader(fh, delimiter=_delimiter(path)), [])
+        fh.seek(0)
+        if not first:
+            return Interactions([], [], np.zeros(0, np.float32))
+        names, has_header = _header(path, first)
+        reader = csv.DictReader(fh, fieldnames=names, delimiter=_delimiter(path))
+        if has_header:
+            next(reader)
+        cols = set(names)
         rows = [_parse_row(path, reader.line_num, r, cols) for r in reader]
+    return _interactions(rows, "timestamp" in cols)
+
+
+def _interactions(rows: list[tuple[str, str, float, int]], timed: bool) -> Interactions:
+    """Rows ``(user, item, value, timestamp)`` as :class:`Interactions`."""
     users, items, values, stamps = (list(x) for x in zip(*rows, strict=True)) if rows else ([],) * 4
-    ts = np.asarray(stamps, dtype=np.int64) if "timestamp" in cols else None
+    ts = np.asarray(stamps, dtype=np.int64) if timed else None
     return Interactions(users, items, np.asarray(values, dtype=np.float32), ts)
 
 
-def _domain(name: str, rows: Interactions, extra_items: list[str], first: bool = False) -> DomainData:
+def _domain(
+    name: str, rows: Interactions, extra_items: list[str], first: bool = False
+) -> DomainData:
     user_ids = list(dict.fromkeys(rows.users))
     item_ids = list(dict.fromkeys(extra_items + rows.items if first else rows.items + extra_items))
     uidx = {u: i for i, u in enumerate(user_ids)}
@@ -255,14 +301,27 @@ def _held_out(rows: Interactions, path: Path, src: DomainData, tgt: DomainData) 
         if u not in src.user_index:
             raise ValueError(f"{path}:{line}: cold user {u!r} has no source training rows")
     items = np.fromiter((tgt.item_index[t] for t in rows.items), np.int64, len(rows))
+    _warn_unseen(path, items, tgt)
     return HeldOut(list(rows.users), items)
 
 
+def _warn_unseen(path: Path, items: np.ndarray, tgt: DomainData) -> None:
+    """Log held-out rows whose item never occurs in target training."""
+    trained = np.zeros(tgt.n_items, dtype=bool)
+    trained[tgt.items] = True
+    unseen = np.unique(items[~trained[items]])
+    if len(unseen):
+        logger.warning(
+            "%s: %d held-out row(s) name %d item(s) never seen in target training (e.g. %r); "
+            "no trained model can rank them above popularity 0", path,
+            int((~trained[items]).sum()), len(unseen), tgt.item_ids[int(unseen[0])])
+
+
 def _find(root: Path, stem: str) -> Path:
-    for ext in (".csv", ".tsv"):
+    for ext in (".csv", ".tsv", ".txt"):
         if (root / f"{stem}{ext}").is_file():
             return root / f"{stem}{ext}"
-    raise ValueError(f"{root}: missing {stem}.csv or {stem}.tsv")
+    raise ValueError(f"{root}: missing {stem}.csv, {stem}.tsv or {stem}.txt")
 
 
 def load_dataset(root: Path | str) -> CrossDomainDataset:
@@ -289,53 +348,3 @@ def load_dataset(root: Path | str) -> CrossDomainDataset:
     valid = _held_out(rows["target/valid"], paths["target/valid"], src, tgt)
     test = _held_out(rows["target/test"], paths["target/test"], src, tgt)
     return CrossDomainDataset(src, tgt, valid, test, feedback)
-
-
-def _read_pairs(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise ValueError(f"missing CDRIB file {path}")
-    pairs = np.loadtxt(path, dtype=np.int64, delimiter="\t", ndmin=2)
-    if pairs.shape[1] != 2:
-        raise ValueError(f"{path}: expected 2 tab-separated columns, got {pairs.shape[1]}")
-    return pairs
-
-
-def _cdrib_user(uid: int, domain: str) -> str:
-    return f"u{uid}" if uid < CDRIB_SHARED_USERS else f"{domain}:{uid}"
-
-
-def _cdrib_rows(pairs: np.ndarray, domain: str) -> Interactions:
-    users = [_cdrib_user(u, domain) for u in pairs[:, 0].tolist()]
-    items = [str(i) for i in pairs[:, 1].tolist()]
-    return Interactions(users, items, np.ones(len(pairs), dtype=np.float32))
-
-
-def load_cdrib(root: Path | str, source: str = "game", target: str = "video") -> CrossDomainDataset:
-    """Load a CDRIB cross-domain pair (``shared/data/cdrib``).
-
-    Parameters
-    ----------
-    root : path-like
-        Folder holding ``game_video/`` and ``video_game/``.
-    source, target : str
-        Domain names, ``"game"`` or ``"video"``, different from each other.
-
-    Returns
-    -------
-    CrossDomainDataset
-        ``valid``/``test`` are the target folder's ``valid.txt``/``test.txt``.
-    """
-    if {source, target} != set(CDRIB_DOMAINS):
-        raise ValueError(f"source/target must be 'game' and 'video', got {source!r}, {target!r}")
-    root = Path(root)
-    src_pairs = _read_pairs(root / CDRIB_DOMAINS[source] / "train.txt")
-    tgt_dir = root / CDRIB_DOMAINS[target]
-    tgt = {s: _read_pairs(tgt_dir / f"{s}.txt") for s in ("train", "valid", "test")}
-    all_items = np.unique(np.concatenate([p[:, 1] for p in tgt.values()]))
-    tgt_train = _cdrib_rows(tgt["train"], target)
-    src_items = [str(i) for i in np.unique(src_pairs[:, 1]).tolist()]
-    src_domain = _domain(source, _cdrib_rows(src_pairs, source), src_items, first=True)
-    tgt_domain = _domain(target, tgt_train, [str(i) for i in all_items.tolist()], first=True)
-    valid = _held_out(_cdrib_rows(tgt["valid"], target), tgt_dir / "valid.txt", src_domain, tgt_domain)
-    test = _held_out(_cdrib_rows(tgt["test"], target), tgt_dir / "test.txt", src_domain, tgt_domain)
-    return CrossDomainDataset(src_domain, tgt_domain, valid, test, "implicit")

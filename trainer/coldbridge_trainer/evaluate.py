@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from coldbridge_trainer.data import CrossDomainDataset, HeldOut
+from coldbridge_trainer.results import Metrics, ProtocolMetrics, ScorerResult, SplitResult
 
 __all__ = [
     "EvalSplit",
@@ -54,7 +55,8 @@ def _prefix(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Prefix sums ``H[r] = sum_{j<=r} 1/j`` and ``C[r] = sum_{j<=r} 1/log2(j+1)``."""
     r = np.arange(1, n + 1, dtype=np.float64)
     zero = np.zeros(1)
-    return np.concatenate([zero, np.cumsum(1 / r)]), np.concatenate([zero, np.cumsum(1 / np.log2(r + 1))])
+    harmonic = np.concatenate([zero, np.cumsum(1 / r)])
+    return harmonic, np.concatenate([zero, np.cumsum(1 / np.log2(r + 1))])
 
 
 def rank_metrics(
@@ -140,7 +142,8 @@ def sample_candidates(
     for line, (pos, excl) in enumerate(zip(positives.tolist(), exclude, strict=True)):
         allowed = pool[~np.isin(pool, excl)]
         if len(allowed) < n_negatives:
-            raise ValueError(f"line {line}: only {len(allowed)} eligible negatives (< {n_negatives})")
+            raise ValueError(
+                f"line {line}: only {len(allowed)} eligible negatives (< {n_negatives})")
         out[line, 0] = pos
         out[line, 1:] = rng.choice(allowed, size=n_negatives, replace=False)
     return out
@@ -197,12 +200,15 @@ def _full_counts(scores: np.ndarray, ev: EvalSplit) -> tuple[np.ndarray, np.ndar
     return g, e
 
 
-def _average(per_line: dict[str, np.ndarray], line_user: np.ndarray, n_users: int) -> dict:
+def _average(
+    per_line: dict[str, np.ndarray], line_user: np.ndarray, n_users: int
+) -> ProtocolMetrics:
     counts = np.bincount(line_user, minlength=n_users)
     seen = counts > 0
     user = {k: float(np.mean(np.bincount(line_user, v, n_users)[seen] / counts[seen]))
             for k, v in per_line.items()}
-    return {"line": {k: float(v.mean()) for k, v in per_line.items()}, "user": user}
+    return ProtocolMetrics(Metrics({k: float(v.mean()) for k, v in per_line.items()}),
+                           Metrics(user))
 
 
 _COUNTERS = {"sampled": _sampled_counts, "full": _full_counts}
@@ -221,37 +227,33 @@ def line_metrics(
 def score_split(
     scores: np.ndarray, ev: EvalSplit, ks: Sequence[int] = DEFAULT_KS,
     protocols: Sequence[str] = ("sampled", "full"),
-) -> dict:
+) -> ScorerResult:
     """Metrics of one score matrix (rows = ``ev.users``) under the given protocols.
 
     Returns
     -------
-    dict
+    ScorerResult
+        ``result.sampled.line["HR@10"]``; ``to_dict()`` is
         ``{"sampled"|"full": {"line"|"user": {metric: value}}}``.
     """
     n = len(ev.users)
-    return {p: _average(line_metrics(scores, ev, p, ks), ev.line_user, n) for p in protocols}
+    return ScorerResult(
+        {p: _average(line_metrics(scores, ev, p, ks), ev.line_user, n) for p in protocols})
 
 
 def evaluate_scorers(
     scorers: dict[str, Scorer], ev: EvalSplit, ks: Sequence[int] = DEFAULT_KS
-) -> dict:
+) -> SplitResult:
     """Evaluate several scorers on one prepared split.
 
     Returns
     -------
-    dict
-        ``{"n_lines", "n_users", "n_candidates", "candidates_sha256",
-        "scorers": {name: score_split(...)}}``.
+    SplitResult
+        Split sizes, the candidates' digest and ``scorers: {name: score_split(...)}``.
     """
     results = {name: score_split(fn(ev.users), ev, ks) for name, fn in scorers.items()}
-    return {
-        "n_lines": len(ev.positives),
-        "n_users": len(ev.users),
-        "n_candidates": int(ev.candidates.shape[1]),
-        "candidates_sha256": ev.digest,
-        "scorers": results,
-    }
+    return SplitResult(len(ev.positives), len(ev.users), int(ev.candidates.shape[1]),
+                       ev.digest, results)
 
 
 def popularity_scorer(dataset: CrossDomainDataset) -> Scorer:
@@ -291,29 +293,30 @@ def cooccurrence_scorer(dataset: CrossDomainDataset) -> Scorer:
         for row, uid in enumerate(users):
             s = src.user_index[uid]
             items = user_items[user_ptr[s] : user_ptr[s + 1]]
-            peers = np.unique(np.concatenate([item_users[item_ptr[i] : item_ptr[i + 1]] for i in items]))
+            peers = np.unique(
+                np.concatenate([item_users[item_ptr[i] : item_ptr[i + 1]] for i in items]))
             peers = to_tgt[peers[peers != s]]
-            got = np.concatenate([t_items[t_ptr[p] : t_ptr[p + 1]] for p in peers] or [np.zeros(0, np.int64)])
+            rows = [t_items[t_ptr[p] : t_ptr[p + 1]] for p in peers]
+            got = np.concatenate(rows or [np.zeros(0, np.int64)])
             out[row] = np.bincount(got, minlength=tgt.n_items)
         return out
 
     return score
 
 
-def format_table(results: dict, title: str = "") -> str:
+def format_table(results: SplitResult, title: str = "") -> str:
     """Readable table: one block per protocol and averaging, one row per scorer."""
-    scorers = results["scorers"]
-    first = next(iter(scorers.values()))
-    metrics = list(first["sampled"]["line"])
+    scorers = results.scorers
+    metrics = list(next(iter(scorers.values())).sampled.line)
     width = max(len(n) for n in scorers) + 2
     lines = [title] if title else []
-    lines.append(f"lines={results['n_lines']} users={results['n_users']} "
-                 f"candidates={results['n_candidates']} sha256={results['candidates_sha256'][:16]}")
+    lines.append(f"lines={results.n_lines} users={results.n_users} "
+                 f"candidates={results.n_candidates} sha256={results.candidates_sha256[:16]}")
     for proto in ("sampled", "full"):
         for avg in ("line", "user"):
             lines.append(f"[{proto}, {avg}-averaged]")
             lines.append("".ljust(width) + "".join(m.rjust(9) for m in metrics))
             for name, res in scorers.items():
-                vals = res[proto][avg]
+                vals = getattr(res.protocols[proto], avg)
                 lines.append(name.ljust(width) + "".join(f"{vals[m]:9.4f}" for m in metrics))
     return "\n".join(lines)

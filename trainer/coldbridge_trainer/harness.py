@@ -41,6 +41,7 @@ from coldbridge_trainer.evaluate import (
     popularity_scorer,
     random_scorer,
 )
+from coldbridge_trainer.results import Metrics, ProtocolMetrics, ScorerResult
 
 __all__ = [
     "BASELINES",
@@ -111,18 +112,21 @@ class DirectionRun:
     def name(self) -> str:
         return f"{self.source} -> {self.target}"
 
-    def averages(self, split: str = "test") -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-        """Seed-mean ``{scorer: {protocol: {"line"|"user": {metric: value}}}}`` of ``split``."""
+    def averages(self, split: str = "test") -> dict[str, ScorerResult]:
+        """Seed-mean metrics of every scorer on ``split`` (``{scorer: ScorerResult}``)."""
         ev = self.test_split if split == "test" else self.valid_split
-        out: dict[str, Any] = {}
-        for name, runs in getattr(self, split).items():
-            out[name] = {p: {"line": {}, "user": {}} for p in PROTOCOLS}
-            for p in PROTOCOLS:
-                for m in runs[0][p]:
-                    values = np.mean([r[p][m] for r in runs], axis=0)
-                    out[name][p]["line"][m] = float(values.mean())
-                    out[name][p]["user"][m] = _user_mean(values, ev)
-        return out
+        return {name: _seed_mean_result(runs, ev) for name, runs in getattr(self, split).items()}
+
+
+def _seed_mean_result(runs: list[PerLine], ev: EvalSplit) -> ScorerResult:
+    out = {}
+    for p in PROTOCOLS:
+        line, user = {}, {}
+        for m in runs[0][p]:
+            values = np.mean([r[p][m] for r in runs], axis=0)
+            line[m], user[m] = float(values.mean()), _user_mean(values, ev)
+        out[p] = ProtocolMetrics(Metrics(line), Metrics(user))
+    return ScorerResult(out)
 
 
 def _user_mean(values: np.ndarray, ev: EvalSplit) -> float:

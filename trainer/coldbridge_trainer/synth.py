@@ -29,7 +29,7 @@ import numpy as np
 
 from coldbridge_trainer.data import Interactions
 
-__all__ = ["SynthConfig", "generate", "write_dataset"]
+__all__ = ["SynthConfig", "generate", "split_cold", "write_dataset"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,8 @@ def _sample_rows(
     counts = np.maximum(rng.poisson(cfg.mean_items, size=len(taste)), cfg.min_items)
     counts = np.minimum(counts, factors.shape[0])
     order = np.argsort(-(cfg.temperature * scores + gumbel), axis=1, kind="stable")
-    return [[(int(i), float(scores[u, i])) for i in order[u, : counts[u]]] for u in range(len(taste))]
+    return [[(int(i), float(scores[u, i])) for i in order[u, : counts[u]]]
+            for u in range(len(taste))]
 
 
 def _value(score: float, feedback: str) -> float:
@@ -118,10 +119,15 @@ def _to_interactions(rows: list[tuple[str, str, float, int]]) -> Interactions:
     )
 
 
-def _split_cold(
+def split_cold(
     rng: np.random.Generator, rows: list[tuple[str, str, float, int]]
 ) -> tuple[list, list]:
-    """Split each cold user's rows into two random halves (valid gets the extra one)."""
+    """Split each cold user's rows into two random halves (valid gets the extra one).
+
+    Users are taken in first-seen order, each user's rows keep their order; this is the
+    hold-out protocol of every dataset directory (also used by
+    :func:`coldbridge_trainer.recbole.load_recbole`).
+    """
     valid, test, by_user = [], [], {}
     for r in rows:
         by_user.setdefault(r[0], []).append(r)
@@ -134,7 +140,8 @@ def _split_cold(
 
 
 def _select(users: list[str], picks: list, keep: list[bool]) -> tuple[list[str], list]:
-    return [u for u, k in zip(users, keep) if k], [p for p, k in zip(picks, keep) if k]
+    return ([u for u, k in zip(users, keep, strict=True) if k],
+            [p for p, k in zip(picks, keep, strict=True) if k])
 
 
 def generate(config: SynthConfig | None = None) -> dict[str, Interactions]:
@@ -163,7 +170,7 @@ def generate(config: SynthConfig | None = None) -> dict[str, Interactions]:
     cold = [u.startswith("c") for u in users]
     source = _rows(*_select(users, src_pick, in_src), "s", cfg)
     target = _rows(*_select(users, tgt_pick, in_tgt), "t", cfg)
-    valid, test = _split_cold(rng, _rows(*_select(users, tgt_pick, cold), "t", cfg))
+    valid, test = split_cold(rng, _rows(*_select(users, tgt_pick, cold), "t", cfg))
     return {
         "source/train": _to_interactions(source),
         "target/train": _to_interactions(target),
@@ -178,7 +185,8 @@ def _write_csv(path: Path, rows: Interactions) -> None:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["user_id", "item_id", "value", "timestamp"])
-        for u, i, v, t in zip(rows.users, rows.items, rows.values.tolist(), stamps.tolist(), strict=True):
+        columns = (rows.users, rows.items, rows.values.tolist(), stamps.tolist())
+        for u, i, v, t in zip(*columns, strict=True):
             writer.writerow([u, i, f"{v:g}", t])
 
 

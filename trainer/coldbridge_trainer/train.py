@@ -47,6 +47,7 @@ from coldbridge_trainer.models import (
     fit_encoder_ridge,
     mean_pool,
 )
+from coldbridge_trainer.results import SplitResult, TrainMetrics
 
 __all__ = ["TrainResult", "export_result", "fit", "fit_bridge", "fit_mf", "seed_everything", "train_and_export"]
 
@@ -65,7 +66,8 @@ class TrainResult:
     target_user_emb: np.ndarray
     target_item_emb: np.ndarray
     target_item_bias: np.ndarray
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: TrainMetrics | None = None
+    """What :func:`fit` measured (``None`` until it has)."""
     strategies: dict[str, Any] = field(default_factory=dict)
     """Fitted strategies (:class:`coldbridge_trainer.strategies.FittedStrategy` by name)."""
     default_strategy: str = "emcdr"
@@ -126,7 +128,8 @@ class TrainResult:
             strategies={name: StrategyContent(f.cls.version, f.cls.output, f.config, f.parts)
                         for name, f in self.strategies.items()},
             source_histories=ds.source.user_histories(),
-            metrics=self.metrics, config=self.config.to_dict(),
+            metrics=self.metrics.to_dict() if self.metrics else {},
+            config=self.config.to_dict(),
         )
 
 
@@ -219,7 +222,7 @@ def _bridge_loss(
 def _valid_metric(result: TrainResult, ev: EvalSplit) -> float:
     scores = result.scorer()(ev.users)
     res = score_split(scores, ev, result.config.ks, protocols=("sampled",))
-    return res["sampled"]["line"][result.config.select_metric]
+    return res.sampled.line[result.config.select_metric]
 
 
 def fit_bridge(result: TrainResult, ev: EvalSplit, gen: torch.Generator) -> list[dict]:
@@ -255,7 +258,7 @@ def _best_epoch(history: list[dict], config: TrainConfig) -> int:
     return max(history, key=lambda h: (h[key], -h["epoch"]))["epoch"]
 
 
-def _evaluate(result: TrainResult, splits: dict[str, EvalSplit]) -> dict[str, Any]:
+def _evaluate(result: TrainResult, splits: dict[str, EvalSplit]) -> dict[str, SplitResult]:
     ds = result.dataset
     scorers = {
         "bridge": result.scorer(), "bridge+encoder": result.encoder_scorer(),
@@ -309,9 +312,9 @@ def fit(
               "test": make_split(dataset, dataset.test, cfg.eval_negatives, cfg.eval_seed)}
     t1 = time.perf_counter()
     history = fit_bridge(result, splits["valid"], gen)
-    result.metrics = _evaluate(result, splits)
-    result.metrics.update(
-        best_epoch=_best_epoch(history, cfg), history=history,
+    scored = _evaluate(result, splits)
+    result.metrics = TrainMetrics(
+        scored["valid"], scored["test"], best_epoch=_best_epoch(history, cfg), history=history,
         n_overlap_users=len(dataset.overlap_users()),
         seconds={"mf": round(t1 - t0, 2), "total": round(time.perf_counter() - t0, 2)},
     )

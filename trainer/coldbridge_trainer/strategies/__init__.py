@@ -115,11 +115,13 @@ def attach_strategies(
 ) -> TrainResult:
     """Fit ``names`` on ``result``, evaluate them on valid/test, and make them part of its bundle.
 
-    ``result.metrics["strategies"][name]`` gets ``{"valid", "test", "seconds"}`` (the
-    :func:`~coldbridge_trainer.evaluate.evaluate_scorers` layout, one scorer per strategy);
+    ``result.metrics.strategies[name]`` gets a
+    :class:`~coldbridge_trainer.results.StrategyResult` (valid and test
+    :func:`~coldbridge_trainer.evaluate.evaluate_scorers`, one scorer per strategy);
     ``default`` becomes the bundle's ``strategy``.
     """
     from coldbridge_trainer.evaluate import evaluate_scorers, make_split
+    from coldbridge_trainer.results import StrategyResult
 
     cfg, ds = result.config, result.dataset
     splits = {"valid": make_split(ds, ds.valid, cfg.eval_negatives, cfg.eval_seed, exclude="split"),
@@ -129,9 +131,12 @@ def attach_strategies(
         raise ValueError(f"default strategy {default!r} is not registered: {sorted(registry)}")
     fitted = fit_strategies(result, splits["valid"], names, registry=registry)
     result.strategies, result.default_strategy = dict(fitted), default
-    result.metrics["strategies"] = {
-        name: {**{s: evaluate_scorers({name: strategy_scorer(f, result, ev)}, ev, cfg.ks)
-                  for s, ev in splits.items()}, "seconds": f.seconds}
+    if result.metrics is None:
+        raise ValueError("attach_strategies needs a fitted result (result.metrics is None)")
+    result.metrics = result.metrics.with_strategies({
+        name: StrategyResult(
+            **{s: evaluate_scorers({name: strategy_scorer(f, result, ev)}, ev, cfg.ks)
+               for s, ev in splits.items()}, seconds=f.seconds)
         for name, f in fitted.items()
-    }
+    })
     return result
