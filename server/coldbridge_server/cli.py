@@ -31,7 +31,7 @@ from coldbridge_server.bundle import load_bundle, resolve_bundle_dir
 from coldbridge_server.config import Settings
 from coldbridge_server.demo import print_samples
 from coldbridge_server.errors import ColdbridgeError, ConfigError
-from coldbridge_server.logs import configure_logging
+from coldbridge_server.observability.logs import configure_logging
 
 __all__ = ["TRAINER_COMMANDS", "main"]
 

@@ -9,10 +9,11 @@ Prometheus scrapes (:meth:`collect`). They register on the injected
 :class:`~prometheus_client.CollectorRegistry` like any collector, so duplicate names are
 still refused and ``generate_latest`` / ``get_sample_value`` work unchanged.
 
-Families built with one shared ``lock`` can be updated together in one critical section:
-hold ``family.lock`` and add to a counter child's ``value`` or a histogram child's
-``counts[child.bucket(v)]`` / ``total`` (the gRPC interceptor records five series per call
-this way).
+Families built with one shared ``lock`` can be updated together in one critical section by
+the code that created that lock: hold it and add to a counter child's ``value`` or a
+histogram child's ``counts[child.bucket(v)]`` / ``total``
+(:class:`coldbridge_server.observability.metrics.GrpcSeries` records the five
+``grpc_server_*`` series of a call this way).
 
 Differences from ``prometheus_client``: no ``_created`` samples, no multiprocess mode.
 
@@ -175,7 +176,7 @@ class FastHistogram(_Family):
         family = self._empty()
         for values, (counts, total) in self._snapshot():
             cumulative, running = [], 0
-            for le, count in zip(self._les, counts):
+            for le, count in zip(self._les, counts, strict=True):
                 running += count
                 cumulative.append((le, float(running)))
             family.add_metric(values, cumulative, total)

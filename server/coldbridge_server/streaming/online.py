@@ -26,11 +26,11 @@ class ColdStartEmbeddings(reco.base.Ranker):
 
     The model equation is
 
-    $$\\hat{y}(u, i) = \\langle \\mathbf{p}_u + \\boldsymbol{\\delta}_u, \\mathbf{v}_i \\rangle + b_i$$
+    $$\\hat{y}(u, i) = \\langle \\mathbf{p}_u + \\delta_u, \\mathbf{v}_i \\rangle + b_i$$
 
     where the item embeddings $\\mathbf{v}_i$ and biases $b_i$ are fixed (exported by the
     trainer), $\\mathbf{p}_u$ is the user's prior (the transferred embedding, set in
-    :attr:`u_priors`; zeros if unset) and $\\boldsymbol{\\delta}_u$ is the residual learned
+    :attr:`u_priors`; zeros if unset) and $\\delta_u$ is the residual learned
     online. Because L2 regularisation acts on the residual, it pulls the user vector towards
     the prior, not towards zero. Each user is a linear model whose features are the item's
     embedding, so one update costs ``O((1 + n_negatives) * d)``.
