@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2
@@ -72,7 +72,7 @@ class ColdbridgeServer(grpc.Server):
             raise self._error
         return True
 
-    def stop(self, grace: float | None) -> threading.Event:
+    def stop(self, grace: float | None = None) -> threading.Event:
         """Report NOT_SERVING to health checks, then stop with ``grace`` seconds."""
         self.health.enter_graceful_shutdown()
         event: threading.Event = self._server.stop(grace)
@@ -92,13 +92,15 @@ class ColdbridgeServer(grpc.Server):
         """Block until the server stopped or ``timeout`` passed."""
         return bool(self._server.wait_for_termination(timeout))
 
-    def add_generic_rpc_handlers(self, generic_rpc_handlers: Sequence[Any]) -> None:
+    def add_generic_rpc_handlers(
+        self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler[Any, Any]]
+    ) -> None:
         """Delegate to the wrapped server."""
         self._server.add_generic_rpc_handlers(generic_rpc_handlers)
 
     def add_registered_method_handlers(self, service_name: str, method_handlers: Any) -> None:
         """Delegate to the wrapped server."""
-        self._server.add_registered_method_handlers(service_name, method_handlers)
+        cast(Any, self._server).add_registered_method_handlers(service_name, method_handlers)
 
     def add_insecure_port(self, address: str) -> int:
         """Delegate to the wrapped server."""

@@ -39,17 +39,20 @@ from __future__ import annotations
 import math
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 __all__ = ["FastCounter", "FastHistogram"]
 
+_go_string: Callable[[float], str] = floatToGoString  # prometheus_client leaves it untyped
 
-class _Family:
+
+class _Family(Collector):
     """A labelled metric family: children are created once and cached by label values."""
 
     def __init__(self, name: str, documentation: str, labelnames: Iterable[str] = (),
@@ -159,7 +162,7 @@ class FastHistogram(_Family):
         if not bounds or len(set(bounds)) != len(bounds):
             raise ValueError(f"{name}: buckets must be distinct finite numbers")
         self._bounds = tuple(bounds)
-        self._les = [floatToGoString(b) for b in bounds] + ["+Inf"]
+        self._les = [_go_string(b) for b in bounds] + ["+Inf"]
         super().__init__(name, documentation, labelnames, registry, lock=lock)
 
     def _child(self) -> _HistogramChild:

@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 
@@ -30,6 +30,11 @@ from coldbridge_server.observability.logs import request_id
 from coldbridge_server.observability.metrics import GrpcSeries, Metrics
 
 __all__ = ["REQUEST_ID_KEY", "ServerInterceptor"]
+
+if TYPE_CHECKING:  # generic in grpc-stubs only
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.ServerInterceptor
 
 REQUEST_ID_KEY = "x-request-id"
 access_logger = logging.getLogger("coldbridge.access")
@@ -48,7 +53,7 @@ _TYPES = {
 
 
 def _code_name(context: grpc.ServicerContext, failed: bool) -> str:
-    code = context.code()
+    code = cast(Any, context).code()  # grpc-stubs 1.53 lacks ServicerContext.code()
     if isinstance(code, grpc.StatusCode):
         return code.name
     return "UNKNOWN" if failed else "OK"
@@ -107,7 +112,7 @@ class _Call:
             pass
 
 
-class ServerInterceptor(grpc.ServerInterceptor):
+class ServerInterceptor(_Interceptor):
     """Wraps every handler once (see the module docstring).
 
     Parameters

@@ -27,6 +27,7 @@ import dataclasses
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from coldbridge_plugins import ColdUsers
@@ -98,15 +99,15 @@ class UserResolver:
         known, unknown = split_known(source_item_ids, self.bundle.source_item_index)
         state = self.states.get(user_id)  # one read: a consistent snapshot of the user
         seen = state.seen if state is not None else frozenset()
-        online = state is not None and state.vector is not None
+        online = state if state is not None and state.vector is not None else None
         name = self.router.choose(user_id, strategy)
         row = self.bundle.target_user_index.get(user_id)
         if row is not None:
-            vector = state.vector if online else self.bundle.target_user_embeddings[row]
+            vector = self.bundle.target_user_embeddings[row] if online is None else online.vector
             return ResolvedUser(Provenance.WARM_TARGET, vector, unknown_source_ids=unknown,
                                 stage=Stage.WARM, seen=seen, strategy=name)
-        if online:
-            return dataclasses.replace(self._online(user_id, state, unknown), strategy=name)
+        if online is not None:
+            return dataclasses.replace(self._online(user_id, online, unknown), strategy=name)
         transferred = ResolvedUser(Provenance.TRANSFERRED, None, unknown_source_ids=unknown,
                                    stage=Stage.TRANSFERRED, seen=seen, strategy=name)
         src_row = self.bundle.source_user_index.get(user_id)
@@ -138,7 +139,7 @@ class UserResolver:
         """
         row = self.bundle.target_user_index.get(user_id)
         if row is not None:
-            return self.bundle.target_user_embeddings[row]
+            return cast(np.ndarray, self.bundle.target_user_embeddings[row])
         row = self.bundle.source_user_index.get(user_id)
         if row is None:
             return None

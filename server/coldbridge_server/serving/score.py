@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import onnxruntime as ort
+import onnxruntime as ort  # type: ignore[import-untyped]
 
 from coldbridge_server.bundle import Bundle
 from coldbridge_server.errors import ModelLoadError
@@ -67,7 +67,7 @@ class OnnxScorer:
             key: _open_session(str(bundle.model_paths[key]), key, options) for key in _SIGNATURES
         }
 
-    def encode_source(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+    def encode_source(self, histories: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
         """Encode source-item histories (index lists) into source user embeddings.
 
         Histories longer than ``encoder_max_history`` keep their most recent (last) items;

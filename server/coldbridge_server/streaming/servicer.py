@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from coldbridge.v1 import events_pb2, events_pb2_grpc
@@ -32,7 +32,8 @@ __all__ = ["EVENTS_SERVICE_NAME", "EventsServicer"]
 EVENTS_SERVICE_NAME: str = events_pb2.DESCRIPTOR.services_by_name["Events"].full_name
 _DOMAIN = {events_pb2.DOMAIN_SOURCE: Domain.SOURCE, events_pb2.DOMAIN_TARGET: Domain.TARGET}
 _KIND = {events_pb2.EVENT_KIND_IMPLICIT: Kind.IMPLICIT, events_pb2.EVENT_KIND_RATING: Kind.RATING}
-_REASON = {reason: events_pb2.RejectionReason.Value("REJECTION_REASON_" + reason.name)
+_REASON = {reason: cast(events_pb2.RejectionReason,
+                        events_pb2.RejectionReason.Value("REJECTION_REASON_" + reason.name))
            for reason in Reason}
 _END = object()
 

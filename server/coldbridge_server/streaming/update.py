@@ -45,6 +45,7 @@ from coldbridge_server.streaming.validate import Domain, Event, Kind
 __all__ = ["OnlineUpdater", "prequential_sampled"]
 
 _CHUNK = 256  # sampled events per top-K call (bounds its memory)
+_accuracy: Callable[[], metrics.Accuracy] = metrics.Accuracy  # River leaves it untyped
 _Sample = tuple[str, np.ndarray | None, int]  # (stage value, served vector, item index)
 
 
@@ -215,11 +216,10 @@ class OnlineUpdater:
         if not samples:
             return
         hits = [item in self._popular_top for _, _, item in samples]
-        vectors = [vector for _, vector, _ in samples]
-        rows = [n for n, vector in enumerate(vectors) if vector is not None]
+        rows = [(n, vector) for n, (_, vector, _) in enumerate(samples) if vector is not None]
         for lo in range(0, len(rows), _CHUNK):
-            chunk = rows[lo:lo + _CHUNK]
-            _, top = self.model.topk(np.stack([vectors[n] for n in chunk]), self.k)
+            chunk = [n for n, _ in rows[lo:lo + _CHUNK]]
+            _, top = self.model.topk(np.stack([v for _, v in rows[lo:lo + _CHUNK]]), self.k)
             items = np.array([samples[n][2] for n in chunk])
             in_top = (np.asarray(top) == items[:, None]).any(axis=1).tolist()
             for n, hit in zip(chunk, in_top, strict=True):
@@ -229,7 +229,7 @@ class OnlineUpdater:
             key = (strategy, stage)
             accuracy = self.prequential.get(key)
             if accuracy is None:
-                accuracy = self.prequential[key] = metrics.Accuracy()
+                accuracy = self.prequential[key] = _accuracy()
             accuracy.update(True, hit)
             if self.observe is not None:
                 self.observe(strategy, stage, hit)
