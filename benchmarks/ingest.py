@@ -42,7 +42,7 @@ from coldbridge.v1 import events_pb2_grpc, recommender_pb2_grpc  # noqa: E402
 from coldbridge.v1 import recommender_pb2 as pb  # noqa: E402
 from coldbridge_server.bundle import load_bundle, resolve_bundle_dir  # noqa: E402
 from coldbridge_server.config import Settings  # noqa: E402
-from coldbridge_server.online import ColdStartEmbeddings  # noqa: E402
+from coldbridge_server.streaming.online import ColdStartEmbeddings  # noqa: E402
 from river import optim  # noqa: E402
 
 

@@ -43,14 +43,17 @@ for sub in ("bundle", "server", "trainer", "protos", "plugins"):
 
 import grpc  # noqa: E402
 from coldbridge.v1 import recommender_pb2 as pb  # noqa: E402
+from coldbridge_plugins import get_plugin_manager, load_strategies  # noqa: E402
+from coldbridge_server.app import build_engine  # noqa: E402
 from coldbridge_server.bundle import load_bundle  # noqa: E402
-from coldbridge_server.engine import Limits, RecommendationEngine  # noqa: E402
-from coldbridge_server.interceptor import ServerInterceptor  # noqa: E402
-from coldbridge_server.logs import configure_logging  # noqa: E402
-from coldbridge_server.metrics import Metrics  # noqa: E402
-from coldbridge_server.servicer import RecommenderServicer  # noqa: E402
+from coldbridge_server.config import Settings  # noqa: E402
+from coldbridge_server.core import Provenance, Stage  # noqa: E402
+from coldbridge_server.observability.interceptor import ServerInterceptor  # noqa: E402
+from coldbridge_server.observability.logs import configure_logging  # noqa: E402
+from coldbridge_server.observability.metrics import Metrics  # noqa: E402
+from coldbridge_server.serving.engine import RecommendationEngine  # noqa: E402
+from coldbridge_server.serving.servicer import RecommenderServicer  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
-
 from serving import make_bundle  # noqa: E402
 
 
@@ -71,7 +74,9 @@ class _Context:
 
 
 def _engine(bundle: Any, metrics: Metrics | None) -> RecommendationEngine:
-    engine = RecommendationEngine(bundle, Limits(), metrics=metrics)
+    # unbatched top-k: every arm runs its own model call, as before the engine was assembled
+    strategies = load_strategies(get_plugin_manager())
+    engine = build_engine(Settings(topk_batch_size=1), bundle, strategies, metrics)
     engine.warmup()
     return engine
 
@@ -114,7 +119,7 @@ def _noop_arms(metrics: Metrics, response: pb.RecommendResponse) -> tuple[Any, A
 
     def observed_inner(request: pb.RecommendRequest, context: Any) -> pb.RecommendResponse:
         metrics.observe_inference("topk", 1e-4)  # what the engine records per answer
-        metrics.count_answer("transferred", "emcdr", "", "transferred")
+        metrics.count_answer(Provenance.TRANSFERRED, "emcdr", "", Stage.TRANSFERRED)
         return response
 
     handler = grpc.unary_unary_rpc_method_handler(observed_inner)

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 import pytest
-from coldbridge_server.batching import TopkBatcher
+from coldbridge_server.serving.batch import TopkBatcher
 
 
 def _reference_topk(items: np.ndarray):  # type: ignore[no-untyped-def]

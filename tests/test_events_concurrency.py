@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from coldbridge.v1 import events_pb2 as epb
 from coldbridge.v1 import recommender_pb2 as pb
-from coldbridge_server.ingest import Ingestor
+from coldbridge_server.streaming.ingest import Ingestor
 from conftest import TinyBundle
 from eventlib import SOURCE, batch, event, replayed_vectors, serving
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 from coldbridge_server import Settings, create_server, load_bundle
-from coldbridge_server.events import Domain, Event, Kind
-from coldbridge_server.updater import OnlineUpdater
+from coldbridge_server.streaming.validate import Domain, Event, Kind
+from coldbridge_server.streaming.update import OnlineUpdater
 from conftest import TinyBundle
 from prometheus_client import CollectorRegistry
 

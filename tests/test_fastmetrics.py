@@ -8,8 +8,8 @@ import threading
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from coldbridge_server import fastmetrics
-from coldbridge_server.fastmetrics import FastCounter, FastHistogram
+from coldbridge_server.observability import fastmetrics
+from coldbridge_server.observability.fastmetrics import FastCounter, FastHistogram
 
 BUCKETS = (0.001, 0.01, 0.1, 1.0)
 VALUES = (0.0005, 0.001, 0.002, 0.01, 0.5, 1.0, 3.0, 0.1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from river import optim
 
-from coldbridge_server.online import ColdStartEmbeddings
+from coldbridge_server.streaming.online import ColdStartEmbeddings
 
 DIM, ITEMS = 16, 300
 

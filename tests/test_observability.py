@@ -20,8 +20,8 @@ from coldbridge.v1 import recommender_pb2 as pb
 from coldbridge.v1 import recommender_pb2_grpc
 from coldbridge_server import Settings, create_server
 from coldbridge_server.app import ColdbridgeServer
-from coldbridge_server.logs import configure_logging
-from coldbridge_server.metrics import serve_metrics
+from coldbridge_server.observability.logs import configure_logging
+from coldbridge_server.observability.metrics import serve_metrics
 from conftest import TinyBundle
 from prometheus_client import CollectorRegistry, generate_latest
 

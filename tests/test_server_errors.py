@@ -21,7 +21,7 @@ from coldbridge_server import (
     create_server,
     load_bundle,
 )
-from coldbridge_server.scoring import OnnxScorer
+from coldbridge_server.serving.score import OnnxScorer
 from conftest import TinyBundle
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 

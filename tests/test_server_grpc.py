@@ -12,7 +12,7 @@ import pytest
 from coldbridge.v1 import recommender_pb2 as pb
 from coldbridge.v1 import recommender_pb2_grpc
 from coldbridge_server import Settings, create_server, load_bundle
-from coldbridge_server.scoring import OnnxScorer
+from coldbridge_server.serving.score import OnnxScorer
 from conftest import TinyBundle
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc

@@ -69,7 +69,7 @@ def _serve(settings: Any, *, demo: bool) -> None:
     from coldbridge_server import ConfigError, load_bundle, serve
     from coldbridge_server.bundle import resolve_bundle_dir
     from coldbridge_server.demo import print_samples
-    from coldbridge_server.logs import configure_logging
+    from coldbridge_server.observability.logs import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
     if not settings.bundle_path:

@@ -11,7 +11,7 @@ import sys
 from coldbridge_server.app import serve
 from coldbridge_server.config import Settings
 from coldbridge_server.errors import ColdbridgeError, ConfigError
-from coldbridge_server.logs import configure_logging
+from coldbridge_server.observability.logs import configure_logging
 
 __all__ = ["main"]
 

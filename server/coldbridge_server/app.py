@@ -20,10 +20,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent import futures
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from coldbridge.v1 import events_pb2_grpc, recommender_pb2_grpc
@@ -31,122 +32,44 @@ from coldbridge_plugins import TransferStrategy, get_plugin_manager, load_strate
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
+from river import optim
 
 from coldbridge_server.bundle import Bundle, load_bundle, resolve_bundle_dir
 from coldbridge_server.config import Settings
-from coldbridge_server.engine import Limits, RecommendationEngine
-from coldbridge_server.errors import ConfigError, ModelLoadError
-from coldbridge_server.events_servicer import EVENTS_SERVICE_NAME, EventsServicer
-from coldbridge_server.ingest import Ingestor, build_ingestor
-from coldbridge_server.interceptor import ServerInterceptor
-from coldbridge_server.metrics import Metrics, serve_metrics
-from coldbridge_server.lifecycle import UserStates
-from coldbridge_server.routing import parse_weights
-from coldbridge_server.servicer import SERVICE_NAME, RecommenderServicer
+from coldbridge_server.core import UserStates
+from coldbridge_server.errors import ConfigError
+from coldbridge_server.observability.interceptor import ServerInterceptor
+from coldbridge_server.observability.metrics import Metrics, serve_metrics
+from coldbridge_server.server import HEALTH_SERVICES, ColdbridgeServer
+from coldbridge_server.serving.batch import TopkBatcher
+from coldbridge_server.serving.engine import Limits, RecommendationEngine
+from coldbridge_server.serving.resolve import UserResolver
+from coldbridge_server.serving.route import StrategyRouter, parse_weights
+from coldbridge_server.serving.score import OnnxScorer
+from coldbridge_server.serving.servicer import SERVICE_NAME, RecommenderServicer
+from coldbridge_server.streaming.ingest import Ingestor
+from coldbridge_server.streaming.online import ColdStartEmbeddings
+from coldbridge_server.streaming.servicer import EVENTS_SERVICE_NAME, EventsServicer
+from coldbridge_server.streaming.sqlite_store import SqliteEventStore
+from coldbridge_server.streaming.store import EventStore
+from coldbridge_server.streaming.update import OnlineUpdater
 
-__all__ = ["ColdbridgeServer", "client_address", "create_server", "serve"]
+__all__ = [
+    "ColdbridgeServer",
+    "build_engine",
+    "build_ingestor",
+    "client_address",
+    "create_server",
+    "serve",
+]
 
 logger = logging.getLogger(__name__)
-_HEALTH_SERVICES = (health.OVERALL_HEALTH, SERVICE_NAME, EVENTS_SERVICE_NAME)
 
-
-class ColdbridgeServer(grpc.Server):
-    """A ``grpc.Server`` that warms the model up after :meth:`start`.
-
-    Everything grpc-specific is delegated to the wrapped server. The extra attributes are
-    ``engine`` (the :class:`RecommendationEngine`) and ``health`` (the registered
-    ``HealthServicer``) and ``metrics`` (the :class:`Metrics` on the injected registry)
-    and ``ingestor`` (the online-learning :class:`Ingestor`, or ``None``).
-    """
-
-    def __init__(
-        self,
-        server: grpc.Server,
-        engine: RecommendationEngine,
-        health: health.HealthServicer,
-        metrics: Metrics,
-        ingestor: Ingestor | None = None,
-    ) -> None:
-        self._server = server
-        self.engine = engine
-        self.health = health
-        self.metrics = metrics
-        self.ingestor = ingestor
-        self._warm = threading.Event()
-        self._error: ModelLoadError | None = None
-
-    def start(self) -> None:
-        """Start serving (NOT_SERVING) and warm up in the background (then SERVING)."""
-        self._server.start()
-        threading.Thread(target=self._warmup, name="coldbridge-warmup", daemon=True).start()
-
-    def wait_until_ready(self, timeout: float | None = None) -> bool:
-        """Block until warm-up finished; return whether health is SERVING.
-
-        Raises
-        ------
-        ModelLoadError
-            If the warm-up failed (health then stays NOT_SERVING).
-        """
-        if not self._warm.wait(timeout):
-            return False
-        if self._error is not None:
-            raise self._error
-        return True
-
-    def stop(self, grace: float | None) -> threading.Event:
-        """Report NOT_SERVING to health checks, then stop with ``grace`` seconds."""
-        self.health.enter_graceful_shutdown()
-        event: threading.Event = self._server.stop(grace)
-        if self.ingestor is None:
-            return event
-        closed, ingestor = threading.Event(), self.ingestor
-
-        def close() -> None:  # after the in-flight RPCs: the last batches get applied
-            event.wait()
-            ingestor.close()
-            closed.set()
-
-        threading.Thread(target=close, name="coldbridge-ingest-close", daemon=True).start()
-        return closed
-
-    def wait_for_termination(self, timeout: float | None = None) -> bool:
-        """Block until the server stopped or ``timeout`` passed."""
-        return bool(self._server.wait_for_termination(timeout))
-
-    def add_generic_rpc_handlers(self, generic_rpc_handlers: Sequence[Any]) -> None:
-        """Delegate to the wrapped server."""
-        self._server.add_generic_rpc_handlers(generic_rpc_handlers)
-
-    def add_registered_method_handlers(self, service_name: str, method_handlers: Any) -> None:
-        """Delegate to the wrapped server."""
-        self._server.add_registered_method_handlers(service_name, method_handlers)
-
-    def add_insecure_port(self, address: str) -> int:
-        """Delegate to the wrapped server."""
-        return int(self._server.add_insecure_port(address))
-
-    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
-        """Delegate to the wrapped server."""
-        return int(self._server.add_secure_port(address, server_credentials))
-
-    def _warmup(self) -> None:
-        try:
-            self.engine.warmup()
-            if self.ingestor is not None:
-                self.ingestor.start()
-        except Exception as exc:  # reported to wait_until_ready(), never lost in the thread
-            logger.error("warm-up failed, staying NOT_SERVING: %s", exc)
-            error = ModelLoadError(f"warm-up failed: {exc}")
-            self._error = exc if isinstance(exc, ModelLoadError) else error
-            self.metrics.bundle_loads.labels("error").inc()
-        else:
-            self.metrics.bundle_loads.labels("ok").inc()
-            self.metrics.ready.set(1)
-            for service in _HEALTH_SERVICES:
-                self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        finally:
-            self._warm.set()
+# generated by grpcio-tools without annotations: typed here, where they are used
+_add_recommender = cast(Callable[[RecommenderServicer, grpc.Server], None],
+                        recommender_pb2_grpc.add_RecommenderServicer_to_server)
+_add_events = cast(Callable[[EventsServicer, grpc.Server], None],
+                   events_pb2_grpc.add_EventsServicer_to_server)
 
 
 def create_server(
@@ -205,30 +128,23 @@ def create_server(
         {"version": bundle.version, "strategy": bundle.strategy, "created_at": bundle.created_at,
          "source_domain": bundle.source_domain, "target_domain": bundle.target_domain}
     )
-    limits = Limits(max_k=settings.max_k, max_request_ids=settings.max_request_ids)
-    engine = RecommendationEngine(
-        bundle, limits, strategies=strategies, default_strategy=settings.strategy,
-        strategy_weights=parse_weights(settings.strategy_weights),
-        intra_op_threads=settings.intra_op_threads, metrics=metrics,
-        states=UserStates(), warm_threshold=settings.warm_threshold,
-        topk_batch_size=settings.topk_batch_size,
-    )
-    ingestor = build_ingestor(settings, engine.resolver, metrics)
+    states = UserStates()
+    engine = build_engine(settings, bundle, strategies, metrics, states)
+    ingestor = build_ingestor(settings, engine.resolver, states, metrics)
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers),
         interceptors=[ServerInterceptor(metrics, access_log=settings.access_log)],
         options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
     )
-    recommender_pb2_grpc.add_RecommenderServicer_to_server(
-        RecommenderServicer(engine), grpc_server
-    )
-    events_pb2_grpc.add_EventsServicer_to_server(
-        EventsServicer(ingestor, engine.resolver, max_batch_events=settings.max_batch_events,
+    _add_recommender(RecommenderServicer(engine), grpc_server)
+    _add_events(
+        EventsServicer(ingestor, engine.resolver, states,
+                       max_batch_events=settings.max_batch_events,
                        window=settings.ingest_queue_size, metrics=metrics),
         grpc_server,
     )
     health_servicer = health.HealthServicer()
-    for service in _HEALTH_SERVICES:
+    for service in HEALTH_SERVICES:
         health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     services = (SERVICE_NAME, EVENTS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
@@ -240,6 +156,71 @@ def create_server(
         ingestor.close()
         raise ConfigError("port", f"cannot bind {address}: {exc}") from exc
     return ColdbridgeServer(grpc_server, engine, health_servicer, metrics, ingestor), port
+
+
+def build_engine(settings: Settings, bundle: Bundle,
+                 strategies: Mapping[str, type[TransferStrategy]], metrics: Metrics | None = None,
+                 states: UserStates | None = None) -> RecommendationEngine:
+    """Build the serving side: scorer, strategy router, resolver, batcher, engine.
+
+    Raises
+    ------
+    ConfigError
+        If the strategy settings name a strategy the bundle cannot serve.
+    ModelLoadError
+        If the ONNX models cannot be loaded.
+    """
+    threads = settings.intra_op_threads
+    observe = None if metrics is None else metrics.observe_inference
+    scorer = OnnxScorer(bundle, intra_op_threads=threads, observe=observe)
+    router = StrategyRouter(bundle, strategies, scorer.bridge, default=settings.strategy,
+                            weights=parse_weights(settings.strategy_weights), metrics=metrics,
+                            threads=threads)
+    resolver = UserResolver(bundle, scorer, router, states=states,
+                            warm_threshold=settings.warm_threshold)
+    batcher = None
+    if settings.topk_batch_size > 1:
+        observe_batch = None if metrics is None else metrics.topk_batch_size.observe
+        batcher = TopkBatcher(scorer.topk, max_batch=settings.topk_batch_size,
+                              observe_batch=observe_batch)
+    limits = Limits(max_k=settings.max_k, max_request_ids=settings.max_request_ids)
+    return RecommendationEngine(bundle, limits, scorer=scorer, resolver=resolver,
+                                batcher=batcher, metrics=metrics)
+
+
+def build_ingestor(settings: Settings, model: UserResolver, states: UserStates,
+                   metrics: Metrics | None = None) -> Ingestor:
+    """Build the streaming side over ``model``: learner, updater and ingestor.
+
+    The SQLite store in ``settings.state_dir`` is opened when the ingestor recovers.
+
+    Raises
+    ------
+    ConfigError
+        If the state directory cannot be created.
+    """
+    bundle = model.bundle
+    learner = ColdStartEmbeddings(
+        bundle.target_item_embeddings, bundle.target_item_bias,
+        optimizer=optim.SGD(settings.online_learning_rate), l2=settings.online_l2,
+        n_negatives=settings.online_negatives, release_after=settings.warm_threshold, seed=0,
+    )
+    observe = None if metrics is None else metrics.observe_prequential
+    updater = OnlineUpdater(bundle, model, states, learner,
+                            warm_threshold=settings.warm_threshold,
+                            prequential_k=settings.prequential_k,
+                            prequential_sample_rate=settings.prequential_sample_rate,
+                            observe=observe)
+    try:
+        Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("state_dir", f"cannot create {settings.state_dir}: {exc}") from exc
+
+    def open_store() -> EventStore:
+        return SqliteEventStore(settings.state_dir, synchronous=settings.state_sync)
+
+    return Ingestor(open_store, updater, queue_size=settings.ingest_queue_size,
+                    snapshot_every=settings.snapshot_every_events, metrics=metrics)
 
 
 def client_address(host: str, port: int) -> str:

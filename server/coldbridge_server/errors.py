@@ -12,7 +12,7 @@ The hierarchy::
 
 Errors carry their subject (the setting, file or request field) as an attribute and in
 their message. Start-up errors are raised before the server accepts traffic; request errors
-are translated to gRPC status codes in exactly one place, ``servicer._map_errors``.
+are translated to gRPC status codes in exactly one place, :mod:`coldbridge_server.status`.
 """
 
 from __future__ import annotations

@@ -9,10 +9,11 @@ Prometheus scrapes (:meth:`collect`). They register on the injected
 :class:`~prometheus_client.CollectorRegistry` like any collector, so duplicate names are
 still refused and ``generate_latest`` / ``get_sample_value`` work unchanged.
 
-Families built with one shared ``lock`` can be updated together in one critical section:
-hold ``family.lock`` and add to a counter child's ``value`` or a histogram child's
-``counts[child.bucket(v)]`` / ``total`` (the gRPC interceptor records five series per call
-this way).
+Families built with one shared ``lock`` can be updated together in one critical section by
+the code that created that lock: hold it and add to a counter child's ``value`` or a
+histogram child's ``counts[child.bucket(v)]`` / ``total``
+(:class:`coldbridge_server.observability.metrics.GrpcSeries` records the five
+``grpc_server_*`` series of a call this way).
 
 Differences from ``prometheus_client``: no ``_created`` samples, no multiprocess mode.
 
@@ -38,17 +39,20 @@ from __future__ import annotations
 import math
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 __all__ = ["FastCounter", "FastHistogram"]
 
+_go_string: Callable[[float], str] = floatToGoString  # prometheus_client leaves it untyped
 
-class _Family:
+
+class _Family(Collector):
     """A labelled metric family: children are created once and cached by label values."""
 
     def __init__(self, name: str, documentation: str, labelnames: Iterable[str] = (),
@@ -158,7 +162,7 @@ class FastHistogram(_Family):
         if not bounds or len(set(bounds)) != len(bounds):
             raise ValueError(f"{name}: buckets must be distinct finite numbers")
         self._bounds = tuple(bounds)
-        self._les = [floatToGoString(b) for b in bounds] + ["+Inf"]
+        self._les = [_go_string(b) for b in bounds] + ["+Inf"]
         super().__init__(name, documentation, labelnames, registry, lock=lock)
 
     def _child(self) -> _HistogramChild:
@@ -175,7 +179,7 @@ class FastHistogram(_Family):
         family = self._empty()
         for values, (counts, total) in self._snapshot():
             cumulative, running = [], 0
-            for le, count in zip(self._les, counts):
+            for le, count in zip(self._les, counts, strict=True):
                 running += count
                 cumulative.append((le, float(running)))
             family.add_metric(values, cumulative, total)

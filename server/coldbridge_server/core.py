@@ -1,6 +1,11 @@
-"""Per-user online state and the lifecycle rules (sparse -> transfer, dense -> target model).
+"""What serving and streaming both need: user state, lifecycle stage, provenance.
 
-Stages, first match wins (``stage_of``):
+:mod:`coldbridge_server.serving` and :mod:`coldbridge_server.streaming` never import each
+other; they meet here. Streaming writes :class:`UserState` objects into :class:`UserStates`,
+serving reads them; streaming asks the serving model for priors and top-K lists through the
+:class:`ServingModel` protocol, which ``app.py`` fills with the serving resolver.
+
+Stages, first match wins (:func:`stage_of`):
 
 ========  ==================================================================================
 WARM      a bundle target user, or ``target_events >= warm_threshold``: the target model is
@@ -20,12 +25,21 @@ or the new state of a user, never a mix (no torn reads).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Stage", "UserState", "UserStates", "stage_of"]
+__all__ = [
+    "Provenance",
+    "ServingModel",
+    "Stage",
+    "UserState",
+    "UserStates",
+    "UserView",
+    "stage_of",
+]
 
 
 class Stage(enum.Enum):
@@ -35,6 +49,15 @@ class Stage(enum.Enum):
     TRANSFERRED = "transferred"
     WARMING = "warming"
     WARM = "warm"
+
+
+class Provenance(enum.Enum):
+    """Where a user's vector came from (mirrors the proto enum ``Provenance``)."""
+
+    WARM_TARGET = "warm_target"
+    TRANSFERRED = "transferred"
+    FALLBACK = "fallback"
+    ONLINE = "online"
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,10 +94,28 @@ class UserState:
     seen: frozenset[int] = field(default_factory=frozenset)
 
 
+@dataclass(frozen=True)
+class UserView:
+    """How serving would answer for a user right now (``GetUserState`` reports it)."""
+
+    stage: Stage
+    provenance: Provenance
+    strategy: str
+
+
 def stage_of(
     state: UserState | None, *, bundle_target: bool, has_source: bool, warm_threshold: int
 ) -> Stage:
-    """Apply the lifecycle rules of the module docstring."""
+    """Apply the lifecycle rules of the module docstring.
+
+    Examples
+    --------
+    >>> stage_of(None, bundle_target=False, has_source=True, warm_threshold=10)
+    <Stage.TRANSFERRED: 'transferred'>
+    >>> stage_of(UserState("ann", target_events=3), bundle_target=False, has_source=False,
+    ...          warm_threshold=10)
+    <Stage.WARMING: 'warming'>
+    """
     target_events = 0 if state is None else state.target_events
     if bundle_target or target_events >= warm_threshold:
         return Stage.WARM
@@ -104,3 +145,27 @@ class UserStates:
 
     def __iter__(self) -> Iterator[UserState]:
         return iter(list(self._states.values()))
+
+
+class ServingModel(Protocol):
+    """What streaming needs from the serving model (``serving.resolve.UserResolver``).
+
+    ``app.py`` passes the serving resolver wherever streaming asks for a ``ServingModel``;
+    streaming itself never imports serving.
+    """
+
+    @property
+    def warm_threshold(self) -> int:
+        """Target events after which an online user is WARM."""
+
+    def bundle_prior(self, user_id: str) -> np.ndarray | None:
+        """What the bundle alone says about ``user_id`` (float32 ``[d_t]``), or ``None``."""
+
+    def bridge_history(self, source_items: Sequence[int]) -> np.ndarray:
+        """Prior of a source history (item indices), float32 ``[d_t]``."""
+
+    def topk(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` of the serving model: ``(scores [B, k], indices [B, k])``, best first."""
+
+    def describe(self, user_id: str) -> UserView:
+        """How a Recommend call for ``user_id`` would be answered now."""

@@ -1,4 +1,4 @@
-"""The durable event log and user-state snapshots: one SQLite database in WAL mode.
+"""The first :class:`~coldbridge_server.streaming.store.EventStore`: one SQLite database, WAL.
 
 Layout of ``<state_dir>/coldbridge.sqlite3``::
 
@@ -7,7 +7,7 @@ Layout of ``<state_dir>/coldbridge.sqlite3``::
     user_state(user_id PRIMARY KEY, counters JSON, prior BLOB, delta BLOB)
     meta(key PRIMARY KEY, value)               snapshot_seq, bundle_version
 
-Durability: :meth:`EventStore.append` writes a whole batch in one transaction and returns
+Durability: :meth:`SqliteEventStore.append` writes a whole batch in one transaction and returns
 after ``COMMIT``. With ``synchronous=FULL`` (default) SQLite fsyncs the WAL on every commit, so
 an acknowledged batch survives a process kill *and* a power loss; ``NORMAL`` in WAL mode
 survives a process kill (``kill -9``) but a power loss may roll back the last commits. The
@@ -28,19 +28,20 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
+from coldbridge_server.core import UserState
 from coldbridge_server.errors import ConfigError
-from coldbridge_server.events import Domain, Event, Kind
-from coldbridge_server.lifecycle import UserState
+from coldbridge_server.streaming.store import EventStore
+from coldbridge_server.streaming.validate import Domain, Event, Kind
 
-__all__ = ["DATABASE", "EventStore"]
+__all__ = ["DATABASE", "SqliteEventStore"]
 
 DATABASE = "coldbridge.sqlite3"
-_DOMAINS = {d: d.value for d in Domain}
-_KINDS = {k: k.value for k in Kind}
+_DOMAIN_NAMES: dict[Domain | None, str] = {d: d.value for d in Domain}
+_KIND_NAMES: dict[Kind | None, str] = {k: k.value for k in Kind}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL,
@@ -52,8 +53,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-class EventStore:
-    """The event log and snapshots in ``state_dir`` (created if missing).
+class SqliteEventStore(EventStore):
+    """The event log and snapshots in ``state_dir`` (created if missing), locked by this process.
 
     Parameters
     ----------
@@ -79,23 +80,27 @@ class EventStore:
         except sqlite3.Error as exc:
             raise ConfigError("state_dir", f"cannot open {self.path}: {exc}") from exc
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM events").fetchone()
-        self.last_seq, self.count = int(row[0]), int(row[1])
+        self._last_seq, self._count = int(row[0]), int(row[1])
+
+    @property
+    def last_seq(self) -> int:
+        """The log position of the last logged event (0 for an empty log)."""
+        return self._last_seq
+
+    @property
+    def count(self) -> int:
+        """The number of logged events."""
+        return self._count
 
     def append(self, events: Sequence[Event], received_at: float) -> int:
         """Append ``events`` in one committed transaction; return the last log position."""
-        # only validated events are logged: domain and kind are set (None fails here)
-        target, implicit = Domain.TARGET, Kind.IMPLICIT
-        rows = [(seq, event_id, user_id, item_id,
-                 "target" if domain is target else _DOMAINS[domain],
-                 "implicit" if kind is implicit else _KINDS[kind],
-                 value, timestamp or received_at, received_at)
-                for seq, (event_id, user_id, item_id, domain, kind, value, timestamp)
-                in enumerate(events, self.last_seq + 1)]
+        rows = [_row(seq, event, received_at)
+                for seq, event in enumerate(events, self._last_seq + 1)]
         with self._transaction():
             self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", rows)
-        self.last_seq += len(rows)
-        self.count += len(rows)
-        return self.last_seq
+        self._last_seq += len(rows)
+        self._count += len(rows)
+        return self._last_seq
 
     def event_ids(self) -> Iterator[str]:
         """Every logged event id."""
@@ -154,6 +159,15 @@ class _Transaction:
         self._db.execute("COMMIT" if exc is None else "ROLLBACK")
 
 
+_Row = tuple[int, str, str, str, str, str, float, float, float]
+
+
+def _row(seq: int, event: Event, received_at: float) -> _Row:
+    """The ``events`` row of a validated event (its domain and kind are set)."""
+    return (seq, event.event_id, event.user_id, event.item_id, _DOMAIN_NAMES[event.domain],
+            _KIND_NAMES[event.kind], event.value, event.timestamp or received_at, received_at)
+
+
 def _lock(state_dir: Path) -> IO[bytes]:
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -168,11 +182,11 @@ def _lock(state_dir: Path) -> IO[bytes]:
     return handle
 
 
-def _blob(array: np.ndarray | None, dtype: type) -> bytes | None:
+def _blob(array: np.ndarray | None, dtype: type[np.generic]) -> bytes | None:
     return None if array is None else np.asarray(array, dtype=dtype).tobytes()
 
 
-def _array(blob: bytes | None, dtype: type) -> np.ndarray | None:
+def _array(blob: bytes | None, dtype: type[np.generic]) -> np.ndarray | None:
     return None if blob is None else np.frombuffer(blob, dtype=dtype).copy()
 
 
@@ -188,7 +202,8 @@ def _encode(s: UserState) -> tuple[str, str, bytes | None, bytes | None]:
     return s.user_id, counters, _blob(s.prior, np.float32), _blob(s.delta, np.float64)
 
 
-def _decode(user_id: str, c: dict, prior_blob: bytes | None, delta_blob: bytes | None) -> UserState:
+def _decode(user_id: str, c: dict[str, Any], prior_blob: bytes | None,
+            delta_blob: bytes | None) -> UserState:
     """A stored state; ``vector`` is left to the caller (it needs the bundle's prior)."""
     prior, delta = _array(prior_blob, np.float32), _array(delta_blob, np.float64)
     if prior is not None:

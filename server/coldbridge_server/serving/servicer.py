@@ -1,76 +1,23 @@
-"""The gRPC servicer: a thin translator between ``coldbridge.v1`` messages and the engine.
+"""The ``coldbridge.v1.Recommender`` servicer: a thin translator around the engine.
 
-Domain errors become status codes in exactly one place, :func:`_map_errors`:
-
-=========================  ====================
-``InvalidRequestError``    ``INVALID_ARGUMENT``
-``NotReadyError``          ``UNAVAILABLE``
-other ``ColdbridgeError``  ``INTERNAL``
-=========================  ====================
+Requests become :class:`~coldbridge_server.serving.engine.RecommendationEngine` calls and
+answers become messages; domain errors become status codes in
+:func:`coldbridge_server.status.map_errors`, the server's one status-mapping module.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import grpc
 from coldbridge.v1 import recommender_pb2, recommender_pb2_grpc
 
-from coldbridge_server.engine import RecommendationEngine, Scored
-from coldbridge_server.errors import ColdbridgeError, InvalidRequestError, NotReadyError
-from coldbridge_server.lifecycle import Stage
-from coldbridge_server.resolver import Provenance
+from coldbridge_server.serving.engine import RecommendationEngine, Scored
+from coldbridge_server.status import map_errors, provenance_pb, stage_pb
 
-__all__ = ["SERVICE_NAME", "RecommenderServicer", "map_errors", "provenance_pb", "stage_pb"]
+__all__ = ["SERVICE_NAME", "RecommenderServicer"]
 
 SERVICE_NAME: str = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name
-
-_PROVENANCE = {
-    Provenance.WARM_TARGET: recommender_pb2.PROVENANCE_WARM_TARGET,
-    Provenance.TRANSFERRED: recommender_pb2.PROVENANCE_TRANSFERRED,
-    Provenance.FALLBACK: recommender_pb2.PROVENANCE_FALLBACK,
-    Provenance.ONLINE: recommender_pb2.PROVENANCE_ONLINE,
-}
-_STAGE = {
-    Stage.NEW: recommender_pb2.LIFECYCLE_STAGE_NEW,
-    Stage.TRANSFERRED: recommender_pb2.LIFECYCLE_STAGE_TRANSFERRED,
-    Stage.WARMING: recommender_pb2.LIFECYCLE_STAGE_WARMING,
-    Stage.WARM: recommender_pb2.LIFECYCLE_STAGE_WARM,
-}
-_STATUS: tuple[tuple[type[ColdbridgeError], grpc.StatusCode], ...] = (
-    (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
-    (NotReadyError, grpc.StatusCode.UNAVAILABLE),
-    (ColdbridgeError, grpc.StatusCode.INTERNAL),
-)
-logger = logging.getLogger(__name__)
-
-
-@contextmanager
-def _map_errors(context: grpc.ServicerContext) -> Iterator[None]:
-    """Abort the RPC with the status code mapped from a raised ``ColdbridgeError``."""
-    try:
-        yield
-    except ColdbridgeError as exc:
-        code = next(code for kind, code in _STATUS if isinstance(exc, kind))
-        if code is grpc.StatusCode.INTERNAL:
-            logger.exception("internal error")
-        context.abort(code, str(exc))
-
-
-map_errors = _map_errors
-
-
-def provenance_pb(provenance: Provenance) -> recommender_pb2.Provenance.ValueType:
-    """The proto enum value of ``provenance``."""
-    return _PROVENANCE[provenance]
-
-
-def stage_pb(stage: Stage) -> recommender_pb2.LifecycleStage.ValueType:
-    """The proto enum value of ``stage``."""
-    return _STAGE[stage]
 
 
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
@@ -82,37 +29,37 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     def Recommend(  # noqa: N802 - gRPC method name
         self, request: recommender_pb2.RecommendRequest, context: grpc.ServicerContext
     ) -> recommender_pb2.RecommendResponse:
-        with _map_errors(context):
+        with map_errors(context):
             result = self.engine.recommend(
                 request.user_id, request.k, request.exclude_item_ids, request.source_item_ids,
-                exclude_seen=request.exclude_seen, strategy=getattr(request, "strategy", ""),
+                exclude_seen=request.exclude_seen, strategy=request.strategy,
             )
         return recommender_pb2.RecommendResponse(
             items=_items(result),
-            provenance=_PROVENANCE[result.provenance],
+            provenance=provenance_pb(result.provenance),
             model_version=self.engine.bundle.version,
             strategy=result.strategy or self.engine.bundle.strategy,
             fallback_reason=result.fallback_reason,
             unknown_item_ids=result.unknown_item_ids,
-            stage=_STAGE[result.stage],
+            stage=stage_pb(result.stage),
         )
 
     def Score(  # noqa: N802 - gRPC method name
         self, request: recommender_pb2.ScoreRequest, context: grpc.ServicerContext
     ) -> recommender_pb2.ScoreResponse:
-        with _map_errors(context):
+        with map_errors(context):
             result = self.engine.score(
                 request.user_id, request.item_ids, request.source_item_ids,
-                strategy=getattr(request, "strategy", ""),
+                strategy=request.strategy,
             )
         return recommender_pb2.ScoreResponse(
             items=_items(result),
             unknown_item_ids=result.unknown_item_ids,
-            provenance=_PROVENANCE[result.provenance],
+            provenance=provenance_pb(result.provenance),
             model_version=self.engine.bundle.version,
             strategy=result.strategy or self.engine.bundle.strategy,
             fallback_reason=result.fallback_reason,
-            stage=_STAGE[result.stage],
+            stage=stage_pb(result.stage),
         )
 
     def GetModelInfo(  # noqa: N802 - gRPC method name

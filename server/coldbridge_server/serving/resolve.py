@@ -1,7 +1,7 @@
 """Resolve a user id (plus optional source history) to a target-domain user vector.
 
 Rules (docs/ARCHITECTURE.md, "Resolution"), first match wins. Online state (streamed events,
-:mod:`coldbridge_server.lifecycle`) is consulted first:
+:mod:`coldbridge_server.core`) is consulted first:
 
 1. ``user_id`` is a bundle target user -> their trained target embedding, plus its online
    updates if they streamed target events (:attr:`Provenance.WARM_TARGET`, stage WARM).
@@ -24,30 +24,20 @@ Rules (docs/ARCHITECTURE.md, "Resolution"), first match wins. Online state (stre
 from __future__ import annotations
 
 import dataclasses
-import enum
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
-
 from coldbridge_plugins import ColdUsers
 
 from coldbridge_server.bundle import Bundle
-from coldbridge_server.lifecycle import Stage, UserState, UserStates, stage_of
-from coldbridge_server.routing import StrategyRouter
-from coldbridge_server.scoring import OnnxScorer
+from coldbridge_server.core import Provenance, Stage, UserState, UserStates, UserView, stage_of
+from coldbridge_server.serving.route import StrategyRouter
+from coldbridge_server.serving.score import OnnxScorer
 
-__all__ = ["Provenance", "ResolvedUser", "UserResolver", "split_known"]
-
-
-class Provenance(enum.Enum):
-    """Where a user's vector came from (mirrors the proto enum)."""
-
-    WARM_TARGET = "warm_target"
-    TRANSFERRED = "transferred"
-    FALLBACK = "fallback"
-    ONLINE = "online"
+__all__ = ["ResolvedUser", "UserResolver", "split_known"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,7 +72,7 @@ class UserResolver:
         Scorer over the same bundle (used for ``source_encoder`` and ``bridge``).
     router
         The bundle's transfer strategies (server halves), selection and isolation
-        (:class:`~coldbridge_server.routing.StrategyRouter`).
+        (:class:`~coldbridge_server.serving.route.StrategyRouter`).
     states
         Published online user states (default: none, as without streamed events).
     warm_threshold
@@ -99,7 +89,8 @@ class UserResolver:
         self._bridged: dict[tuple[str, int], np.ndarray] = {}
         self._lock = threading.Lock()
 
-    def resolve(self, user_id: str, source_item_ids: Sequence[str] = (), strategy: str = "") -> ResolvedUser:
+    def resolve(self, user_id: str, source_item_ids: Sequence[str] = (),
+                strategy: str = "") -> ResolvedUser:
         """Resolve ``user_id``; ``source_item_ids`` is an optional source-domain history.
 
         ``strategy`` names the transfer strategy to use ("" = the router's choice: sticky
@@ -108,20 +99,21 @@ class UserResolver:
         known, unknown = split_known(source_item_ids, self.bundle.source_item_index)
         state = self.states.get(user_id)  # one read: a consistent snapshot of the user
         seen = state.seen if state is not None else frozenset()
-        online = state is not None and state.vector is not None
+        online = state if state is not None and state.vector is not None else None
         name = self.router.choose(user_id, strategy)
         row = self.bundle.target_user_index.get(user_id)
         if row is not None:
-            vector = state.vector if online else self.bundle.target_user_embeddings[row]
+            vector = self.bundle.target_user_embeddings[row] if online is None else online.vector
             return ResolvedUser(Provenance.WARM_TARGET, vector, unknown_source_ids=unknown,
                                 stage=Stage.WARM, seen=seen, strategy=name)
-        if online:
-            return dataclasses.replace(self._online(user_id, state, unknown), strategy=name)
+        if online is not None:
+            return dataclasses.replace(self._online(user_id, online, unknown), strategy=name)
         transferred = ResolvedUser(Provenance.TRANSFERRED, None, unknown_source_ids=unknown,
                                    stage=Stage.TRANSFERRED, seen=seen, strategy=name)
         src_row = self.bundle.source_user_index.get(user_id)
         if known:
-            users = ColdUsers(self.scorer.encode_source([known]), [np.asarray(known, dtype=np.int64)])
+            history = np.asarray(known, dtype=np.int64)
+            users = ColdUsers(self.scorer.encode_source([known]), [history])
             return self._served(transferred, name, users, None)
         if state is not None and state.prior is not None:
             return dataclasses.replace(transferred, vector=state.prior)
@@ -130,15 +122,24 @@ class UserResolver:
         reason = "no_known_source_items" if source_item_ids else "unknown_user"
         return ResolvedUser(Provenance.FALLBACK, None, reason, unknown, seen=seen, strategy=name)
 
+    def describe(self, user_id: str) -> UserView:
+        """How :meth:`resolve` answers for ``user_id`` without a request history."""
+        user = self.resolve(user_id)
+        return UserView(user.stage, user.provenance, user.strategy or self.router.default)
+
+    def topk(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The serving model's top ``k`` of ``vectors [B, d_t]`` (see ``OnnxScorer.topk``)."""
+        return self.scorer.topk(vectors, k)
+
     def bundle_prior(self, user_id: str) -> np.ndarray | None:
-        """What the bundle alone says about ``user_id``: target row, transferred source row, or None.
+        """What the bundle alone says about ``user_id``: target row, bridged source row, or None.
 
         The online learner's prior: the default strategy's embedding when it outputs
         embeddings (the bundle's top-level bridge otherwise, or if it fails).
         """
         row = self.bundle.target_user_index.get(user_id)
         if row is not None:
-            return self.bundle.target_user_embeddings[row]
+            return cast(np.ndarray, self.bundle.target_user_embeddings[row])
         row = self.bundle.source_user_index.get(user_id)
         if row is None:
             return None
@@ -167,9 +168,11 @@ class UserResolver:
                             seen=state.seen)
 
     def _stored(self, row: int) -> ColdUsers:
-        return ColdUsers(self.bundle.source_user_embeddings[row : row + 1], [self.bundle.source_history(row)])
+        return ColdUsers(self.bundle.source_user_embeddings[row : row + 1],
+                         [self.bundle.source_history(row)])
 
-    def _served(self, base: ResolvedUser, name: str, users: ColdUsers, row: int | None) -> ResolvedUser:
+    def _served(self, base: ResolvedUser, name: str, users: ColdUsers,
+                row: int | None) -> ResolvedUser:
         """Run strategy ``name`` (cached per stored user for embeddings); failure -> fallback."""
         embedding = self.router.output(name) == "embedding"
         cached = self._bridged.get((name, row)) if row is not None and embedding else None
@@ -182,8 +185,9 @@ class UserResolver:
             if row is not None and embedding:
                 with self._lock:
                     cached = self._bridged.setdefault((name, row), cached)
-        return dataclasses.replace(base, vector=cached) if embedding else \
-            dataclasses.replace(base, scores=cached)
+        if embedding:
+            return dataclasses.replace(base, vector=cached)
+        return dataclasses.replace(base, scores=cached)
 
     def _prior(self, users: ColdUsers) -> np.ndarray:
         name = self.router.default

@@ -1,4 +1,4 @@
-"""Prometheus metrics on an injected registry (recorded by :mod:`coldbridge_server.interceptor`).
+"""Prometheus metrics on an injected registry, and the methods that record them.
 
 Every metric hangs off the :class:`prometheus_client.CollectorRegistry` passed to
 :class:`Metrics`, so two servers in one process (or one per test) never collide
@@ -10,23 +10,33 @@ Every metric hangs off the :class:`prometheus_client.CollectorRegistry` passed t
 - ``grpc_server_handling_seconds{grpc_service, grpc_method, grpc_type}`` (histogram)
 - ``grpc_server_msg_received_total`` / ``grpc_server_msg_sent_total`` (same labels)
 
-Counters and histograms are :mod:`coldbridge_server.fastmetrics` families (sub-microsecond
-to record, same exposition); gauges and the info metric are ``prometheus_client``'s own.
+Counters and histograms are :mod:`~coldbridge_server.observability.fastmetrics` families
+(sub-microsecond to record, same exposition); gauges and the info metric are
+``prometheus_client``'s own. Callers record through methods of :class:`Metrics` (and the
+:class:`GrpcSeries` it hands the interceptor), never by touching children or locks.
 The README's "Monitoring" section lists every metric; a test keeps it complete.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Hashable
 from enum import Enum
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, Info, start_http_server
-from prometheus_client import gc_collector, platform_collector, process_collector
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    Info,
+    gc_collector,
+    platform_collector,
+    process_collector,
+    start_http_server,
+)
 
-from coldbridge_server.fastmetrics import FastCounter, FastHistogram
+from coldbridge_server.observability.fastmetrics import FastCounter, FastHistogram
 
-__all__ = ["Metrics", "serve_metrics"]
+__all__ = ["GrpcSeries", "Metrics", "serve_metrics"]
 
 _GRPC_LABELS = ("grpc_service", "grpc_method", "grpc_type")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -45,15 +55,14 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry, *, process_metrics: bool = True) -> None:
         self.registry = registry
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-        self._answers: dict[tuple[int, str, int, str], tuple[Any, Any]] = {}
-        self._keep: list[tuple[Any, Any]] = []
+        self._users: dict[str, Any] = {}
+        self._answers: dict[tuple[Hashable, ...], tuple[Any, Any]] = {}
         if process_metrics:
             process_collector.ProcessCollector(registry=registry)
             platform_collector.PlatformCollector(registry=registry)
             gc_collector.GCCollector(registry=registry)
         r = registry
-        lock = threading.Lock()  # the five grpc_server_* families: one update per call phase
+        lock = self._grpc_lock = threading.Lock()  # the grpc_server_* families (GrpcSeries)
         self.grpc_started = FastCounter(
             "grpc_server_started_total", "RPCs started on the server.", _GRPC_LABELS, registry=r,
             lock=lock,
@@ -115,7 +124,7 @@ class Metrics:
         self._init_online(r)
 
     def _init_online(self, r: CollectorRegistry) -> None:
-        # --- online learning (coldbridge.v1.Events; recorded by ingest.py / events_servicer.py) ---
+        # --- online learning (coldbridge.v1.Events; recorded by the streaming package) ---
         self.events_received = FastCounter(
             "coldbridge_events_received_total", "Streamed events received, by domain.",
             ("domain",), registry=r,
@@ -161,10 +170,32 @@ class Metrics:
             ("strategy", "stage"), registry=r,
         )
 
-    def count_events(self, family: Any, domain: str, n: int = 1, reason: str = "") -> None:
-        """Add ``n`` to one of the ``events_*`` counters (``reason`` for rejections)."""
-        labels = (domain, reason) if reason else (domain,)
-        family.labels(*labels).inc(n)
+    def grpc_series(self, service: str, method: str, rpc_type: str) -> GrpcSeries:
+        """The ``grpc_server_*`` series of one method (the interceptor binds them once)."""
+        return GrpcSeries(self, (service, method, rpc_type), self._grpc_lock)
+
+    def count_events(self, stage: str, domain: str, n: int = 1) -> None:
+        """Add ``n`` streamed events of ``domain`` to ``coldbridge_events_<stage>_total``.
+
+        ``stage`` is ``"received"`` or ``"applied"``.
+        """
+        family = self.events_received if stage == "received" else self.events_applied
+        family.labels(domain).inc(n)
+
+    def count_rejected(self, domain: str, reason: str) -> None:
+        """Count one rejected streamed event."""
+        self.events_rejected.labels(domain, reason).inc()
+
+    def set_users(self, stage: str, count: int) -> None:
+        """Set the number of users with online state in lifecycle stage ``stage``."""
+        child = self._users.get(stage)
+        if child is None:  # a prometheus_client gauge's labels() costs microseconds
+            child = self._users.setdefault(stage, self.users.labels(stage))
+        child.set(count)
+
+    def count_strategy_error(self, strategy: str) -> None:
+        """Count one failure of ``strategy`` at request time."""
+        self.strategy_errors.labels(strategy).inc()
 
     def observe_prequential(self, strategy: str, stage: str, hit: bool) -> None:
         """Count one prequentially evaluated target event."""
@@ -172,41 +203,88 @@ class Metrics:
         if hit:
             self.prequential_hits.labels(strategy, stage).inc()
 
-    def child(self, family: Any, *labels: str) -> Any:
-        """``family.labels(*labels)`` of a ``prometheus_client`` gauge, cached (its ``labels()``
-        costs microseconds; the fast families cache their children themselves)."""
-        key = (id(family), labels)
-        found = self._children.get(key)
-        if found is None:
-            found = self._children.setdefault(key, family.labels(*labels))
-        return found
-
     def observe_inference(self, model: str, seconds: float) -> None:
         """Record one onnxruntime session run."""
         self.inference_seconds.labels(model).observe(seconds)
 
     def count_answer(
-        self, provenance: Enum | str, strategy: str, fallback_reason: str,
-        stage: Enum | str = "new",
+        self, provenance: Enum, strategy: str, fallback_reason: str, stage: Enum,
     ) -> None:
         """Count one Recommend/Score answer (and its fallback reason, if any).
 
-        ``provenance`` and ``stage`` may be the enum members themselves: the children are
-        cached by member identity, which skips the (slow) ``Enum.value`` / ``Enum.__hash__``
-        on the serving path.
+        ``provenance`` and ``stage`` are the domain enums; their label is their ``value``.
+        The children of each combination are looked up once and cached here.
         """
-        key = (id(provenance), strategy, id(stage), fallback_reason)
+        key = (provenance, strategy, stage, fallback_reason)
         found = self._answers.get(key)
         if found is None:
-            labels = [getattr(x, "value", x) for x in (provenance, strategy, stage)]
-            found = (self.recommendations.labels(*labels),
+            found = (self.recommendations.labels(provenance.value, strategy, stage.value),
                      self.fallbacks.labels(fallback_reason) if fallback_reason else None)
-            self._keep.append((provenance, stage))  # ids stay valid while we hold them
             self._answers[key] = found
         answers, fallbacks = found
         answers.inc()
         if fallbacks is not None:
             fallbacks.inc()
+
+
+class GrpcSeries:
+    """The ``grpc_server_*`` children of one method, recorded in one locked step per phase.
+
+    The five ``grpc_server_*`` families share one lock, created and held only here, so a
+    unary call costs two short critical sections: :meth:`begin` and :meth:`end`.
+
+    Parameters
+    ----------
+    metrics
+        The families.
+    labels
+        ``(grpc_service, grpc_method, grpc_type)``.
+    lock
+        The lock the five families were built with.
+    """
+
+    def __init__(self, metrics: Metrics, labels: tuple[str, str, str],
+                 lock: threading.Lock) -> None:
+        self.labels = labels
+        self._lock = lock
+        self._started = metrics.grpc_started.labels(*labels)
+        self._seconds = metrics.grpc_seconds.labels(*labels)
+        self._received = metrics.grpc_received.labels(*labels)
+        self._sent = metrics.grpc_sent.labels(*labels)
+        self._handled_family = metrics.grpc_handled
+        self._handled: dict[str, Any] = {}
+
+    def begin(self, received: int) -> None:
+        """An RPC started, having received ``received`` messages so far."""
+        with self._lock:
+            self._started.value += 1
+            self._received.value += received
+
+    def received(self) -> None:
+        """One more stream message received."""
+        with self._lock:
+            self._received.value += 1
+
+    def sent(self) -> None:
+        """One more stream message sent."""
+        with self._lock:
+            self._sent.value += 1
+
+    def end(self, code: str, elapsed: float, sent: int) -> None:
+        """The RPC ended with ``code`` after ``elapsed`` seconds, sending ``sent`` more."""
+        handled, seconds = self._handled_child(code), self._seconds
+        bucket = seconds.bucket(elapsed)
+        with self._lock:
+            self._sent.value += sent
+            handled.value += 1
+            seconds.counts[bucket] += 1
+            seconds.total += elapsed
+
+    def _handled_child(self, code: str) -> Any:
+        child = self._handled.get(code)
+        if child is None:
+            child = self._handled.setdefault(code, self._handled_family.labels(*self.labels, code))
+        return child
 
 
 def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> tuple[Any, int]:

@@ -5,7 +5,7 @@
     handler threads --submit(batch)--> Queue(ingest_queue_size) --> writer thread
        (block when full: backpressure)                               take 1..64 batches
                                                                      validate -> rejections
-                                                                     store.append (1 COMMIT)
+                                                                     store.append (durable)
                                                                      updater.apply_many (publish)
                                                                      snapshot if due
        <------------------ BatchResult (accepted, rejections) ------ resolve the batches
@@ -13,45 +13,41 @@
 Only the writer touches the store, the learner and the published states, so learning needs no
 locks and the log order *is* the apply order. Batches taken together share one transaction
 (group commit); each one's result is released only after that commit and its events' states
-are published, so an acknowledged event is both durable and visible. Start-up recovery loads
-the snapshot and replays the log after it before the writer starts.
+are published, so an acknowledged event is both durable and visible. Start-up recovery
+(:mod:`~coldbridge_server.streaming.replay`) loads the snapshot and replays the log after it
+before the writer starts. Durable state is reached only through the
+:class:`~coldbridge_server.streaming.store.EventStore` interface.
 """
 
 from __future__ import annotations
 
 import logging
-import operator
 import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from river import optim
-
-from coldbridge_server.config import Settings
-from coldbridge_server.errors import (
-    ColdbridgeError,
-    ConfigError,
-    InvalidRequestError,
-    NotReadyError,
+from coldbridge_server.bundle import Bundle
+from coldbridge_server.errors import ColdbridgeError, NotReadyError
+from coldbridge_server.observability.metrics import Metrics
+from coldbridge_server.streaming.replay import recover, snapshot
+from coldbridge_server.streaming.store import EventStore
+from coldbridge_server.streaming.update import OnlineUpdater
+from coldbridge_server.streaming.validate import (
+    Domain,
+    Event,
+    Reason,
+    Rejection,
+    is_plain_target,
+    validate,
 )
-from coldbridge_server.events import Domain, Event, Kind, Reason, Rejection, validate
-from coldbridge_server.metrics import Metrics
-from coldbridge_server.online import ColdStartEmbeddings
-from coldbridge_server.resolver import UserResolver
-from coldbridge_server.store import EventStore
-from coldbridge_server.updater import OnlineUpdater
 
-__all__ = ["BatchResult", "Ingestor", "Pending", "build_ingestor", "check_batch"]
+__all__ = ["BatchResult", "Ingestor", "Pending"]
 
 logger = logging.getLogger(__name__)
 _MAX_GROUP = 64
-_TARGET, _IMPLICIT = Domain.TARGET, Kind.IMPLICIT
-_USER_OF, _DOMAIN_OF = operator.itemgetter(1), operator.itemgetter(3)  # Event fields
 
 
 @dataclass(frozen=True)
@@ -81,14 +77,6 @@ class Pending:
         return self.result
 
 
-def check_batch(sequence: int, previous: int | None, size: int, max_events: int) -> None:
-    """Stream protocol checks of one batch; raise :class:`InvalidRequestError` if malformed."""
-    if size > max_events:
-        raise InvalidRequestError("events", f"{size} events exceed max_batch_events={max_events}")
-    if previous is not None and sequence <= previous:
-        raise InvalidRequestError("sequence", f"{sequence} does not increase (previous {previous})")
-
-
 class Ingestor:
     """Owns the store, the updater and the writer thread.
 
@@ -113,7 +101,7 @@ class Ingestor:
         self._open_store = open_store
         self._store: EventStore | None = None
         self.updater = updater
-        self.bundle = updater.bundle
+        self.bundle: Bundle = updater.bundle
         self.metrics = metrics
         self.snapshot_every = snapshot_every
         self._queue: queue.Queue[Pending | None] = queue.Queue(maxsize=queue_size)
@@ -139,24 +127,8 @@ class Ingestor:
 
     def recover(self) -> int:
         """Load the snapshot, replay the log after it; return the number of replayed events."""
-        version, seq = self.store.snapshot_info()
-        same_bundle = version == self.bundle.version
-        if same_bundle:
-            for state in self.store.load_states():
-                self.updater.restore(state)
-        else:
-            seq = 0  # no snapshot, or one of another bundle: replay everything
+        replayed = recover(self.store, self.updater)
         self._event_ids.update(self.store.event_ids())
-        replayed = 0
-        for _, event in self.store.events_after(seq):
-            if validate(event, self.bundle) is None:  # items of an older bundle are skipped
-                self.updater.apply(event, event.timestamp, evaluate=False)
-                replayed += 1
-        if replayed or not same_bundle:
-            self.store.write_snapshot(self.updater.states, self.store.last_seq,
-                                      self.bundle.version, replace=not same_bundle)
-        logger.info("online state: %d users, %d events replayed after log position %d",
-                    len(self.updater.states), replayed, seq)
         self._update_gauges()
         return replayed
 
@@ -211,7 +183,7 @@ class Ingestor:
             updates = self.updater.apply_many(events, now)
         except Exception as exc:  # logged: a restart replays it; never acknowledged here
             return self._fail(batches, exc)
-        self._dirty.update(map(_USER_OF, events))
+        self._dirty.update(event.user_id for event in events)
         self._since_snapshot += len(events)
         if self._since_snapshot >= self.snapshot_every:
             self._snapshot()
@@ -232,24 +204,12 @@ class Ingestor:
     def _validate(self, batches: list[Pending]) -> tuple[list[list[Event]], list[list[Rejection]]]:
         accepted: list[list[Event]] = []
         rejected: list[list[Rejection]] = []
-        ids, bundle = self._event_ids, self.bundle
-        target_items = bundle.target_item_index
         for pending in batches:
             ok: list[Event] = []
             bad: list[Rejection] = []
             for index, event in enumerate(pending.events):
-                # fast path of the common valid event; anything else goes through validate()
-                event_id, user_id, item_id, domain, kind, _, _ = event
-                if (domain is _TARGET and kind is _IMPLICIT and event_id and user_id
-                        and item_id and item_id in target_items and event_id not in ids):
-                    ids.add(event_id)
-                    ok.append(event)
-                    continue
-                problem = validate(event, bundle)
-                if problem is None and event.event_id in ids:
-                    problem = (Reason.DUPLICATE_EVENT, "event_id was already applied")
+                problem = self._check(event)
                 if problem is None:
-                    ids.add(event.event_id)
                     ok.append(event)
                 else:
                     bad.append(Rejection(index, event.event_id, *problem))
@@ -257,6 +217,19 @@ class Ingestor:
             accepted.append(ok)
             rejected.append(bad)
         return accepted, rejected
+
+    def _check(self, event: Event) -> tuple[Reason, str] | None:
+        """Validate ``event`` and claim its id; ``(reason, message)`` if it is rejected."""
+        ids = self._event_ids
+        if is_plain_target(event, self.bundle.target_item_index) and event.event_id not in ids:
+            ids.add(event.event_id)
+            return None
+        problem = validate(event, self.bundle)
+        if problem is None and event.event_id in ids:
+            problem = (Reason.DUPLICATE_EVENT, "event_id was already applied")
+        if problem is None:
+            ids.add(event.event_id)
+        return problem
 
     def _resolve(self, batches: list[Pending], accepted: list[list[Event]],
                  rejections: list[list[Rejection]], last: int) -> None:
@@ -267,59 +240,28 @@ class Ingestor:
             pending.done.set()
 
     def _snapshot(self) -> None:
-        states = [s for uid in self._dirty if (s := self.updater.states.get(uid)) is not None]
-        self.store.write_snapshot(states, self.store.last_seq, self.bundle.version)
+        snapshot(self.store, self.updater, self._dirty)
         self._dirty.clear()
         self._since_snapshot = 0
 
     def _observe_applied(self, events: Sequence[Event], updates: Sequence[int]) -> None:
         if self.metrics is None:
             return
-        source = list(map(_DOMAIN_OF, events)).count(Domain.SOURCE)
+        source = sum(1 for event in events if event.domain is Domain.SOURCE)
         for domain, n in ((Domain.SOURCE, source), (Domain.TARGET, len(events) - source)):
             if n:
-                self.metrics.count_events(self.metrics.events_applied, domain.value, n)
+                self.metrics.count_events("applied", domain.value, n)
         for value, n in Counter(updates).items():  # equal observations in one step each
             self.metrics.online_updates_per_user.observe(value, n)
 
     def _observe_rejected(self, event: Event, reason: Reason) -> None:
         if self.metrics is not None:
             domain = event.domain.value if event.domain is not None else "unknown"
-            self.metrics.count_events(self.metrics.events_rejected, domain, reason=reason.value)
+            self.metrics.count_rejected(domain, reason.value)
 
     def _update_gauges(self) -> None:
         if self.metrics is not None:
             self.metrics.event_log_events.set(self.store.count)
             for stage, count in self.updater.stages.items():
-                self.metrics.child(self.metrics.users, stage).set(count)
+                self.metrics.set_users(stage, count)
 
-
-def build_ingestor(settings: Settings, resolver: UserResolver,
-                   metrics: Metrics | None = None) -> Ingestor:
-    """Open the store in ``settings.state_dir`` and assemble learner, updater and ingestor.
-
-    Raises
-    ------
-    ConfigError
-        If the state directory cannot be used.
-    """
-    bundle = resolver.bundle
-    learner = ColdStartEmbeddings(
-        bundle.target_item_embeddings, bundle.target_item_bias,
-        optimizer=optim.SGD(settings.online_learning_rate), l2=settings.online_l2,
-        n_negatives=settings.online_negatives, release_after=settings.warm_threshold, seed=0,
-    )
-    observe = None if metrics is None else metrics.observe_prequential
-    updater = OnlineUpdater(resolver, learner, prequential_k=settings.prequential_k,
-                            prequential_sample_rate=settings.prequential_sample_rate,
-                            observe=observe)
-    try:
-        Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError("state_dir", f"cannot create {settings.state_dir}: {exc}") from exc
-
-    def open_store() -> EventStore:
-        return EventStore(settings.state_dir, synchronous=settings.state_sync)
-
-    return Ingestor(open_store, updater, queue_size=settings.ingest_queue_size,
-                    snapshot_every=settings.snapshot_every_events, metrics=metrics)

@@ -2,21 +2,33 @@
 
 An :class:`Event` is what the servicer makes of a ``coldbridge.v1.Event``; unknown enum values
 arrive as ``None`` so that validation, not the translator, rejects them.
-:func:`validate` checks one event against the bundle and returns a :class:`Rejection` (reason
-plus message) or ``None``; duplicates are detected by the ingest writer, which owns the set
-of applied event ids.
+:func:`validate` checks one event against the bundle and returns ``(reason, message)`` or
+``None``; :func:`is_plain_target` is its fast path for the common event (a well-formed
+implicit target event). Duplicates are detected by the ingest writer, which owns the set of
+applied event ids. :func:`check_batch` holds the stream protocol checks of a whole batch.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from coldbridge_server.bundle import Bundle
+from coldbridge_server.errors import InvalidRequestError
 
-__all__ = ["Domain", "Event", "Kind", "Reason", "Rejection", "validate"]
+__all__ = [
+    "Domain",
+    "Event",
+    "Kind",
+    "Reason",
+    "Rejection",
+    "check_batch",
+    "is_plain_target",
+    "validate",
+]
 
 
 class Domain(enum.Enum):
@@ -47,8 +59,8 @@ class Reason(enum.Enum):
 class Event(NamedTuple):
     """One interaction; ``timestamp`` is Unix seconds (0 = unknown).
 
-    A named tuple (immutable, and several times cheaper to build than a frozen dataclass: one
-    is built per streamed event).
+    A named tuple: immutable, several times cheaper to build than a frozen dataclass (one is
+    built per streamed event), and its fields are read by name as fast as by index.
     """
 
     event_id: str
@@ -86,3 +98,29 @@ def validate(event: Event, bundle: Bundle) -> tuple[Reason, str] | None:
         name = bundle.source_domain if event.domain is Domain.SOURCE else bundle.target_domain
         return Reason.UNKNOWN_ITEM, f"item {event.item_id!r} is not a {name} item of the bundle"
     return None
+
+
+def is_plain_target(event: Event, target_items: Mapping[str, int]) -> bool:
+    """Whether ``event`` is a well-formed implicit event of a known target item.
+
+    The writer's fast path: ``True`` implies ``validate(event, bundle) is None``; ``False``
+    means "call :func:`validate`" (the event may still be valid).
+    """
+    return (event.domain is Domain.TARGET and event.kind is Kind.IMPLICIT
+            and bool(event.event_id) and bool(event.user_id) and bool(event.item_id)
+            and event.item_id in target_items)
+
+
+def check_batch(sequence: int, previous: int | None, size: int, max_events: int) -> None:
+    """Stream protocol checks of one batch.
+
+    Raises
+    ------
+    InvalidRequestError
+        If the batch holds more than ``max_events`` events or its ``sequence`` does not
+        increase over ``previous``.
+    """
+    if size > max_events:
+        raise InvalidRequestError("events", f"{size} events exceed max_batch_events={max_events}")
+    if previous is not None and sequence <= previous:
+        raise InvalidRequestError("sequence", f"{sequence} does not increase (previous {previous})")

@@ -64,7 +64,7 @@ class OnnxScorer:
             for key in _SIGNATURES
         }
 
-    def encode_source(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+    def encode_source(self, histories: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
         """Encode source-item histories (index lists) into source user embeddings.
 
         Histories longer than ``encoder_max_history`` keep their most recent (last) items;

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from coldbridge_plugins import ColdUsers, StrategyParts, TransferStrategy, build_strategies
 
 from coldbridge_server.bundle import Bundle
 from coldbridge_server.errors import ConfigError, InvalidRequestError
-from coldbridge_server.metrics import Metrics
+from coldbridge_server.observability.metrics import Metrics
 
 __all__ = ["StrategyRouter", "parse_weights"]
 
@@ -72,14 +73,17 @@ class StrategyRouter:
         If the default or a weighted strategy is neither in the bundle nor servable.
     """
 
-    def __init__(self, bundle: Bundle, registry: Mapping[str, type[TransferStrategy]], bridge,  # type: ignore[no-untyped-def]
-                 *, default: str = "", weights: Mapping[str, float] | None = None,
-                 metrics: Metrics | None = None, threads: int = 1) -> None:
+    def __init__(self, bundle: Bundle, registry: Mapping[str, type[TransferStrategy]],
+                 bridge: Callable[[np.ndarray], np.ndarray], *, default: str = "",
+                 weights: Mapping[str, float] | None = None, metrics: Metrics | None = None,
+                 threads: int = 1) -> None:
         self.bundle, self.metrics = bundle, metrics
         specs = {n: s for n, s in bundle.strategies.items() if n in registry}
-        common = dict(bridge=bridge, target_item_embeddings=bundle.target_item_embeddings,
-                      target_item_bias=bundle.target_item_bias)
-        self.instances: dict[str, TransferStrategy] = build_strategies(specs, registry, threads=threads, **common)
+        common: dict[str, Any] = dict(
+            bridge=bridge, target_item_embeddings=bundle.target_item_embeddings,
+            target_item_bias=bundle.target_item_bias)
+        self.instances: dict[str, TransferStrategy] = build_strategies(
+            specs, registry, threads=threads, **common)
         if bundle.strategy in registry and bundle.strategy not in self.instances:
             parts = StrategyParts(peers=self.instances, **common)
             self.instances[bundle.strategy] = registry[bundle.strategy](parts)
@@ -87,8 +91,9 @@ class StrategyRouter:
         self.weights = dict(weights or {})
         for name in (self.default, *self.weights):
             if name not in self.instances:
-                raise ConfigError("strategy", f"bundle {bundle.version} cannot serve strategy {name!r}; "
-                                  f"servable: {sorted(self.instances)}, registered: {sorted(registry)}")
+                raise ConfigError(
+                    "strategy", f"bundle {bundle.version} cannot serve strategy {name!r}; "
+                    f"servable: {sorted(self.instances)}, registered: {sorted(registry)}")
         self._arms = [(n, w) for n, w in self.weights.items() if w > 0]
         self._total = sum(w for _, w in self._arms)
 
@@ -107,7 +112,8 @@ class StrategyRouter:
             return requested
         if not self._arms:
             return self.default
-        point = int.from_bytes(hashlib.sha256(user_id.encode()).digest()[:8], "big") / 2**64 * self._total
+        digest = hashlib.sha256(user_id.encode()).digest()
+        point = int.from_bytes(digest[:8], "big") / 2**64 * self._total
         for name, weight in self._arms:
             if point < weight:
                 return name
@@ -121,7 +127,8 @@ class StrategyRouter:
     def run(self, name: str, users: ColdUsers) -> np.ndarray | None:
         """``transfer`` of strategy ``name`` (float32), or None if it failed (counted, logged)."""
         strategy = self.instances[name]
-        width = self.bundle.target_dim if strategy.output == "embedding" else len(self.bundle.target_item_ids)
+        embedding = strategy.output == "embedding"
+        width = self.bundle.target_dim if embedding else len(self.bundle.target_item_ids)
         try:
             out = np.asarray(strategy.transfer(users), dtype=np.float32)
             if out.shape != (len(users), width):
@@ -131,7 +138,7 @@ class StrategyRouter:
         except Exception:  # noqa: BLE001 - isolation: any plugin failure -> fallback
             logger.exception("strategy %r failed; serving the fallback", name)
             if self.metrics is not None:
-                self.metrics.strategy_errors.labels(name).inc()
+                self.metrics.count_strategy_error(name)
             return None
         out.setflags(write=False)
         return out

@@ -12,33 +12,30 @@ Documented behaviours
   asked for ``k + len(known exclusions)`` items (capped at the item count), the excluded
   ones are dropped and the first ``k`` kept, so exactly ``min(k, N - excluded)`` items
   come back. ``exclude_seen`` also drops the target items of the user's applied streamed
-  events (:mod:`coldbridge_server.lifecycle`).
+  events (:mod:`coldbridge_server.core`).
 * **Unknown ids.** Exclude, candidate and source ids the bundle does not know are ignored
   and returned in ``unknown_item_ids`` (first-seen order, each once; target ids first,
   then source ids). Unknown candidate ids of :meth:`score` are simply not scored.
-* **Fallback.** Users that cannot be resolved (see :mod:`coldbridge_server.resolver`) get
-  target items ranked by training interaction count (``target_item_popularity.npy``),
+* **Fallback.** Users that cannot be resolved (see :mod:`coldbridge_server.serving.resolve`)
+  get target items ranked by training interaction count (``target_item_popularity.npy``),
   ties broken by item index; the score *is* that count.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from coldbridge_plugins import StrategyParts, TransferStrategy
-from coldbridge_plugins.builtin.emcdr import Emcdr
 
-from coldbridge_server.batching import TopkBatcher
 from coldbridge_server.bundle import Bundle
+from coldbridge_server.core import Provenance, Stage
 from coldbridge_server.errors import InvalidRequestError, NotReadyError
-from coldbridge_server.lifecycle import Stage, UserStates
-from coldbridge_server.metrics import Metrics
-from coldbridge_server.resolver import Provenance, ResolvedUser, UserResolver, split_known
-from coldbridge_server.routing import StrategyRouter
-from coldbridge_server.scoring import OnnxScorer
+from coldbridge_server.observability.metrics import Metrics
+from coldbridge_server.serving.batch import TopkBatcher
+from coldbridge_server.serving.resolve import ResolvedUser, UserResolver, split_known
+from coldbridge_server.serving.score import OnnxScorer
 
 __all__ = ["Limits", "RecommendationEngine", "Scored"]
 
@@ -68,7 +65,7 @@ class Scored:
 
 
 class RecommendationEngine:
-    """Serve one bundle.
+    """Serve one bundle with collaborators built by the caller (``app.create_server``).
 
     Parameters
     ----------
@@ -76,30 +73,16 @@ class RecommendationEngine:
         The validated bundle.
     limits
         Request limits.
-    strategy
-        Server half of the bundle's transfer strategy (default: the built-in EMCDR);
-        ignored when ``strategies`` is given.
-    strategies
-        ``{name: strategy class}`` of the registered plugins: every strategy trained into
-        the bundle that is registered can serve (:class:`~coldbridge_server.routing.StrategyRouter`).
-    default_strategy, strategy_weights
-        Default strategy ("" = the bundle's) and sticky A/B weights (empty = none).
-    intra_op_threads
-        onnxruntime intra-op threads per session.
+    scorer
+        The bundle's ONNX models (:class:`~coldbridge_server.serving.score.OnnxScorer`).
+    resolver
+        User resolution over the same bundle, scorer and strategy router
+        (:class:`~coldbridge_server.serving.resolve.UserResolver`).
+    batcher
+        Merges concurrent top-k runs (:class:`~coldbridge_server.serving.batch.TopkBatcher`);
+        ``None`` runs each Recommend's top-k on its own.
     metrics
         Where to count answers by provenance and fallbacks by reason (optional).
-    states
-        Online user states written by the ingest pipeline (default: none).
-    warm_threshold
-        Target events after which an online user is WARM.
-    topk_batch_size
-        Most concurrent Recommend calls merged into one top-k model run
-        (:class:`~coldbridge_server.batching.TopkBatcher`); 1 disables batching.
-
-    Raises
-    ------
-    ModelLoadError
-        If the ONNX models cannot be loaded.
     """
 
     def __init__(
@@ -107,36 +90,19 @@ class RecommendationEngine:
         bundle: Bundle,
         limits: Limits,
         *,
-        strategy: TransferStrategy | None = None,
-        intra_op_threads: int = 1,
+        scorer: OnnxScorer,
+        resolver: UserResolver,
+        batcher: TopkBatcher | None = None,
         metrics: Metrics | None = None,
-        states: UserStates | None = None,
-        warm_threshold: int = 10,
-        topk_batch_size: int = 1,
-        strategies: Mapping[str, type[TransferStrategy]] | None = None,
-        default_strategy: str = "",
-        strategy_weights: Mapping[str, float] | None = None,
     ) -> None:
         self.bundle = bundle
         self.limits = limits
-        self.strategy = strategy if strategy is not None else Emcdr()
+        self.scorer = scorer
+        self.resolver = resolver
+        self.router = resolver.router
         self.metrics = metrics
-        observe = None if metrics is None else metrics.observe_inference
-        self.scorer = OnnxScorer(bundle, intra_op_threads=intra_op_threads, observe=observe)
-        self._batcher = None if topk_batch_size <= 1 else TopkBatcher(
-            self.scorer.topk, max_batch=topk_batch_size,
-            observe_batch=None if metrics is None else metrics.topk_batch_size.observe,
-        )
-        if strategies is None:
-            fixed = self.strategy
-            strategies = {fixed.name: lambda parts: _rebind(fixed, parts)}  # type: ignore[dict-item]
-        self.router = StrategyRouter(bundle, strategies, self.scorer.bridge, default=default_strategy,
-                                     weights=strategy_weights, metrics=metrics, threads=intra_op_threads)
-        self.strategy = self.router.instances[self.router.default]
-        self.resolver = UserResolver(bundle, self.scorer, self.router, states=states,
-                                     warm_threshold=warm_threshold)
-        popularity = bundle.target_item_popularity
-        self._popular = np.argsort(-popularity, kind="stable")
+        self._batcher = batcher
+        self._popular = np.argsort(-bundle.target_item_popularity, kind="stable")
         self._ready = threading.Event()
 
     @property
@@ -231,8 +197,3 @@ class RecommendationEngine:
         return Scored(items, user.provenance, user.fallback_reason, unknown, user.stage,
                       user.strategy or self.router.default)
 
-
-def _rebind(strategy: TransferStrategy, parts: StrategyParts) -> TransferStrategy:
-    """Give a pre-built server half the parts the router built for it."""
-    strategy.parts = parts
-    return strategy

@@ -21,8 +21,9 @@ more than learning from it; so only events whose ``crc32(event_id)`` falls in th
 ``prequential_sample_rate`` of the 32-bit range are evaluated (the same events in every process
 and on every replay; 1.0 = all). The check of a sampled event uses the vector the user was
 served right before that event (exact); the top-K of all sampled events of a group are
-computed together, by the serving model's top-K (:meth:`OnnxScorer.topk`, single-threaded
-onnxruntime), in :meth:`OnlineUpdater.flush_prequential` before the group is acknowledged.
+computed together, by the serving model's top-K (:meth:`ServingModel.topk
+<coldbridge_server.core.ServingModel.topk>`, single-threaded onnxruntime), in
+:meth:`OnlineUpdater.flush_prequential` before the group is acknowledged.
 """
 
 from __future__ import annotations
@@ -36,26 +37,49 @@ from typing import Any
 import numpy as np
 from river import metrics
 
-from coldbridge_server.events import Domain, Event, Kind
-from coldbridge_server.lifecycle import Stage, UserState, stage_of
-from coldbridge_server.online import ColdStartEmbeddings
-from coldbridge_server.resolver import UserResolver
+from coldbridge_server.bundle import Bundle
+from coldbridge_server.core import ServingModel, Stage, UserState, UserStates, stage_of
+from coldbridge_server.streaming.online import ColdStartEmbeddings
+from coldbridge_server.streaming.validate import Domain, Event, Kind
 
 __all__ = ["OnlineUpdater", "prequential_sampled"]
 
-_SOURCE, _IMPLICIT = Domain.SOURCE, Kind.IMPLICIT
-_NEW, _TRANSFERRED = Stage.NEW.value, Stage.TRANSFERRED.value
-_WARMING, _WARM = Stage.WARMING.value, Stage.WARM.value
 _CHUNK = 256  # sampled events per top-K call (bounds its memory)
+_accuracy: Callable[[], metrics.Accuracy] = metrics.Accuracy  # River leaves it untyped
+_Sample = tuple[str, np.ndarray | None, int]  # (stage value, served vector, item index)
 
 
 def _cut(rate: float) -> int:
     return int(rate * 2**32)
 
 
+def _crc(event_id: str) -> int:
+    return zlib.crc32(event_id.encode("utf-8"))
+
+
 def prequential_sampled(event_id: str, rate: float) -> bool:
     """Whether the event ``event_id`` is in the prequential sample at ``rate`` (deterministic)."""
-    return zlib.crc32(event_id.encode("utf-8")) < _cut(rate)
+    return _crc(event_id) < _cut(rate)
+
+
+class _Work:
+    """A user's pending state while a run of their target events is learned (see ``_begin``).
+
+    ``served`` is the vector the user was served before the next event (``None``: ask the
+    learner); ``seen`` holds the items of this run only.
+    """
+
+    __slots__ = ("old", "prior", "target_events", "online_updates", "seen", "bundle_target",
+                 "served", "old_prior")
+
+    def __init__(self, old: UserState | None, prior: np.ndarray | None,
+                 bundle_target: bool) -> None:
+        self.old, self.prior, self.bundle_target = old, prior, bundle_target
+        self.target_events = 0 if old is None else old.target_events
+        self.online_updates = 0 if old is None else old.online_updates
+        self.seen: set[int] = set()
+        self.old_prior = None if old is None else old.prior
+        self.served = prior if old is None or old.vector is None else old.vector
 
 
 class OnlineUpdater:
@@ -63,10 +87,17 @@ class OnlineUpdater:
 
     Parameters
     ----------
-    resolver
-        The serving resolver (its bundle, bridge and published states are used).
+    bundle
+        The served bundle.
+    model
+        The serving model (priors, the bridge over a history, top-K): in the server, the
+        serving resolver.
+    states
+        Where user states are published (the serving side reads them).
     learner
         The River learner over the bundle's target item embeddings.
+    warm_threshold
+        Target events after which an online user is WARM.
     prequential_k
         K of the prequential hit rate.
     prequential_sample_rate
@@ -85,13 +116,15 @@ class OnlineUpdater:
         Number of users with online state per stage value.
     """
 
-    def __init__(self, resolver: UserResolver, learner: ColdStartEmbeddings, *,
+    def __init__(self, bundle: Bundle, model: ServingModel, states: UserStates,
+                 learner: ColdStartEmbeddings, *, warm_threshold: int = 10,
                  prequential_k: int = 10, prequential_sample_rate: float = 1.0,
                  observe: Callable[[str, str, bool], None] | None = None) -> None:
-        self.resolver = resolver
-        self.bundle = resolver.bundle
-        self.states = resolver.states
+        self.bundle = bundle
+        self.model = model
+        self.states = states
         self.learner = learner
+        self.warm_threshold = warm_threshold
         self.k = prequential_k
         self.sample_rate = prequential_sample_rate
         self.observe = observe
@@ -100,7 +133,7 @@ class OnlineUpdater:
         self.prequential: dict[tuple[str, str], metrics.Accuracy] = {}
         self.stages: Counter[str] = Counter()
         self._cut = _cut(prequential_sample_rate)
-        self._samples: list[tuple[str, np.ndarray | None, int]] = []
+        self._samples: list[_Sample] = []
 
     def apply(self, event: Event, now: float, *, evaluate: bool = True) -> UserState:
         """Apply ``event`` (validated) to its user, publish and return the new state."""
@@ -124,7 +157,7 @@ class OnlineUpdater:
         cut = self._cut if evaluate else 0
         run: list[Event] = []
         for event in events:  # runs of target events are learned together, source events alone
-            if event[3] is _SOURCE:
+            if event.domain is Domain.SOURCE:
                 if run:
                     self._apply_targets(run, now, cut, updates)
                     run = []
@@ -140,40 +173,38 @@ class OnlineUpdater:
                        updates: list[int]) -> None:
         """Learn from target events (in order) with one :meth:`learn_many`, publish each
         user once, append each event's ``online_updates`` to ``updates``."""
-        # the stage rules, inlined; a user's pending state (see _begin) lives in ``work``
-        work: dict[str, list] = {}
+        work: dict[str, _Work] = {}
         uids: list[str] = []
         items: list[int] = []
         ys: list[Any] = []
         sampled: list[tuple[str, np.ndarray | None, int, int]] = []
-        index, crc32, begin = self.bundle.target_item_index, zlib.crc32, self._begin
-        record = updates.append
-        for event_id, uid, item_id, _, kind, value, _ in events:
-            item = index[item_id]
+        index = self.bundle.target_item_index
+        for event in events:
+            item, uid = index[event.item_id], event.user_id
             pending = work.get(uid)
             if pending is None:
-                pending = work[uid] = begin(uid)
-            if cut and crc32(event_id.encode("utf-8")) < cut:
+                pending = work[uid] = self._begin(uid)
+            if cut and _crc(event.event_id) < cut:
                 # the vector served right before this event: known for a user's first event
                 # here, else captured by learn_many
-                sampled.append((self._stage_before(pending, uid), pending[6], item, len(uids)))
+                sampled.append((self._stage_before(pending, uid), pending.served, item,
+                                len(uids)))
             uids.append(uid)
             items.append(item)
-            ys.append(True if kind is _IMPLICIT else float(value))
-            pending[2] += 1
-            pending[3] += 1
-            pending[4].add(item)
-            pending[6] = None
-            record(pending[3])
+            ys.append(True if event.kind is Kind.IMPLICIT else float(event.value))
+            pending.target_events += 1
+            pending.online_updates += 1
+            pending.seen.add(item)
+            pending.served = None
+            updates.append(pending.online_updates)
         capture = {j for _, served, _, j in sampled if served is None}
         before = self.learner.learn_many(uids, items, ys, capture=capture)
         for stage, served, item, j in sampled:
             if served is None:
                 served = before[j].astype(np.float32)
             self._samples.append((stage, served, item))
-        publish = self._publish
         for uid, pending in work.items():
-            publish(uid, pending, now)
+            self._publish(uid, pending, now)
 
     def flush_prequential(self) -> None:
         """Check the pending sampled events and record their hits (in event order).
@@ -185,10 +216,10 @@ class OnlineUpdater:
         if not samples:
             return
         hits = [item in self._popular_top for _, _, item in samples]
-        rows = [n for n, (_, vector, _) in enumerate(samples) if vector is not None]
+        rows = [(n, vector) for n, (_, vector, _) in enumerate(samples) if vector is not None]
         for lo in range(0, len(rows), _CHUNK):
-            chunk = rows[lo:lo + _CHUNK]
-            _, top = self.resolver.scorer.topk(np.stack([samples[n][1] for n in chunk]), self.k)
+            chunk = [n for n, _ in rows[lo:lo + _CHUNK]]
+            _, top = self.model.topk(np.stack([v for _, v in rows[lo:lo + _CHUNK]]), self.k)
             items = np.array([samples[n][2] for n in chunk])
             in_top = (np.asarray(top) == items[:, None]).any(axis=1).tolist()
             for n, hit in zip(chunk, in_top, strict=True):
@@ -198,7 +229,7 @@ class OnlineUpdater:
             key = (strategy, stage)
             accuracy = self.prequential.get(key)
             if accuracy is None:
-                accuracy = self.prequential[key] = metrics.Accuracy()
+                accuracy = self.prequential[key] = _accuracy()
             accuracy.update(True, hit)
             if self.observe is not None:
                 self.observe(strategy, stage, hit)
@@ -217,11 +248,12 @@ class OnlineUpdater:
         uid = state.user_id
         return stage_of(state, bundle_target=uid in self.bundle.target_user_index,
                         has_source=uid in self.bundle.source_user_index,
-                        warm_threshold=self.resolver.warm_threshold)
+                        warm_threshold=self.warm_threshold)
 
     def _prior(self, state: UserState) -> np.ndarray | None:
-        return state.prior if state.prior is not None else self.resolver.bundle_prior(
-            state.user_id)
+        if state.prior is not None:
+            return state.prior
+        return self.model.bundle_prior(state.user_id)
 
     def _apply_source(self, event: Event, now: float) -> UserState:
         old = self.states.get(event.user_id)
@@ -233,56 +265,48 @@ class OnlineUpdater:
         self.stages[self.stage(new).value] += 1
         return new
 
-    def _begin(self, uid: str) -> list:
-        """The pending work state of a user's first target event of a group::
-
-            [old state, prior, target_events, online_updates, items seen in this group (a set),
-             bundle target,
-             served vector (None: compute from the learner), old state's prior]
+    def _begin(self, uid: str) -> _Work:
+        """The pending state of a user's first target event of a run.
 
         Takes the user out of their stage count (:meth:`_publish` adds them back).
         """
-        b = self.bundle
         old = self.states.get(uid)
-        bundle_target = uid in b.target_user_index
-        if old is None:
-            prior = self.resolver.bundle_prior(uid)
-            pending = [old, prior, 0, 0, set(), bundle_target, prior, None]
+        if old is not None and old.prior is not None:
+            prior: np.ndarray | None = old.prior
         else:
-            prior = old.prior if old.prior is not None else self.resolver.bundle_prior(uid)
-            served = old.vector if old.vector is not None else prior
-            pending = [old, prior, old.target_events, old.online_updates, set(),
-                       bundle_target, served, old.prior]
+            prior = self.model.bundle_prior(uid)
+        pending = _Work(old, prior, uid in self.bundle.target_user_index)
+        if old is not None:
             self.stages[self._stage_before(pending, uid)] -= 1
         if prior is not None:
             self.learner.u_priors[uid] = prior
         return pending
 
-    def _stage_before(self, pending: list, uid: str) -> str:
-        """Stage value of a user with ``pending`` work state (see ``_begin``) before its next event."""
-        events = pending[2]
-        if pending[5] or events >= self.resolver.warm_threshold:
-            return _WARM
+    def _stage_before(self, pending: _Work, uid: str) -> str:
+        """Stage value of a user with ``pending`` state before their next event."""
+        events = pending.target_events
+        if pending.bundle_target or events >= self.warm_threshold:
+            return Stage.WARM.value
         if events > 0:
-            return _WARMING
-        if pending[7] is not None or uid in self.bundle.source_user_index:
-            return _TRANSFERRED
-        return _NEW
+            return Stage.WARMING.value
+        if pending.old_prior is not None or uid in self.bundle.source_user_index:
+            return Stage.TRANSFERRED.value
+        return Stage.NEW.value
 
-    def _publish(self, uid: str, pending: list, now: float) -> None:
-        old, prior, events, updates, seen, bundle_target = pending[:6]
+    def _publish(self, uid: str, pending: _Work, now: float) -> None:
+        old, seen, events = pending.old, pending.seen, pending.target_events
         delta = self.learner.u_deltas[uid].copy()
-        vector = (delta if prior is None else prior + delta).astype(np.float32)
-        vector.setflags(write=False)
+        vector = _vector(pending.prior, delta)
         if old is None:
-            new = UserState(uid, (), None, delta, vector, 0, events, updates, now,
-                            frozenset(seen))
+            new = UserState(uid, (), None, delta, vector, 0, events, pending.online_updates,
+                            now, frozenset(seen))
         else:
             new = UserState(uid, old.source_history, old.prior, delta, vector,
-                            old.source_events, events, updates, now, old.seen | seen)
+                            old.source_events, events, pending.online_updates, now,
+                            old.seen | seen)
         self.states.publish(new)
-        warm = bundle_target or events >= self.resolver.warm_threshold
-        self.stages[_WARM if warm else _WARMING] += 1
+        warm = pending.bundle_target or events >= self.warm_threshold
+        self.stages[(Stage.WARM if warm else Stage.WARMING).value] += 1
 
     def _fold_in(self, state: UserState, event: Event, now: float) -> UserState:
         counted = dataclasses.replace(state, source_events=state.source_events + 1,
@@ -292,7 +316,7 @@ class OnlineUpdater:
             return counted
         keep = b.encoder_max_history
         history = (*state.source_history, b.source_item_index[event.item_id])[-keep:]
-        prior = self.resolver.bridge_history(history)
+        prior = self.model.bridge_history(history)
         vector = None if state.delta is None else _vector(prior, state.delta)
         return dataclasses.replace(counted, source_history=history, prior=prior, vector=vector,
                                    online_updates=state.online_updates + 1)

@@ -4,38 +4,38 @@
 submits it to the ingest queue (blocking while the queue is full, so gRPC flow control slows
 the client down); the handler yields one ack per batch, in order, once the batch is durable
 and applied. A protocol error ends the stream with INVALID_ARGUMENT after the acks of the
-batches submitted before it. Errors map to status codes in ``servicer.map_errors``.
+batches submitted before it. Errors map to status codes in
+:func:`coldbridge_server.status.map_errors`.
 """
 
 from __future__ import annotations
 
-import operator
 import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from coldbridge.v1 import events_pb2, events_pb2_grpc
-from google.protobuf import timestamp_pb2
 
+from coldbridge_server.bundle import Bundle
+from coldbridge_server.core import ServingModel, UserStates
 from coldbridge_server.errors import ColdbridgeError, InvalidRequestError
-from coldbridge_server.events import Domain, Event, Kind, Reason
-from coldbridge_server.ingest import BatchResult, Ingestor, Pending, check_batch
-from coldbridge_server.metrics import Metrics
-from coldbridge_server.resolver import UserResolver
-from coldbridge_server.servicer import map_errors, provenance_pb, stage_pb
+from coldbridge_server.observability.metrics import Metrics
+from coldbridge_server.status import map_errors, provenance_pb, stage_pb
+from coldbridge_server.streaming.ingest import BatchResult, Ingestor, Pending
+from coldbridge_server.streaming.validate import Domain, Event, Kind, Reason, check_batch
 
 __all__ = ["EVENTS_SERVICE_NAME", "EventsServicer"]
 
 EVENTS_SERVICE_NAME: str = events_pb2.DESCRIPTOR.services_by_name["Events"].full_name
 _DOMAIN = {events_pb2.DOMAIN_SOURCE: Domain.SOURCE, events_pb2.DOMAIN_TARGET: Domain.TARGET}
 _KIND = {events_pb2.EVENT_KIND_IMPLICIT: Kind.IMPLICIT, events_pb2.EVENT_KIND_RATING: Kind.RATING}
-_REASON = {reason: events_pb2.RejectionReason.Value("REJECTION_REASON_" + reason.name)
+_REASON = {reason: cast(events_pb2.RejectionReason,
+                        events_pb2.RejectionReason.Value("REJECTION_REASON_" + reason.name))
            for reason in Reason}
 _END = object()
-_DOMAIN_OF = operator.itemgetter(3)  # Event.domain
 
 
 class EventsServicer(events_pb2_grpc.EventsServicer):
@@ -45,8 +45,10 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
     ----------
     ingestor
         The ingest pipeline.
-    resolver
-        The serving resolver (GetUserState reports what Recommend would do).
+    model
+        The serving model (GetUserState reports what Recommend would do).
+    states
+        The published user states.
     max_batch_events
         Largest accepted batch.
     window
@@ -55,10 +57,13 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         Optional Prometheus metrics.
     """
 
-    def __init__(self, ingestor: Ingestor, resolver: UserResolver, *, max_batch_events: int,
-                 window: int = 16, metrics: Metrics | None = None) -> None:
+    def __init__(self, ingestor: Ingestor, model: ServingModel, states: UserStates, *,
+                 max_batch_events: int, window: int = 16,
+                 metrics: Metrics | None = None) -> None:
         self.ingestor = ingestor
-        self.resolver = resolver
+        self.bundle: Bundle = ingestor.bundle
+        self.model = model
+        self.states = states
         self.max_batch_events = max_batch_events
         self.window = window
         self.metrics = metrics
@@ -91,14 +96,12 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         with map_errors(context):
             if not request.user_id:
                 raise InvalidRequestError("user_id", "must be non-empty")
-            resolved = self.resolver.resolve(request.user_id)
-        state = self.resolver.states.get(request.user_id)
-        bundle = self.resolver.bundle
+            view = self.model.describe(request.user_id)
+        state = self.states.get(request.user_id)
         reply = events_pb2.UserState(
-            user_id=request.user_id, stage=stage_pb(resolved.stage),
-            provenance=provenance_pb(resolved.provenance),
-            strategy=resolved.strategy or bundle.strategy,
-            bundle_version=bundle.version,
+            user_id=request.user_id, stage=stage_pb(view.stage),
+            provenance=provenance_pb(view.provenance), strategy=view.strategy,
+            bundle_version=self.bundle.version,
         )
         if state is not None:
             reply.source_events, reply.target_events = state.source_events, state.target_events
@@ -124,15 +127,19 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
 
     def _submit(self, batch: events_pb2.EventBatch, previous: int | None) -> Pending:
         check_batch(batch.sequence, previous, len(batch.events), self.max_batch_events)
-        events = _events(batch.events)
+        events = [_event(message) for message in batch.events]
         if self.metrics is not None:
-            domains = list(map(_DOMAIN_OF, events))
-            target, source = domains.count(Domain.TARGET), domains.count(Domain.SOURCE)
-            for domain, n in (("target", target), ("source", source),
-                              ("unknown", len(domains) - target - source)):
-                if n:
-                    self.metrics.count_events(self.metrics.events_received, domain, n)
+            self._count_received(events)
         return self.ingestor.submit(events)
+
+    def _count_received(self, events: list[Event]) -> None:
+        assert self.metrics is not None
+        target = sum(1 for event in events if event.domain is Domain.TARGET)
+        source = sum(1 for event in events if event.domain is Domain.SOURCE)
+        for domain, n in (("target", target), ("source", source),
+                          ("unknown", len(events) - target - source)):
+            if n:
+                self.metrics.count_events("received", domain, n)
 
     def _ack(self, sequence: int, result: BatchResult, received: float) -> events_pb2.EventAck:
         ack = events_pb2.EventAck(
@@ -146,19 +153,13 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         return ack
 
 
-def _events(messages: Iterable[events_pb2.Event], new: Any = tuple.__new__, event: Any = Event,
-            domain: Any = _DOMAIN.get, kind: Any = _KIND.get) -> list[Event]:
-    """The domain events of ``messages`` (one is converted per streamed event: kept lean)."""
-    out: list[Event] = []
-    append = out.append
-    for m in messages:
-        when = 0.0
-        if m.HasField("timestamp"):
-            stamp: timestamp_pb2.Timestamp = m.timestamp
-            when = stamp.seconds + stamp.nanos * 1e-9
-        append(new(event, (m.event_id, m.user_id, m.item_id, domain(m.domain), kind(m.kind),
-                           m.value, when)))
-    return out
+def _event(message: events_pb2.Event) -> Event:
+    """The domain event of ``message`` (unknown enum values become ``None``)."""
+    when = 0.0
+    if message.HasField("timestamp"):
+        when = message.timestamp.seconds + message.timestamp.nanos * 1e-9
+    return Event(message.event_id, message.user_id, message.item_id, _DOMAIN.get(message.domain),
+                 _KIND.get(message.kind), message.value, when)
 
 
 def _put(acks: queue.Queue[Any], item: object, context: grpc.ServicerContext) -> bool:

@@ -3,8 +3,8 @@
 For each call it
 
 * gives the call a request id, the client's ``x-request-id`` metadata or else a fresh one,
-  made lazily: :data:`coldbridge_server.logs.request_id` holds an object whose ``str()``
-  makes it, so log lines carry it, and it costs nothing when nothing is logged. When the
+  made lazily: :data:`coldbridge_server.observability.logs.request_id` holds an object whose
+  ``str()`` makes it, so log lines carry it, and it costs nothing when nothing is logged. When the
   id was used (a log line, the access log) or the RPC failed, it goes back to the client
   as ``x-request-id`` trailing metadata, with the status (initial metadata would be a
   separate transport send; echoing on every call costs ~1% of a loopback Recommend);
@@ -22,14 +22,19 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 
-from coldbridge_server.logs import request_id
-from coldbridge_server.metrics import Metrics
+from coldbridge_server.observability.logs import request_id
+from coldbridge_server.observability.metrics import GrpcSeries, Metrics
 
 __all__ = ["REQUEST_ID_KEY", "ServerInterceptor"]
+
+if TYPE_CHECKING:  # generic in grpc-stubs only
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.ServerInterceptor
 
 REQUEST_ID_KEY = "x-request-id"
 access_logger = logging.getLogger("coldbridge.access")
@@ -48,7 +53,7 @@ _TYPES = {
 
 
 def _code_name(context: grpc.ServicerContext, failed: bool) -> str:
-    code = context.code()
+    code = cast(Any, context).code()  # grpc-stubs 1.53 lacks ServicerContext.code()
     if isinstance(code, grpc.StatusCode):
         return code.name
     return "UNKNOWN" if failed else "OK"
@@ -69,55 +74,12 @@ def _incoming_request_id(context: grpc.ServicerContext) -> str:
     return f"{_PROCESS_PREFIX}-{next(_sequence):x}"
 
 
-class _Series:
-    """The labelled children of one method, bound once, recorded in one locked step per phase.
-
-    The five ``grpc_server_*`` families share one lock (see :mod:`.fastmetrics`), so a
-    unary call costs two short critical sections: ``begin`` and ``end``.
-    """
-
-    def __init__(self, metrics: Metrics, labels: tuple[str, str, str]) -> None:
-        self.labels = labels
-        self.lock = metrics.grpc_started.lock
-        self.started = metrics.grpc_started.labels(*labels)
-        self.seconds = metrics.grpc_seconds.labels(*labels)
-        self.received = metrics.grpc_received.labels(*labels)
-        self.sent = metrics.grpc_sent.labels(*labels)
-        self._handled_family = metrics.grpc_handled
-        self._handled: dict[str, Any] = {}
-
-    def handled(self, code: str) -> Any:
-        child = self._handled.get(code)
-        if child is None:
-            child = self._handled.setdefault(code, self._handled_family.labels(*self.labels, code))
-        return child
-
-    def begin(self, received: int) -> None:
-        with self.lock:
-            self.started.value += 1
-            self.received.value += received
-
-    def count(self, child: Any) -> None:
-        """Count one stream message on ``child`` (``self.received`` or ``self.sent``)."""
-        with self.lock:
-            child.value += 1
-
-    def end(self, code: str, elapsed: float, sent: int) -> None:
-        handled, seconds = self.handled(code), self.seconds
-        bucket = seconds.bucket(elapsed)
-        with self.lock:
-            self.sent.value += sent
-            handled.value += 1
-            seconds.counts[bucket] += 1
-            seconds.total += elapsed
-
-
 class _Call:
     """Book-keeping of one RPC; ``str(call)`` is its request id (made on first use)."""
 
     __slots__ = ("series", "access_log", "context", "start", "token", "rid")
 
-    def __init__(self, series: _Series, access_log: bool, context: grpc.ServicerContext,
+    def __init__(self, series: GrpcSeries, access_log: bool, context: grpc.ServicerContext,
                  received: int) -> None:
         self.series, self.access_log, self.context = series, access_log, context
         self.rid: str | None = None
@@ -150,7 +112,7 @@ class _Call:
             pass
 
 
-class ServerInterceptor(grpc.ServerInterceptor):
+class ServerInterceptor(_Interceptor):
     """Wraps every handler once (see the module docstring).
 
     Parameters
@@ -167,7 +129,8 @@ class ServerInterceptor(grpc.ServerInterceptor):
         self._wrapped: dict[int, tuple[Any, Any]] = {}
 
     def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: grpc.HandlerCallDetails
+        self, continuation: Callable[[grpc.HandlerCallDetails], Any],
+        details: grpc.HandlerCallDetails,
     ) -> Any:
         handler = continuation(details)
         if handler is None:
@@ -183,7 +146,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
     def _wrap(self, handler: Any, full_method: str) -> Any:
         shape = (handler.request_streaming, handler.response_streaming)
         _, service, method = full_method.split("/", 2)
-        series = _Series(self._metrics, (service, method, _TYPES[shape]))
+        series = self._metrics.grpc_series(service, method, _TYPES[shape])
         behaviour = (handler.unary_unary or handler.unary_stream
                      or handler.stream_unary or handler.stream_stream)
         wrap = self._wrap_stream if shape[1] else self._wrap_unary
@@ -193,7 +156,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
             response_serializer=handler.response_serializer,
         )
 
-    def _begin(self, request: Any, context: grpc.ServicerContext, series: _Series,
+    def _begin(self, request: Any, context: grpc.ServicerContext, series: GrpcSeries,
                streaming_in: bool) -> tuple[_Call, Any]:
         if not streaming_in:
             return _Call(series, self._access_log, context, 1), request
@@ -201,12 +164,12 @@ class ServerInterceptor(grpc.ServerInterceptor):
 
         def counted(requests: Iterator[Any]) -> Iterator[Any]:
             for item in requests:
-                series.count(series.received)
+                series.received()
                 yield item
 
         return call, counted(request)
 
-    def _wrap_unary(self, behaviour: Callable[..., Any], series: _Series,
+    def _wrap_unary(self, behaviour: Callable[..., Any], series: GrpcSeries,
                     streaming_in: bool) -> Callable[..., Any]:
         access_log = self._access_log
 
@@ -219,13 +182,13 @@ class ServerInterceptor(grpc.ServerInterceptor):
 
         return handle if streaming_in else handle_unary
 
-    def _wrap_stream(self, behaviour: Callable[..., Any], series: _Series,
+    def _wrap_stream(self, behaviour: Callable[..., Any], series: GrpcSeries,
                      streaming_in: bool) -> Callable[..., Iterator[Any]]:
         def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             call, request = self._begin(request, context, series, streaming_in)
             try:
                 for response in behaviour(request, context):
-                    series.count(series.sent)
+                    series.sent()
                     yield response
             except BaseException:
                 call.finish(failed=True)

@@ -26,11 +26,11 @@ class ColdStartEmbeddings(reco.base.Ranker):
 
     The model equation is
 
-    $$\\hat{y}(u, i) = \\langle \\mathbf{p}_u + \\boldsymbol{\\delta}_u, \\mathbf{v}_i \\rangle + b_i$$
+    $$\\hat{y}(u, i) = \\langle \\mathbf{p}_u + \\delta_u, \\mathbf{v}_i \\rangle + b_i$$
 
     where the item embeddings $\\mathbf{v}_i$ and biases $b_i$ are fixed (exported by the
     trainer), $\\mathbf{p}_u$ is the user's prior (the transferred embedding, set in
-    :attr:`u_priors`; zeros if unset) and $\\boldsymbol{\\delta}_u$ is the residual learned
+    :attr:`u_priors`; zeros if unset) and $\\delta_u$ is the residual learned
     online. Because L2 regularisation acts on the residual, it pulls the user vector towards
     the prior, not towards zero. Each user is a linear model whose features are the item's
     embedding, so one update costs ``O((1 + n_negatives) * d)``.
@@ -156,14 +156,15 @@ class ColdStartEmbeddings(reco.base.Ranker):
         vector = np.zeros(self._items.shape[1]) if prior is None else np.array(prior, np.float64)
         return vector if delta is None else vector + delta
 
-    def predict_one(
-        self, user: typing.Hashable, item: typing.Hashable, x: dict | None = None
+    def predict_one(  # type: ignore[override]  # River's Reward is numbers.Number
+        self, user: typing.Hashable, item: typing.Hashable, x: dict[str, typing.Any] | None = None
     ) -> float:
         row = typing.cast(int, item)
         return float(self._items[row] @ self.user_vector(user) + self._bias[row])
 
     def learn_one(
-        self, user: typing.Hashable, item: typing.Hashable, y: typing.Any, x: dict | None = None
+        self, user: typing.Hashable, item: typing.Hashable, y: typing.Any,
+        x: dict[str, typing.Any] | None = None,
     ) -> None:
         row = typing.cast(int, item)
         if isinstance(y, (bool, np.bool_)):
@@ -186,7 +187,8 @@ class ColdStartEmbeddings(reco.base.Ranker):
             gradient = g_loss @ vectors
         if self.release_after is None or self.u_updates[user] < self.release_after:
             gradient = gradient + self.l2 * self.u_deltas[user]
-        self.u_deltas[user] = self._optimizer.step(self.u_deltas[user], gradient)
+        self.u_deltas[user] = typing.cast(
+            np.ndarray, self._optimizer.step(self.u_deltas[user], gradient))
         self.u_updates[user] += 1
 
     @property
@@ -225,12 +227,12 @@ class ColdStartEmbeddings(reco.base.Ranker):
         [0.2244, 0.1994]
         """
         if not self.can_learn_many:
-            captured = {}
+            before: dict[int, np.ndarray] = {}
             for j, (user, item, y) in enumerate(zip(users, items, ys, strict=True)):
                 if j in capture:
-                    captured[j] = self.user_vector(user)
+                    before[j] = self.user_vector(user)
                 self.learn_one(user, item, y)
-            return captured
+            return before
         waves: list[list[int]] = []
         seen: collections.Counter[typing.Hashable] = collections.Counter()
         for j, user in enumerate(users):  # event j goes to wave k = its user's k-th event

@@ -1,0 +1,79 @@
+"""The one place where domain values become gRPC values: errors -> status codes, enums -> pb.
+
+Both servicers (``serving.servicer`` and ``streaming.servicer``) translate through it:
+
+=========================  ====================
+``InvalidRequestError``    ``INVALID_ARGUMENT``
+``NotReadyError``          ``UNAVAILABLE``
+other ``ColdbridgeError``  ``INTERNAL`` (logged)
+=========================  ====================
+
+Any other exception reaches the client as ``UNKNOWN`` (grpc's default).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import grpc
+from coldbridge.v1 import recommender_pb2
+
+from coldbridge_server.core import Provenance, Stage
+from coldbridge_server.errors import ColdbridgeError, InvalidRequestError, NotReadyError
+
+__all__ = ["map_errors", "provenance_pb", "stage_pb", "status_code"]
+
+logger = logging.getLogger(__name__)
+
+_STATUS: tuple[tuple[type[ColdbridgeError], grpc.StatusCode], ...] = (
+    (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotReadyError, grpc.StatusCode.UNAVAILABLE),
+    (ColdbridgeError, grpc.StatusCode.INTERNAL),
+)
+_PROVENANCE = {
+    Provenance.WARM_TARGET: recommender_pb2.PROVENANCE_WARM_TARGET,
+    Provenance.TRANSFERRED: recommender_pb2.PROVENANCE_TRANSFERRED,
+    Provenance.FALLBACK: recommender_pb2.PROVENANCE_FALLBACK,
+    Provenance.ONLINE: recommender_pb2.PROVENANCE_ONLINE,
+}
+_STAGE = {
+    Stage.NEW: recommender_pb2.LIFECYCLE_STAGE_NEW,
+    Stage.TRANSFERRED: recommender_pb2.LIFECYCLE_STAGE_TRANSFERRED,
+    Stage.WARMING: recommender_pb2.LIFECYCLE_STAGE_WARMING,
+    Stage.WARM: recommender_pb2.LIFECYCLE_STAGE_WARM,
+}
+
+
+def status_code(error: ColdbridgeError) -> grpc.StatusCode:
+    """The status code of ``error`` (the table of the module docstring).
+
+    Examples
+    --------
+    >>> status_code(InvalidRequestError("k", "must be >= 1")).name
+    'INVALID_ARGUMENT'
+    """
+    return next(code for kind, code in _STATUS if isinstance(error, kind))
+
+
+@contextmanager
+def map_errors(context: grpc.ServicerContext) -> Iterator[None]:
+    """Abort the RPC with the status code mapped from a raised ``ColdbridgeError``."""
+    try:
+        yield
+    except ColdbridgeError as exc:
+        code = status_code(exc)
+        if code is grpc.StatusCode.INTERNAL:
+            logger.exception("internal error")
+        context.abort(code, str(exc))
+
+
+def provenance_pb(provenance: Provenance) -> recommender_pb2.Provenance:
+    """The proto enum value of ``provenance``."""
+    return _PROVENANCE[provenance]
+
+
+def stage_pb(stage: Stage) -> recommender_pb2.LifecycleStage:
+    """The proto enum value of ``stage``."""
+    return _STAGE[stage]

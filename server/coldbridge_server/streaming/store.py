@@ -1,0 +1,105 @@
+"""The durable-state interface of streaming: event log, idempotency, snapshots, replay, lock.
+
+Streaming reaches durable state only through :class:`EventStore`.
+:class:`~coldbridge_server.streaming.sqlite_store.SqliteEventStore` is the first
+implementation. A second backend (Redis, say) must keep the contract below; ``app.py``
+chooses the backend and hands the ingestor a function that opens it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Sequence
+
+from coldbridge_server.core import UserState
+from coldbridge_server.streaming.validate import Event
+
+__all__ = ["EventStore"]
+
+
+class EventStore(abc.ABC):
+    """The event log and user-state snapshots of one state directory (or keyspace).
+
+    Contract of every implementation:
+
+    **Ownership (lock).** A store takes an exclusive lock on its state when it is opened
+    (its constructor) and holds it until :meth:`close`. A second opener, in this process or
+    another, must fail with :class:`~coldbridge_server.errors.ConfigError` naming the state,
+    so two servers never write one log. A lock that can expire (a lease) must be renewed
+    while the store is open.
+
+    **Durable append.** :meth:`append` writes a batch of validated events all-or-nothing and
+    returns only once the batch survives a process kill (the ack the client receives
+    depends on it). The events get the consecutive log positions ``last_seq + 1`` onwards,
+    in the order given: the log order *is* the apply order. If it raises, nothing of the
+    batch is logged and ``last_seq`` / ``count`` are unchanged.
+
+    **Idempotency by event id.** Event ids are unique in the log: appending an id that is
+    already logged must fail (raise) without logging any event of the batch. The ingest
+    writer keeps the set of applied ids in memory, seeded from :meth:`event_ids` at
+    recovery, and rejects duplicates before they reach the store; the store's uniqueness
+    is the backstop.
+
+    **Snapshots.** :meth:`write_snapshot` stores user states and the log position they
+    cover, plus the bundle version they belong to, atomically: after a crash either the old
+    or the new snapshot is visible, never a mix. ``delta`` (float64) and ``prior``
+    (float32) must round-trip bit for bit; ``vector`` need not be stored (the caller
+    recomputes it from the prior and the bundle).
+
+    **Replay.** :meth:`events_after` yields the logged events after a position in log
+    order, with the fields they were appended with (an unset ``timestamp`` is stored as the
+    batch's ``received_at``). Recovery is: load the snapshot, then apply
+    ``events_after(snapshot_seq)``.
+
+    A store is used by one thread at a time: the ingest writer (and recovery, before the
+    writer starts).
+    """
+
+    @property
+    @abc.abstractmethod
+    def last_seq(self) -> int:
+        """The log position of the last logged event (0 for an empty log)."""
+
+    @property
+    @abc.abstractmethod
+    def count(self) -> int:
+        """The number of logged events."""
+
+    @abc.abstractmethod
+    def append(self, events: Sequence[Event], received_at: float) -> int:
+        """Log ``events`` durably, all or nothing; return the new :attr:`last_seq`.
+
+        Raises
+        ------
+        Exception
+            Any backend error (nothing of the batch is logged then), including a logged
+            ``event_id``.
+        """
+
+    @abc.abstractmethod
+    def event_ids(self) -> Iterator[str]:
+        """Every logged event id (seeds the writer's duplicate check)."""
+
+    @abc.abstractmethod
+    def events_after(self, seq: int) -> Iterator[tuple[int, Event]]:
+        """``(position, event)`` of the log after position ``seq``, in log order."""
+
+    @abc.abstractmethod
+    def snapshot_info(self) -> tuple[str, int]:
+        """``(bundle_version, snapshot_seq)`` of the stored snapshot (``("", 0)`` if none)."""
+
+    @abc.abstractmethod
+    def load_states(self) -> Iterator[UserState]:
+        """The user states of the stored snapshot (``vector`` left ``None``)."""
+
+    @abc.abstractmethod
+    def write_snapshot(self, states: Iterable[UserState], seq: int, bundle_version: str,
+                       *, replace: bool = False) -> None:
+        """Upsert ``states`` and mark the snapshot as covering the log up to ``seq``.
+
+        ``replace`` first drops every stored state (the snapshot then holds all users).
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the backend and the lock; the store is unusable afterwards."""
