@@ -1,4 +1,4 @@
-"""Helpers of the tests/test_events_*.py suites: servers, events, log replay."""
+"""Helpers of the tests/streaming/test_events_*.py suites: servers, events, log replay."""
 
 from __future__ import annotations
 

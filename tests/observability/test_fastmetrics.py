@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import threading
 
 import pytest
@@ -83,8 +82,3 @@ def test_misuse_is_refused() -> None:
         FastCounter("d_total", "again", ("k",), registry=registry)
     with pytest.raises(ValueError, match="distinct finite"):
         FastHistogram("e", "e", buckets=(1.0, 1.0))
-
-
-def test_module_examples() -> None:
-    failures, _ = doctest.testmod(fastmetrics)
-    assert failures == 0

@@ -28,7 +28,7 @@ from coldbridge_trainer.results import (
 from coldbridge_trainer.summary import DirectionSummary
 from coldbridge_trainer.synth import SynthConfig, write_dataset
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 COMMITTED = sorted(RESULTS.glob("*/results.json"))
 
 

@@ -12,7 +12,7 @@ from coldbridge_trainer.cdrib import cdrib_pairs
 from coldbridge_trainer.data import load_cdrib, load_dataset, read_interactions
 from coldbridge_trainer.recbole import load_recbole, read_inter
 
-CDRIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cdrib"
+CDRIB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cdrib"
 
 
 def _write(path: Path, text: str) -> Path:
@@ -117,6 +117,7 @@ def test_histories_follow_timestamps(tmp_path: Path) -> None:
     assert [ds.source.item_ids[i] for i in hist[ds.source.user_index["c1"]]] == ["s3", "s1"]
 
 
+@pytest.mark.cdrib
 @pytest.mark.parametrize(
     ("source", "target", "n_src", "n_tgt", "tgt_items", "tgt_rows", "valid", "test", "cold"),
     [("game", "video", 24_799, 19_240, 8_751, 156_091, 1_435, 1_458, 216),

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from coldbridge_cli import main
 
-CDRIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cdrib"
+pytestmark = [pytest.mark.cdrib, pytest.mark.slow]
+CDRIB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cdrib"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

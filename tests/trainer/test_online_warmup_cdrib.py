@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.cdrib, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
 CDRIB = ROOT.parent / "shared" / "data" / "cdrib"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 

@@ -23,7 +23,7 @@ from coldbridge.v1 import recommender_pb2 as pb
 from conftest import TinyBundle
 from eventlib import SOURCE, batch, event, replayed_vectors, serving
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 USERS = ["s0", "s1", "u0", "brand-new-1", "brand-new-2", "brand-new-3"]
 
 

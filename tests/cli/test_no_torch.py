@@ -23,7 +23,7 @@ import pytest
 from conftest import TinyBundle
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WRAPPER = """
 import json, sys
 report, entry, argv = sys.argv[1], sys.argv[2], sys.argv[3:]

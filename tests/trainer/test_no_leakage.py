@@ -19,7 +19,8 @@ from coldbridge_trainer.config import TrainConfig
 from coldbridge_trainer.data import CDRIB_DOMAINS, HeldOut, load_cdrib
 from coldbridge_trainer.harness import run_direction, selection_split, test_split
 
-CDRIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cdrib"
+pytestmark = [pytest.mark.cdrib, pytest.mark.slow]
+CDRIB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cdrib"
 DIRECTIONS = [("game", "video"), ("video", "game")]
 
 

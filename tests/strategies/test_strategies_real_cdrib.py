@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from coldbridge_trainer.config import TrainConfig
 from coldbridge_trainer.data import load_cdrib
 from coldbridge_trainer.strategies import attach_strategies
 from coldbridge_trainer.train import fit
 
-CDRIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cdrib"
+pytestmark = [pytest.mark.cdrib, pytest.mark.slow]
+CDRIB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cdrib"
 BUDGET = TrainConfig(epochs=8, bridge_epochs=12, patience=4, progress=False)
 
 

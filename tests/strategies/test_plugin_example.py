@@ -19,7 +19,7 @@ from coldbridge_plugins import (
 )
 from coldbridge_plugins.testing import check_strategy, yield_checks
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "coldbridge-example-strategy"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "coldbridge-example-strategy"
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from coldbridge_server.observability.metrics import serve_metrics
 from conftest import TinyBundle
 from prometheus_client import CollectorRegistry, generate_latest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WARM, SOURCE_ONLY = "u0", "s1"
 
 

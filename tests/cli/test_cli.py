@@ -19,7 +19,7 @@ from coldbridge_cli import main
 from coldbridge_server.config import SETTINGS, load_settings
 from conftest import TinyBundle
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("bundle", "cli", "client", "plugins", "protos", "server", "trainer")
 PYTHONPATH = os.pathsep.join(str(ROOT / d) for d in PACKAGES)
 

@@ -24,7 +24,7 @@ from coldbridge_plugins import (
 )
 from coldbridge_plugins.builtin import BUILTINS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUILTIN_DIR = ROOT / "plugins" / "coldbridge_plugins" / "builtin"
 BUILTINS_SET = {"popular", "emcdr", "ptupcdr", "cmf", "distill", "knn", "itemmap", "kernelmap",
                 "peers", "softmap", "fusion"}
