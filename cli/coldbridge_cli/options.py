@@ -63,7 +63,7 @@ def add_data_args(parser: argparse.ArgumentParser, *, directions: bool = False) 
     group = parser.add_argument_group("dataset (one of --data, --cdrib)")
     one = group.add_mutually_exclusive_group(required=True)
     one.add_argument("--data", type=Path, metavar="DIR",
-                     help="dataset directory (the coldbridge datagen layout, see README)")
+                     help="dataset directory (the datagen layout, see docs/evaluation.md)")
     one.add_argument("--cdrib", type=Path, metavar="DIR",
                      help="CDRIB folder holding game_video/ and video_game/")
     group.add_argument("--source", metavar="DOMAIN", help="CDRIB source domain (default: game)")

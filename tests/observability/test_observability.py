@@ -160,13 +160,13 @@ def _registered_names(registry: CollectorRegistry) -> set[str]:
     return names
 
 
-def test_readme_documents_every_registered_metric(tiny_bundle: TinyBundle) -> None:
+def test_operations_doc_documents_every_registered_metric(tiny_bundle: TinyBundle) -> None:
     server, _ = create_server(Settings(bundle_path=str(tiny_bundle.path), host="127.0.0.1", port=0))
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Monitoring", 1)[1].split("\n## ", 1)[0]
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    section = operations.split("## Monitoring", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([a-z_]+)`", section, flags=re.M))
     missing = _registered_names(server.metrics.registry) - documented
-    assert not missing, f"metrics missing from README 'Monitoring': {sorted(missing)}"
+    assert not missing, f"metrics missing from docs/operations.md 'Monitoring': {sorted(missing)}"
 
 
 def test_dashboard_and_alerts_use_only_registered_metrics(tiny_bundle: TinyBundle) -> None:

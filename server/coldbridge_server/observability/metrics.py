@@ -14,7 +14,7 @@ Counters and histograms are :mod:`~coldbridge_server.observability.fastmetrics` 
 (sub-microsecond to record, same exposition); gauges and the info metric are
 ``prometheus_client``'s own. Callers record through methods of :class:`Metrics` (and the
 :class:`GrpcSeries` it hands the interceptor), never by touching children or locks.
-The README's "Monitoring" section lists every metric; a test keeps it complete.
+docs/operations.md's "Monitoring" section lists every metric; a test keeps it complete.
 """
 
 from __future__ import annotations
