@@ -60,14 +60,20 @@ def _field_help(doc: str) -> dict[str, str]:
 
 def add_data_args(parser: argparse.ArgumentParser, *, directions: bool = False) -> None:
     """``--data DIR`` or ``--cdrib DIR`` (``--source``/``--target``, and ``--directions``)."""
-    group = parser.add_argument_group("dataset (one of --data, --cdrib)")
+    group = parser.add_argument_group("dataset (one of --data, --cdrib, --recbole)")
     one = group.add_mutually_exclusive_group(required=True)
     one.add_argument("--data", type=Path, metavar="DIR",
                      help="dataset directory (the datagen layout, see docs/evaluation.md)")
     one.add_argument("--cdrib", type=Path, metavar="DIR",
-                     help="CDRIB folder holding game_video/ and video_game/")
+                     help="CDRIB folder holding <source>_<target>/ and <target>_<source>/")
+    one.add_argument("--recbole", metavar="SOURCE.inter,TARGET.inter",
+                     help="RecBole atomic .inter files of the source and the target domain "
+                          "(cold users held out as in docs/evaluation.md)")
     group.add_argument("--source", metavar="DOMAIN", help="CDRIB source domain (default: game)")
     group.add_argument("--target", metavar="DOMAIN", help="CDRIB target domain (default: video)")
+    group.add_argument("--shared-users", type=int, metavar="N",
+                       help="CDRIB: ids below N are the same person in both domains "
+                            "(needed for any pair but game/video)")
     if directions:
         group.add_argument("--directions", metavar="S:T,...",
                            help="CDRIB directions, e.g. game:video,video:game "
@@ -84,15 +90,18 @@ def data_loaders(args: argparse.Namespace) -> list[Callable[[], Any]]:
         ``--directions`` with ``--source``/``--target``), a malformed ``--directions``, or a
         path that is not a directory.
     """
-    from coldbridge_trainer.data import load_cdrib, load_dataset
+    from coldbridge_trainer.data import load_cdrib, load_dataset, load_recbole
 
-    cdrib_only = [f"--{n}" for n in ("source", "target", "directions")
+    cdrib_only = [f"--{n.replace('_', '-')}" for n in ("source", "target", "directions",
+                                                       "shared_users")
                   if getattr(args, n, None) is not None]
-    if args.data is not None:
+    if args.data is not None or getattr(args, "recbole", None) is not None:
         if cdrib_only:
             raise CliError(f"{', '.join(cdrib_only)} applies only with --cdrib "
-                           "(a --data directory names its own domains in dataset.json)")
-        return [functools.partial(load_dataset, _directory("--data", args.data))]
+                           "(--data and --recbole name their own domains)")
+        if args.data is not None:
+            return [functools.partial(load_dataset, _directory("--data", args.data))]
+        return [functools.partial(load_recbole, *_inter_files(args.recbole))]
     root = _directory("--cdrib", args.cdrib)
     if getattr(args, "directions", None) is None:
         pairs = [(args.source or "game", args.target or "video")]
@@ -100,7 +109,18 @@ def data_loaders(args: argparse.Namespace) -> list[Callable[[], Any]]:
         raise CliError("give --directions or --source/--target, not both")
     else:
         pairs = [_direction(d) for d in args.directions.split(",") if d.strip()]
-    return [functools.partial(load_cdrib, root, s, t) for s, t in pairs]
+    return [functools.partial(load_cdrib, root, s, t, shared_users=args.shared_users)
+            for s, t in pairs]
+
+
+def _inter_files(text: str) -> tuple[Path, Path]:
+    paths = [Path(p.strip()) for p in text.split(",") if p.strip()]
+    if len(paths) != 2:
+        raise CliError(f"--recbole: expected SOURCE.inter,TARGET.inter, got {text!r}")
+    for path in paths:
+        if not path.is_file():
+            raise CliError(f"--recbole {path}: no such file")
+    return paths[0], paths[1]
 
 
 def _directory(flag: str, path: Path) -> Path:

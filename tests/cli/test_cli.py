@@ -70,6 +70,12 @@ def not_a_dataset(tmp_path: Path) -> Path:
      "--strategies: unknown strategies ['nope']"),
     (["evaluate", "bundle", "{empty}", "--data", "{empty}"], "not a bundle directory"),
     (["evaluate", "--bundle", "{empty}"], "'--bundle': give the mode first: 'evaluate bundle"),
+    (["train", "--out", "b", "--data", "{empty}", "--shared-users", "9"],
+     "--shared-users applies only with --cdrib"),
+    (["train", "--out", "b", "--recbole", "{empty}/a.inter,{empty}/b.inter"],
+     "--recbole {empty}/a.inter: no such file"),
+    (["train", "--out", "b", "--recbole", "{empty}/a.inter"],
+     "--recbole: expected SOURCE.inter,TARGET.inter"),
     (["serve", "--port", "70000"], "port: must be in 0..65535, got 70000"),
     (["serve", "--bund", "x"], "unrecognized arguments: --bund x"),
 ], ids=lambda v: " ".join(v[:2]) if isinstance(v, list) else None)

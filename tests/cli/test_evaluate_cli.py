@@ -63,3 +63,29 @@ def test_evaluate_needs_a_mode(data: Path, capsys: pytest.CaptureFixture[str]) -
     assert "give the mode first" in capsys.readouterr().err
     assert main(["evaluate", "report", "--data", str(data), "--report-dir", "r"]) == 2
     assert "--strategies" in capsys.readouterr().err
+
+
+def _write_inter(path: Path, rows: list[tuple[str, str]]) -> Path:
+    lines = ["user_id:token\titem_id:token", *(f"{u}\t{i}" for u, i in rows)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_train_and_evaluate_from_recbole_inter_files(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from coldbridge_trainer.data import load_dataset
+
+    ds = load_dataset(data)
+    src = [(ds.source.user_ids[u], ds.source.item_ids[i])
+           for u, i in zip(ds.source.users, ds.source.items, strict=True)]
+    tgt = [(ds.target.user_ids[u], ds.target.item_ids[i])
+           for u, i in zip(ds.target.users, ds.target.items, strict=True)]
+    files = f"{_write_inter(tmp_path / 'toys.inter', src)},{_write_inter(tmp_path / 'games.inter', tgt)}"
+    assert main(["train", "--recbole", files, "--out", str(tmp_path / "b"), *FAST]) == 0
+    (bundle,) = (tmp_path / "b").iterdir()
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["domains"] == {"source": "toys", "target": "games"}
+    capsys.readouterr()
+    assert main(["evaluate", "bundle", str(bundle), "--recbole", files, "--split", "test"]) == 0
+    assert "== test cold users" in capsys.readouterr().out
