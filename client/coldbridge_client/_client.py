@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -65,6 +66,7 @@ class Client:
         self.target, self.timeouts, self.retry = target, timeouts, retry
         self.recommender = recommender_pb2_grpc.RecommenderStub(self.channel)
         self.events = events_pb2_grpc.EventsStub(self.channel)
+        self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
 
     def __enter__(self) -> Client:
         return self
@@ -73,7 +75,9 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        """Close the channel (streams still open are cancelled)."""
+        """Cancel the event streams still open, then close the channel."""
+        for stream in list(self._streams):
+            stream.cancel()
         self.channel.close()
 
     def recommend(self, user_id: str, k: int = 10, *, exclude_item_ids: Iterable[str] = (),
@@ -127,8 +131,10 @@ class Client:
                       on_ack: Callable[[events_pb2.EventAck], None] | None = None
                       ) -> EventStream:
         """Open an :class:`~coldbridge_client.EventStream` (``Events.StreamEvents``)."""
-        return EventStream(self.events, max_unacked=max_unacked, reconnect=reconnect,
-                           on_ack=on_ack)
+        stream = EventStream(self.events, max_unacked=max_unacked, reconnect=reconnect,
+                             on_ack=on_ack)
+        self._streams.add(stream)
+        return stream
 
     @staticmethod
     def _unary(name: str, method: grpc.UnaryUnaryMultiCallable[_Request, _Response],
