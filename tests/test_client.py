@@ -167,22 +167,29 @@ def test_retry_policy_retries_unavailable_while_the_server_warms_up(
         server.engine.warmup = lambda: (gate.wait(60), warmup())
 
     with running(tiny_bundle.path, tmp_path / "state", before_start=hold_warmup) as served:
-        port, registry = served
-        with Client(f"127.0.0.1:{port}", retry=None) as once, pytest.raises(UnavailableError):
-            once.recommend("u0", k=3)
-        assert handled(registry, "UNAVAILABLE") == 1
-        policy = RetryPolicy(max_attempts=5, initial_backoff=0.3, max_backoff=5.0,
-                             backoff_multiplier=4.0)
-        result: dict[str, Any] = {}
-        with Client(f"127.0.0.1:{port}", retry=policy) as client:
-            caller = threading.Thread(target=lambda: result.update(
-                reply=client.recommend("u0", k=3, timeout=60)))
-            caller.start()
-            poll(lambda: handled(registry, "UNAVAILABLE") >= 2)  # the retried call's 1st try
+        try:
+            retried_through_warmup(*served, gate)
+        finally:
             gate.set()
-            caller.join(60)
-        assert result["reply"].provenance == Provenance.PROVENANCE_WARM_TARGET
-        assert handled(registry, "OK") == 1
+
+
+def retried_through_warmup(port: int, registry: CollectorRegistry, gate: threading.Event) -> None:
+    """Recommend on a server held in warm-up: fails without retries, succeeds with them."""
+    with Client(f"127.0.0.1:{port}", retry=None) as once, pytest.raises(UnavailableError):
+        once.recommend("u0", k=3)
+    assert handled(registry, "UNAVAILABLE") == 1
+    policy = RetryPolicy(max_attempts=5, initial_backoff=0.3, max_backoff=5.0,
+                         backoff_multiplier=4.0)
+    result: dict[str, Any] = {}
+    with Client(f"127.0.0.1:{port}", retry=policy) as client:
+        caller = threading.Thread(target=lambda: result.update(
+            reply=client.recommend("u0", k=3, timeout=60)))
+        caller.start()
+        poll(lambda: handled(registry, "UNAVAILABLE") >= 2)  # the retried call's 1st try
+        gate.set()
+        caller.join(60)
+    assert result["reply"].provenance == Provenance.PROVENANCE_WARM_TARGET
+    assert handled(registry, "OK") == 1
 
 
 def test_stream_acks_every_batch_and_reports_rejections(

@@ -144,15 +144,18 @@ class EventStream:
             self._queue.put(_END)
         self._thread.join(timeout)
 
-    def cancel(self) -> None:
-        """Stop now; unacknowledged batches stay in :attr:`unacked`."""
+    def cancel(self, timeout: float | None = 10.0) -> None:
+        """Stop now (waiting at most ``timeout`` s for the helper's thread).
+
+        Unacknowledged batches stay in :attr:`unacked`.
+        """
         with self._cond:
             self._closing = True
             self._stopped.set()
             self._queue.put(_END)
             if self._call is not None:
                 self._call.cancel()  # type: ignore[no-untyped-call]  # unannotated in grpc-stubs
-        self._thread.join()
+        self._thread.join(timeout)
 
     def _has_room(self) -> bool:
         return len(self._pending) < self._max_unacked or self._error is not None or self._done
@@ -184,6 +187,7 @@ class EventStream:
         finally:
             with self._cond:
                 self._done = True
+                self._queue.put(_END)  # lets gRPC's request-reading thread finish
                 self._cond.notify_all()
 
     def _one_stream(self) -> tuple[bool, ClientError | None]:
