@@ -50,7 +50,11 @@ QUICK_CHANNEL = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.min_reconnect
 def running(bundle: Path, state_dir: Path, *, port: int = 0,
             before_start: Callable[[Any], None] | None = None,
             **settings: Any) -> Iterator[tuple[int, CollectorRegistry]]:
-    """A real server on 127.0.0.1 with its state in ``state_dir``; yields (port, registry)."""
+    """A real server on 127.0.0.1 with its state in ``state_dir``; yields (port, registry).
+
+    It is stopped only after its warm-up ended: stopping while the warm-up thread still
+    recovers the event log can leave ``stop(None).wait()`` blocked (seen once in ~30 runs).
+    """
     registry = CollectorRegistry()
     config = Settings(bundle_path=str(bundle), host="127.0.0.1", port=port,
                       state_dir=str(state_dir), metrics_port=-1, state_sync="NORMAL", **settings)
@@ -61,6 +65,7 @@ def running(bundle: Path, state_dir: Path, *, port: int = 0,
     try:
         yield bound, registry
     finally:
+        server.wait_until_ready(timeout=60)
         server.stop(None).wait()
 
 
