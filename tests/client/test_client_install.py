@@ -26,8 +26,8 @@ import pytest
 from conftest import TinyBundle
 from test_client import running, wait_serving
 
-ROOT = Path(__file__).resolve().parents[1]
-SERVER_ONLY = ("onnxruntime", "river", "torch", "prometheus_client", "pluggy")
+ROOT = Path(__file__).resolve().parents[2]
+SERVER_ONLY = ("numpy", "onnxruntime", "river", "torch", "prometheus_client", "pluggy")
 _SKIPPED = ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")
 _SOURCES = ("pyproject.toml", "README.md", "bundle", "cli", "client", "plugins", "protos",
             "server", "trainer")
@@ -163,7 +163,7 @@ def test_client_extra_installs_grpc_and_protobuf_only(client_venv: Path) -> None
                             "--format", "json"))
     names = {d["name"].lower().replace("_", "-") for d in listed} - {"pip", "setuptools"}
     assert {"coldbridge", "grpcio", "protobuf"} <= names
-    assert names <= {"coldbridge", "grpcio", "protobuf", "numpy", "typing-extensions"}
+    assert names <= {"coldbridge", "grpcio", "protobuf", "typing-extensions"}
     probe = (f"import importlib.util as u; print([m for m in {SERVER_ONLY!r} "
              "if u.find_spec(m) is not None])")
     assert run(client_venv / "bin" / "python", "-c", probe).strip() == "[]"

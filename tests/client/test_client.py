@@ -339,7 +339,7 @@ def test_client_imports_nothing_of_the_server() -> None:
     code = ("import sys, coldbridge_client; "
             "print(sorted(m for m in ('onnxruntime', 'river', 'torch', 'numpy', "
             "'coldbridge_server', 'prometheus_client') if m in sys.modules))")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {"PYTHONPATH": f"{root / 'client'}:{root / 'protos'}", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout
