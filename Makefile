@@ -1,4 +1,5 @@
-# coldbridge: `make run` trains on the embedded synthetic data and serves; `make test` runs the suite.
+# coldbridge: `make run` trains on the embedded synthetic data and serves; `make test` runs the
+# static checks (`make lint`: ruff, mypy --strict, import contracts) and then the suite.
 # Both create (or reuse) the virtualenv in $(VENV) themselves.
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.coldbridge-installed
 DEMO ?= var/demo
 PORT ?= 50051
 
-.PHONY: run test venv protos bench clean
+.PHONY: run test lint venv protos bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +23,13 @@ run: $(STAMP)
 	$(VENV)/bin/coldbridge train --data $(DEMO)/data --out $(DEMO)/bundles
 	$(VENV)/bin/coldbridge serve --bundle $(DEMO)/bundles --port $(PORT) --demo
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest
 
 protos: $(STAMP)

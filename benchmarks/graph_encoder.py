@@ -14,6 +14,9 @@ Usage::
     .venv/bin/python benchmarks/graph_encoder.py --source game --target video
     .venv/bin/python benchmarks/graph_encoder.py --source video --target game
 """
+
+from __future__ import annotations
+
 import argparse
 import sys
 import time
@@ -37,7 +40,8 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta"
 
 
 def graph(ds) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, int, int]:  # type: ignore[no-untyped-def]
-    """Normalised adjacency; edge arrays (user node, item node offset from the first item, domain)."""
+    """Normalised adjacency; edge arrays (user node, item node offset from the first item, "
+    "domain)."""
     src, tgt = ds.source, ds.target
     node = np.full(tgt.n_users, -1, dtype=np.int64)
     for row, user in enumerate(tgt.user_ids):
@@ -54,8 +58,13 @@ def graph(ds) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, int, in
     r, c = np.concatenate([eu, n_users + ei]), np.concatenate([n_users + ei, eu])
     deg = np.bincount(r, minlength=n).astype(np.float64)
     w = (1.0 / np.sqrt(deg[r] * deg[c])).astype(np.float32)
-    adj = torch.sparse_coo_tensor(torch.from_numpy(np.vstack([r, c])), torch.from_numpy(w), (n, n),
-                                  check_invariants=True).coalesce().to_sparse_csr()
+    adj = (
+        torch.sparse_coo_tensor(
+            torch.from_numpy(np.vstack([r, c])), torch.from_numpy(w), (n, n), check_invariants=True
+        )
+        .coalesce()
+        .to_sparse_csr()
+    )
     return adj, eu, ei, dom, n_users, n
 
 
@@ -69,7 +78,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--batch", type=int, default=8192)
     p.add_argument("--reg", type=float, default=1e-4)
-    p.add_argument("--target-weight", type=float, default=3.0, help="loss weight of target-domain edges")
+    p.add_argument(
+        "--target-weight", type=float, default=3.0, help="loss weight of target-domain edges"
+    )
     p.add_argument("--every", type=int, default=3, help="evaluate on valid every N epochs")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
@@ -81,7 +92,10 @@ def main() -> None:
     valid, test = selection_split(ds, cfg), test_split(ds, cfg)
     ns, nt = ds.source.n_items, ds.target.n_items
     adj, eu, ei, dom, n_users, n = graph(ds)
-    print(f"{a.source} -> {a.target}: {n_users} user nodes, {ns} + {nt} items, {len(eu)} edges; {vars(a)}")
+    print(
+        f"{a.source} -> {a.target}: {n_users} user nodes, {ns} + {nt} items, {len(eu)} edges; "
+        f"{vars(a)}"
+    )
     emb = torch.nn.Parameter(torch.randn(n, a.dim) * 0.1)
     opt = torch.optim.Adam([emb], lr=a.lr)
 
@@ -94,7 +108,7 @@ def main() -> None:
 
     def metrics(out: torch.Tensor, ev) -> tuple[float, float]:  # type: ignore[no-untyped-def]
         rows = [ds.source.user_index[u] for u in ev.users]
-        scores = (out[rows] @ out[n_users + ns:].T).numpy()
+        scores = (out[rows] @ out[n_users + ns :].T).numpy()
         r = score_split(scores, ev, protocols=("sampled",)).sampled.line
         return r.hr(10), r.mrr
 
@@ -106,14 +120,19 @@ def main() -> None:
     for epoch in range(1, a.epochs + 1):
         perm = torch.randperm(len(eu))
         for b in range(0, len(perm), a.batch):
-            idx = perm[b:b + a.batch]
+            idx = perm[b : b + a.batch]
             u, i, d = eu_t[idx], ei_t[idx], dom_t[idx]
             j = lo[d] + (torch.rand(len(idx)) * width[d]).long()
             out = propagate()
             fu, fi, fj = out[u], out[n_users + i], out[n_users + j]
-            loss = (torch.nn.functional.softplus((fu * fj).sum(-1) - (fu * fi).sum(-1)) * weight[idx]).mean()
-            loss = loss + a.reg * (emb[u].square().sum() + emb[n_users + i].square().sum()
-                                   + emb[n_users + j].square().sum()) / len(idx)
+            loss = (
+                torch.nn.functional.softplus((fu * fj).sum(-1) - (fu * fi).sum(-1)) * weight[idx]
+            ).mean()
+            loss = loss + a.reg * (
+                emb[u].square().sum()
+                + emb[n_users + i].square().sum()
+                + emb[n_users + j].square().sum()
+            ) / len(idx)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -123,11 +142,16 @@ def main() -> None:
                 hr, mrr = metrics(out, valid)
                 if mrr > best[0]:
                     best = (mrr, epoch, metrics(out, test))
-            print(f"epoch {epoch:3d}  valid HR@10 {hr:.4f} MRR {mrr:.4f}  ({time.perf_counter() - start:.0f} s)",
-                  flush=True)
+            print(
+                f"epoch {epoch:3d}  valid HR@10 {hr:.4f} MRR {mrr:.4f}  "
+                f"({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
     mrr, epoch, (thr, tmrr) = best
-    print(f"{a.source} -> {a.target}  best valid MRR {mrr:.4f} at epoch {epoch}: "
-          f"test sampled HR@10 {thr:.4f} MRR {tmrr:.4f}")
+    print(
+        f"{a.source} -> {a.target}  best valid MRR {mrr:.4f} at epoch {epoch}: "
+        f"test sampled HR@10 {thr:.4f} MRR {tmrr:.4f}"
+    )
 
 
 if __name__ == "__main__":

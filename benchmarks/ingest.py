@@ -56,9 +56,13 @@ def workload(n_events: int, n_users: int, n_items: int, seed: int = 0) -> list[t
 def _learner(bundle_path: Path) -> ColdStartEmbeddings:
     bundle, s = load_bundle(bundle_path), Settings()
     return ColdStartEmbeddings(
-        bundle.target_item_embeddings, bundle.target_item_bias,
-        optimizer=optim.SGD(s.online_learning_rate), l2=s.online_l2,
-        n_negatives=s.online_negatives, release_after=s.warm_threshold, seed=0,
+        bundle.target_item_embeddings,
+        bundle.target_item_bias,
+        optimizer=optim.SGD(s.online_learning_rate),
+        l2=s.online_l2,
+        n_negatives=s.online_negatives,
+        release_after=s.warm_threshold,
+        seed=0,
     )
 
 
@@ -77,19 +81,28 @@ def raw_river_many(bundle_path: Path, events: list[tuple[str, int]], batch: int)
     learner = _learner(bundle_path)
     start = time.perf_counter()
     for b in range(0, len(events), batch):
-        users, items = zip(*events[b:b + batch], strict=True)
+        users, items = zip(*events[b : b + batch], strict=True)
         learner.learn_many(users, items, [True] * len(users))
     return len(events) / (time.perf_counter() - start)
 
 
 def start_server(bundle: Path, state: Path) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLDBRIDGE_")}
-    env.update(PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("bundle", "server", "plugins", "protos")),
-               COLDBRIDGE_BUNDLE_PATH=str(bundle), COLDBRIDGE_STATE_DIR=str(state),
-               COLDBRIDGE_HOST="127.0.0.1", COLDBRIDGE_PORT="0", COLDBRIDGE_METRICS_PORT="-1",
-               COLDBRIDGE_ACCESS_LOG="false", COLDBRIDGE_LOG_LEVEL="WARNING")
-    process = subprocess.Popen([sys.executable, "-m", "coldbridge_server"], env=env,
-                               stdout=subprocess.PIPE, text=True)
+    env.update(
+        PYTHONPATH=os.pathsep.join(
+            str(ROOT / p) for p in ("bundle", "server", "plugins", "protos")
+        ),
+        COLDBRIDGE_BUNDLE_PATH=str(bundle),
+        COLDBRIDGE_STATE_DIR=str(state),
+        COLDBRIDGE_HOST="127.0.0.1",
+        COLDBRIDGE_PORT="0",
+        COLDBRIDGE_METRICS_PORT="-1",
+        COLDBRIDGE_ACCESS_LOG="false",
+        COLDBRIDGE_LOG_LEVEL="WARNING",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coldbridge_server"], env=env, stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout is not None
     for line in process.stdout:
         if "serving on" in line:
@@ -97,13 +110,26 @@ def start_server(bundle: Path, state: Path) -> tuple[subprocess.Popen[str], str]
     raise SystemExit(f"server exited with {process.wait()}")
 
 
-def durable_ingest(stub: events_pb2_grpc.EventsStub, events: list[tuple[str, int]],
-                   item_ids: tuple[str, ...], batch: int) -> float:
+def durable_ingest(
+    stub: events_pb2_grpc.EventsStub,
+    events: list[tuple[str, int]],
+    item_ids: tuple[str, ...],
+    batch: int,
+) -> float:
     batches = [
-        epb.EventBatch(sequence=b // batch + 1, events=[
-            epb.Event(event_id=f"bench-{b + i}", user_id=u, item_id=item_ids[it],
-                      domain=epb.DOMAIN_TARGET, kind=epb.EVENT_KIND_IMPLICIT)
-            for i, (u, it) in enumerate(events[b : b + batch])])
+        epb.EventBatch(
+            sequence=b // batch + 1,
+            events=[
+                epb.Event(
+                    event_id=f"bench-{b + i}",
+                    user_id=u,
+                    item_id=item_ids[it],
+                    domain=epb.DOMAIN_TARGET,
+                    kind=epb.EVENT_KIND_IMPLICIT,
+                )
+                for i, (u, it) in enumerate(events[b : b + batch])
+            ],
+        )
         for b in range(0, len(events), batch)
     ]
     start = time.perf_counter()
@@ -120,8 +146,13 @@ def freshness(channel: grpc.Channel, item_ids: tuple[str, ...], probes: int) -> 
     for p in range(probes):
         user = f"fresh-{p}"
         top = rec.Recommend(pb.RecommendRequest(user_id=user, k=10)).items[0].item_id
-        event = epb.Event(event_id=f"fresh-{p}", user_id=user, item_id=top,
-                          domain=epb.DOMAIN_TARGET, kind=epb.EVENT_KIND_IMPLICIT)
+        event = epb.Event(
+            event_id=f"fresh-{p}",
+            user_id=user,
+            item_id=top,
+            domain=epb.DOMAIN_TARGET,
+            kind=epb.EVENT_KIND_IMPLICIT,
+        )
         events.IngestEvents(epb.EventBatch(sequence=p, events=[event]))
         acked = time.perf_counter()
         while True:
@@ -139,8 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=2_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--probes", type=int, default=300)
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="rounds of (raw loop, durable ingest); the best of each is compared")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds of (raw loop, durable ingest); the best of each is compared",
+    )
     args = parser.parse_args(argv)
     bundle_path = resolve_bundle_dir(args.bundle)
     bundle = load_bundle(bundle_path)
@@ -161,24 +196,30 @@ def main(argv: list[str] | None = None) -> int:
                 process.terminate()
                 process.wait(30)
         rounds.append((river_rate, many_rate, ingest_rate))
-        print(f"round {r + 1}: raw River learn_one {river_rate:8.0f} events/s, learn_many "
-              f"{many_rate:8.0f} events/s, durable ingest {ingest_rate:8.0f} events/s, ratio "
-              f"{ingest_rate / river_rate:.2f}x (vs learn_many {ingest_rate / many_rate:.2f}x)",
-              flush=True)
+        print(
+            f"round {r + 1}: raw River learn_one {river_rate:8.0f} events/s, learn_many "
+            f"{many_rate:8.0f} events/s, durable ingest {ingest_rate:8.0f} events/s, ratio "
+            f"{ingest_rate / river_rate:.2f}x (vs learn_many {ingest_rate / many_rate:.2f}x)",
+            flush=True,
+        )
     river_rate = max(r for r, _, _ in rounds)
     many_rate = max(m for _, m, _ in rounds)
     ingest_rate = max(i for _, _, i in rounds)
-    print(f"bundle {bundle.version}: {len(bundle.target_item_ids)} target items, "
-          f"d={bundle.target_dim}; {args.events} implicit target events, {args.users} users, "
-          f"batches of {args.batch}; best of {args.repeat} rounds")
+    print(
+        f"bundle {bundle.version}: {len(bundle.target_item_ids)} target items, "
+        f"d={bundle.target_dim}; {args.events} implicit target events, {args.users} users, "
+        f"batches of {args.batch}; best of {args.repeat} rounds"
+    )
     print(f"raw River learn_one loop      {river_rate:10.0f} events/s")
     print(f"raw River learn_many loop     {many_rate:10.0f} events/s")
     print(f"durable ingest (StreamEvents) {ingest_rate:10.0f} events/s")
     print(f"ratio                         {ingest_rate / river_rate:10.2f}x  (target >= 0.5x)")
     print(f"ratio vs learn_many           {ingest_rate / many_rate:10.2f}x")
     p50, p99 = np.percentile(lags * 1e3, [50, 99])
-    print(f"freshness ack -> visible in Recommend: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
-          f"({args.probes} probes)")
+    print(
+        f"freshness ack -> visible in Recommend: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+        f"({args.probes} probes)"
+    )
     return 0
 
 

@@ -114,6 +114,7 @@ def _noop_arms(metrics: Metrics, response: pb.RecommendResponse) -> tuple[Any, A
     The difference between the two is the observability layer's own cost in µs, measured
     without the noise of the model run.
     """
+
     def bare(request: pb.RecommendRequest, context: Any) -> pb.RecommendResponse:
         return response
 
@@ -128,8 +129,9 @@ def _noop_arms(metrics: Metrics, response: pb.RecommendResponse) -> tuple[Any, A
     return bare, observed
 
 
-def _interleaved(arms: dict[str, Any], requests: list[pb.RecommendRequest], rounds: int,
-                 rng: random.Random) -> dict[str, list[float]]:
+def _interleaved(
+    arms: dict[str, Any], requests: list[pb.RecommendRequest], rounds: int, rng: random.Random
+) -> dict[str, list[float]]:
     """Per-call seconds of every arm, the arms taking turns call by call in a shuffled order.
 
     Interleaving at the call level means a burst of load from elsewhere on this shared
@@ -149,19 +151,26 @@ def _interleaved(arms: dict[str, Any], requests: list[pb.RecommendRequest], roun
     return times
 
 
-def _share(times: dict[str, list[float]], arm: str, base: str, rounds: int) -> tuple[float, float, float]:
+def _share(
+    times: dict[str, list[float]], arm: str, base: str, rounds: int
+) -> tuple[float, float, float]:
     """``median(arm) / median(base) - 1`` over all calls, and its range over the rounds."""
+
     def ratio(a: list[float], b: list[float]) -> float:
         return statistics.median(a) / statistics.median(b) - 1
 
     n = len(times[base]) // rounds
-    per_round = sorted(ratio(times[arm][i * n:(i + 1) * n], times[base][i * n:(i + 1) * n])
-                       for i in range(rounds))
+    per_round = sorted(
+        ratio(times[arm][i * n : (i + 1) * n], times[base][i * n : (i + 1) * n])
+        for i in range(rounds)
+    )
     return ratio(times[arm], times[base]), per_round[0], per_round[-1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--calls", type=int, default=2000, help="calls per arm per round")
     parser.add_argument("--rounds", type=int, default=5)
@@ -176,21 +185,39 @@ def main(argv: list[str] | None = None) -> int:
         observed_servicer = RecommenderServicer(_engine(bundle, metrics))
         handler = grpc.unary_unary_rpc_method_handler(observed_servicer.Recommend)
         details = type("D", (), {"method": "/coldbridge.v1.Recommender/Recommend"})()
-        observed = ServerInterceptor(metrics).intercept_service(lambda _: handler, details).unary_unary
-        logged = ServerInterceptor(metrics, access_log=True).intercept_service(
-            lambda _: handler, details).unary_unary
+        observed = (
+            ServerInterceptor(metrics).intercept_service(lambda _: handler, details).unary_unary
+        )
+        logged = (
+            ServerInterceptor(metrics, access_log=True)
+            .intercept_service(lambda _: handler, details)
+            .unary_unary
+        )
         users = [f"u{i}" for i in range(2000)]
-        requests = [pb.RecommendRequest(user_id=users[i % len(users)], k=10) for i in range(args.calls)]
-        noop_bare, noop_observed = _noop_arms(Metrics(CollectorRegistry()), bare(requests[0], _Context()))
+        requests = [
+            pb.RecommendRequest(user_id=users[i % len(users)], k=10) for i in range(args.calls)
+        ]
+        noop_bare, noop_observed = _noop_arms(
+            Metrics(CollectorRegistry()), bare(requests[0], _Context())
+        )
         bare_again = RecommenderServicer(_engine(bundle, None)).Recommend  # A/A control
         wire_bare_server, wire_bare = _grpc_arm(RecommenderServicer(_engine(bundle, None)), [])
         wire_again_server, wire_again = _grpc_arm(RecommenderServicer(_engine(bundle, None)), [])
         wire_metrics = Metrics(CollectorRegistry())
-        wire_obs_server, wire_observed = _grpc_arm(RecommenderServicer(_engine(bundle, wire_metrics)),
-                                                   [ServerInterceptor(wire_metrics)])
-        arms = {"bare": bare, "bare_again": bare_again, "observed": observed, "logged": logged,
-                "noop_bare": noop_bare, "noop_observed": noop_observed,
-                "wire_bare": wire_bare, "wire_again": wire_again, "wire_observed": wire_observed}
+        wire_obs_server, wire_observed = _grpc_arm(
+            RecommenderServicer(_engine(bundle, wire_metrics)), [ServerInterceptor(wire_metrics)]
+        )
+        arms = {
+            "bare": bare,
+            "bare_again": bare_again,
+            "observed": observed,
+            "logged": logged,
+            "noop_bare": noop_bare,
+            "noop_observed": noop_observed,
+            "wire_bare": wire_bare,
+            "wire_again": wire_again,
+            "wire_observed": wire_observed,
+        }
         for handler_fn in arms.values():
             _time(handler_fn, requests[:200])  # warm caches
         times = _interleaved(arms, requests, args.rounds, random.Random(args.seed))
@@ -205,21 +232,33 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| same, with interceptor + all metrics (default) | {med['observed']:.1f} |")
     print(f"| same, plus the JSON access log (COLDBRIDGE_ACCESS_LOG=true) | {med['logged']:.1f} |")
     print(f"| empty handler, bare | {med['noop_bare']:.2f} |")
-    print(f"| empty handler + interceptor + the metrics a Recommend records | {med['noop_observed']:.2f} |")
+    print(
+        "| empty handler + interceptor + the metrics a Recommend records | "
+        f"{med['noop_observed']:.2f} |"
+    )
     print(f"| Recommend over loopback gRPC, no observability | {med['wire_bare']:.1f} |")
-    print(f"| Recommend over loopback gRPC, interceptor + all metrics (default) | {med['wire_observed']:.1f} |")
+    print(
+        "| Recommend over loopback gRPC, interceptor + all metrics (default) | "
+        f"{med['wire_observed']:.1f} |"
+    )
     print()
     print("| overhead | share | lowest .. highest round |")
     print("|---|---|---|")
-    print(f"| observability layer alone: {layer:.1f} µs / Recommend handler | "
-          f"{layer / med['bare'] * 100:.1f} % | |")
-    print(f"| observability layer alone / Recommend over gRPC | {layer / med['wire_bare'] * 100:.1f} % | |")
-    for label, arm, base in (("in-handler, metrics", "observed", "bare"),
-                             ("in-handler, metrics + access log", "logged", "bare"),
-                             ("in-handler, A/A control: a second bare engine", "bare_again", "bare"),
-                             ("over gRPC, metrics (what a client sees)", "wire_observed", "wire_bare"),
-                             ("over gRPC, A/A control: a second bare server", "wire_again",
-                              "wire_bare")):
+    print(
+        f"| observability layer alone: {layer:.1f} µs / Recommend handler | "
+        f"{layer / med['bare'] * 100:.1f} % | |"
+    )
+    print(
+        f"| observability layer alone / Recommend over gRPC | {layer / med['wire_bare'] * 100:.1f} "
+        "% | |"
+    )
+    for label, arm, base in (
+        ("in-handler, metrics", "observed", "bare"),
+        ("in-handler, metrics + access log", "logged", "bare"),
+        ("in-handler, A/A control: a second bare engine", "bare_again", "bare"),
+        ("over gRPC, metrics (what a client sees)", "wire_observed", "wire_bare"),
+        ("over gRPC, A/A control: a second bare server", "wire_again", "wire_bare"),
+    ):
         mid, lo, hi = _share(times, arm, base, args.rounds)
         print(f"| {label} | {mid * 100:.1f} % | {lo * 100:.1f} % .. {hi * 100:.1f} % |")
     return 0

@@ -7,6 +7,9 @@ Run once per chunk size, each in a fresh process (``ru_maxrss`` only grows)::
     .venv/bin/python benchmarks/onnx_chunk_memory.py BUNDLE/strategies/kernelmap 1000000
     .venv/bin/python benchmarks/onnx_chunk_memory.py BUNDLE/strategies/kernelmap 32
 """
+
+from __future__ import annotations
+
 import resource
 import sys
 from pathlib import Path
@@ -28,15 +31,22 @@ def main() -> None:
     registry = load_strategies(get_plugin_manager())
     cls = registry[folder.name]
     cls.chunk = chunk
-    server = build_strategies({folder.name: {"config": {}, "parts": {"transfer": folder / "transfer.onnx"}}},
-                              {folder.name: cls})[folder.name]
+    server = build_strategies(
+        {folder.name: {"config": {}, "parts": {"transfer": folder / "transfer.onnx"}}},
+        {folder.name: cls},
+    )[folder.name]
     loaded = rss_mib()
     rng = np.random.default_rng(0)
     n_src = 8000  # item ids below both cdrib domains' sizes
-    users = ColdUsers(np.zeros((216, 8), np.float32), [rng.integers(0, n_src, 256) for _ in range(216)])
+    users = ColdUsers(
+        np.zeros((216, 8), np.float32), [rng.integers(0, n_src, 256) for _ in range(216)]
+    )
     out = server.transfer(users)
-    print(f"{folder.name} chunk={chunk}: RSS after load {loaded:.0f} MiB, after scoring {len(users)} users "
-          f"{rss_mib():.0f} MiB (+{rss_mib() - loaded:.0f} MiB); output {out.shape}")
+    print(
+        f"{folder.name} chunk={chunk}: RSS after load {loaded:.0f} MiB, after scoring {len(users)} "
+        "users "
+        f"{rss_mib():.0f} MiB (+{rss_mib() - loaded:.0f} MiB); output {out.shape}"
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 for sub in ("bundle", "server", "trainer", "protos", "plugins"):
     sys.path.insert(0, str(ROOT / sub))
 
-from coldbridge.v1 import recommender_pb2, recommender_pb2_grpc  # noqa: E402
+from coldbridge.v1 import recommender_pb2  # noqa: E402
 
 METHOD = "/coldbridge.v1.Recommender/Recommend"
 
@@ -66,14 +66,17 @@ def make_bundle(out: Path, n_items: int, n_users: int, dim: int, seed: int = 0) 
         target_user_emb=rng.normal(size=(n_users // 2, dim)),
         target_item_popularity=rng.integers(0, 100, size=n_items).astype(np.float32),
     )
-    return write(out, BundleContent(
-        domains=Sides("source", "target"),
-        feedback="implicit",
-        items=Sides([f"s{i}" for i in range(n_src)], [f"t{i}" for i in range(n_items)]),
-        users=Sides([f"u{i}" for i in range(n_users)], [f"u{i}" for i in range(n_users // 2)]),
-        models=weights.models(),
-        arrays=weights.arrays(),
-    ))
+    return write(
+        out,
+        BundleContent(
+            domains=Sides("source", "target"),
+            feedback="implicit",
+            items=Sides([f"s{i}" for i in range(n_src)], [f"t{i}" for i in range(n_items)]),
+            users=Sides([f"u{i}" for i in range(n_users)], [f"u{i}" for i in range(n_users // 2)]),
+            models=weights.models(),
+            arrays=weights.arrays(),
+        ),
+    )
 
 
 def wait_serving(port: int, timeout: float = 120.0) -> None:
@@ -126,7 +129,9 @@ def load(port: int, users: list[str], requests: int, concurrency: int, k: int) -
                 response_deserializer=recommender_pb2.RecommendResponse.FromString,
             )
             for i in range(per_thread):
-                req = recommender_pb2.RecommendRequest(user_id=users[(t * per_thread + i) % len(users)], k=k)
+                req = recommender_pb2.RecommendRequest(
+                    user_id=users[(t * per_thread + i) % len(users)], k=k
+                )
                 start = time.perf_counter()
                 call(req, timeout=30)
                 own.append(time.perf_counter() - start)
@@ -168,13 +173,23 @@ def bench_one(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str
     for name, cmd, env in (
         ("bare", [sys.executable, __file__, "--bare-server"], {}),
         ("coldbridge", server, {"COLDBRIDGE_BUNDLE_PATH": str(bundle)}),
-        ("unbatched", server, {"COLDBRIDGE_BUNDLE_PATH": str(bundle),
-                               "COLDBRIDGE_TOPK_BATCH_SIZE": "1"}),
+        (
+            "unbatched",
+            server,
+            {"COLDBRIDGE_BUNDLE_PATH": str(bundle), "COLDBRIDGE_TOPK_BATCH_SIZE": "1"},
+        ),
     ):
         env = {**env, "COLDBRIDGE_STATE_DIR": str(workdir / f"state-{name}-{n_items}")}
         port = free_port()
-        env = {**env, "COLDBRIDGE_PORT": str(port), "COLDBRIDGE_HOST": "127.0.0.1", "COLDBRIDGE_METRICS_PORT": "-1",
-               "PYTHONPATH": os.pathsep.join(str(ROOT / s) for s in ("bundle", "server", "plugins", "protos", "trainer"))}
+        env = {
+            **env,
+            "COLDBRIDGE_PORT": str(port),
+            "COLDBRIDGE_HOST": "127.0.0.1",
+            "COLDBRIDGE_METRICS_PORT": "-1",
+            "PYTHONPATH": os.pathsep.join(
+                str(ROOT / s) for s in ("bundle", "server", "plugins", "protos", "trainer")
+            ),
+        }
         if name == "bare":
             cmd = cmd + [str(port), str(args.k)]
         proc = start(cmd, env)
@@ -188,7 +203,9 @@ def bench_one(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=64)
@@ -200,20 +217,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.bare_server:
         serve_bare(int(args.bare_server[0]), int(args.bare_server[1]))
         return 0
-    print(f"# serving benchmark: users={args.users} dim={args.dim} k={args.k} "
-          f"requests={args.requests} concurrency={args.concurrency}")
-    print("| target items | coldbridge QPS | p50 ms | p99 ms | bare gRPC QPS | p50 ms | p99 ms "
-          "| QPS ratio | without batching: QPS | p50 ms | p99 ms | ratio |")
+    print(
+        f"# serving benchmark: users={args.users} dim={args.dim} k={args.k} "
+        f"requests={args.requests} concurrency={args.concurrency}"
+    )
+    print(
+        "| target items | coldbridge QPS | p50 ms | p99 ms | bare gRPC QPS | p50 ms | p99 ms "
+        "| QPS ratio | without batching: QPS | p50 ms | p99 ms | ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for n_items in args.items:
             r = bench_one(n_items, args, Path(tmp))
             cb, bare, nb = r["coldbridge"], r["bare"], r["unbatched"]
             assert isinstance(cb, dict) and isinstance(bare, dict) and isinstance(nb, dict)
-            print(f"| {n_items:,} | {cb['qps']:.0f} | {cb['p50_ms']:.2f} | {cb['p99_ms']:.2f} | "
-                  f"{bare['qps']:.0f} | {bare['p50_ms']:.2f} | {bare['p99_ms']:.2f} | "
-                  f"{cb['qps'] / bare['qps']:.2f} | {nb['qps']:.0f} | {nb['p50_ms']:.2f} | "
-                  f"{nb['p99_ms']:.2f} | {nb['qps'] / bare['qps']:.2f} |", flush=True)
+            print(
+                f"| {n_items:,} | {cb['qps']:.0f} | {cb['p50_ms']:.2f} | {cb['p99_ms']:.2f} | "
+                f"{bare['qps']:.0f} | {bare['p50_ms']:.2f} | {bare['p99_ms']:.2f} | "
+                f"{cb['qps'] / bare['qps']:.2f} | {nb['qps']:.0f} | {nb['p50_ms']:.2f} | "
+                f"{nb['p99_ms']:.2f} | {nb['qps'] / bare['qps']:.2f} |",
+                flush=True,
+            )
     return 0
 
 

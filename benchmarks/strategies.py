@@ -33,14 +33,15 @@ DIRECTIONS = (("game", "video"), ("video", "game"))
 METRICS = ("HR@10", "NDCG@10", "MRR")
 
 
-def run(cdrib: Path, names: list[str] | None, config: TrainConfig, partial: Path | None = None) -> dict:
+def run(
+    cdrib: Path, names: list[str] | None, config: TrainConfig, partial: Path | None = None
+) -> dict:
     """``{direction: {"rows": {scorer: test metrics}, "sha256": ..., "seconds": {...}}}``.
 
     The training / selection / scoring loop is :func:`coldbridge_trainer.harness.run_direction`
     (the one behind ``coldbridge evaluate report``), with the single seed ``config.seed``.
     """
     from coldbridge_plugins import get_plugin_manager, load_strategies
-
     from coldbridge_trainer.strategies import ordered_names
 
     registry = load_strategies(get_plugin_manager())
@@ -48,13 +49,20 @@ def run(cdrib: Path, names: list[str] | None, config: TrainConfig, partial: Path
     out = {}
     for source, target in DIRECTIONS:
         t0 = time.perf_counter()
-        res = run_direction(load_cdrib(cdrib, source, target), names, [config.seed], config, registry=registry)
+        res = run_direction(
+            load_cdrib(cdrib, source, target), names, [config.seed], config, registry=registry
+        )
         test = res.averages("test")
         rows = {name: test[name].to_dict() for name in (*BASELINES, *names)}
-        out[res.name] = {"rows": rows, "sha256": res.test_split.digest, "best_on_valid": res.best,
-                         "lines": len(res.test_split.positives), "users": len(res.test_split.users),
-                         "seconds": res.seconds[config.seed],
-                         "total_seconds": round(time.perf_counter() - t0, 1)}
+        out[res.name] = {
+            "rows": rows,
+            "sha256": res.test_split.digest,
+            "best_on_valid": res.best,
+            "lines": len(res.test_split.positives),
+            "users": len(res.test_split.users),
+            "seconds": res.seconds[config.seed],
+            "total_seconds": round(time.perf_counter() - t0, 1),
+        }
         if partial is not None:
             partial.write_text(json.dumps(out, indent=1), encoding="utf-8")
         print(f"{res.name}: done in {out[res.name]['total_seconds']}s", file=sys.stderr)
@@ -63,28 +71,43 @@ def run(cdrib: Path, names: list[str] | None, config: TrainConfig, partial: Path
 
 def table(results: dict) -> str:
     """Markdown: one row per scorer, sampled and full columns per direction."""
-    head = "| scorer | direction | " + " | ".join(f"sampled {m}" for m in METRICS) + " | " + \
-           " | ".join(f"full {m}" for m in METRICS) + " |"
+    head = (
+        "| scorer | direction | "
+        + " | ".join(f"sampled {m}" for m in METRICS)
+        + " | "
+        + " | ".join(f"full {m}" for m in METRICS)
+        + " |"
+    )
     lines = [head, "|" + "---|" * (2 + 2 * len(METRICS))]
     for direction, res in results.items():
         for name, metrics in res["rows"].items():
             cells = [f"{metrics[p]['line'][m]:.4f}" for p in ("sampled", "full") for m in METRICS]
             lines.append(f"| {name} | {direction} | " + " | ".join(cells) + " |")
-    notes = [f"- {d}: {r['lines']} test lines / {r['users']} users, candidates sha256 {r['sha256'][:16]}, "
-             f"best on valid {r['best_on_valid']}, fit seconds {r['seconds']}" for d, r in results.items()]
+    notes = [
+        f"- {d}: {r['lines']} test lines / {r['users']} users, candidates sha256 "
+        f"{r['sha256'][:16]}, "
+        f"best on valid {r['best_on_valid']}, fit seconds {r['seconds']}"
+        for d, r in results.items()
+    ]
     return "\n".join(lines + [""] + notes)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cdrib", type=Path, default=ROOT.parent / "shared" / "data" / "cdrib")
-    parser.add_argument("--strategies", default="", help="comma-separated names (default: all registered)")
+    parser.add_argument(
+        "--strategies", default="", help="comma-separated names (default: all registered)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the raw metrics here")
-    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="MF epochs of the base")
+    parser.add_argument(
+        "--epochs", type=int, default=TrainConfig.epochs, help="MF epochs of the base"
+    )
     parser.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch threads")
     args = parser.parse_args(argv)
     config = TrainConfig(epochs=args.epochs, threads=args.threads, progress=False)
-    results = run(args.cdrib, [n for n in args.strategies.split(",") if n] or None, config, args.json)
+    results = run(
+        args.cdrib, [n for n in args.strategies.split(",") if n] or None, config, args.json
+    )
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(table(results))

@@ -11,6 +11,9 @@ Usage::
 
     .venv/bin/python benchmarks/warm_ceiling.py
 """
+
+from __future__ import annotations
+
 import sys
 from pathlib import Path
 
@@ -51,15 +54,23 @@ def main() -> None:
         for row, user in enumerate(ev.users):
             h[row, known.get(user, [])] = 1.0
         pop = ds.target.popularity().astype(np.float32)
-        warm = h @ ease(ds.target.users, ds.target.items, ds.target.n_items, 200.0) + 1e-6 * pop / pop.max()
+        warm = (
+            h @ ease(ds.target.users, ds.target.items, ds.target.n_items, 200.0)
+            + 1e-6 * pop / pop.max()
+        )
         cooc = cooccurrence_scorer(ds)(ev.users)
         for name, scores in (("co-occurrence (cold)", cooc), ("warm EASE on valid items", warm)):
             r = score_split(np.asarray(scores), ev, protocols=("sampled", "full"))
-            cells = "  ".join(f"{p} HR@10 {r.protocols[p].line.hr(10):.4f} "
-                              f"MRR {r.protocols[p].line.mrr:.4f}" for p in ("sampled", "full"))
+            cells = "  ".join(
+                f"{p} HR@10 {r.protocols[p].line.hr(10):.4f} MRR {r.protocols[p].line.mrr:.4f}"
+                for p in ("sampled", "full")
+            )
             print(f"{source} -> {target}  {name:26s} {cells}")
-        print(f"{source} -> {target}  test users with valid items: {int((h.sum(1) > 0).sum())}/{len(ev.users)}, "
-              f"mean known items {h.sum(1).mean():.2f}")
+        print(
+            f"{source} -> {target}  test users with valid items: "
+            f"{int((h.sum(1) > 0).sum())}/{len(ev.users)}, "
+            f"mean known items {h.sum(1).mean():.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ Besides protoc's ``_pb2.py`` and grpc's ``_pb2_grpc.py`` it writes the typed stu
 ``PATH``). Their stubs pass ``mypy --strict`` (protoc's own ``--pyi_out`` stubs do not: bare
 ``Mapping``) and name enum values ``Provenance.ValueType``.
 
-The output of the second form is what ``tests/test_protos_fresh.py`` diffs against the
+The output of the second form is what ``tests/client/test_protos_fresh.py`` diffs against the
 committed files, so the generated code can never silently go stale.
 """
 
@@ -24,8 +24,9 @@ from pathlib import Path
 PROTO_ROOT = Path(__file__).resolve().parent
 #: Every ``.proto`` under ``protos/`` (relative POSIX paths, sorted), so a new file is
 #: compiled, committed and freshness-tested without editing this script.
-PROTO_FILES = tuple(sorted(p.relative_to(PROTO_ROOT).as_posix()
-                           for p in PROTO_ROOT.rglob("*.proto")))
+PROTO_FILES = tuple(
+    sorted(p.relative_to(PROTO_ROOT).as_posix() for p in PROTO_ROOT.rglob("*.proto"))
+)
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
 MYPY_PLUGINS = ("mypy", "mypy_grpc")  # protoc-gen-<name>, run with --<name>_out
 

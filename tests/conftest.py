@@ -103,15 +103,31 @@ def tiny_content(arrays: dict[str, Any], **fields: Any) -> Any:
     from coldbridge_trainer.export import BaseWeights
 
     a = arrays
-    weights = BaseWeights(**{k: a[k] for k in (
-        "source_item_emb", "encoder_weight", "encoder_bias", "source_user_emb", "bridge_layers",
-        "target_item_emb", "target_item_bias", "target_user_emb", "target_item_popularity")})
+    weights = BaseWeights(
+        **{
+            k: a[k]
+            for k in (
+                "source_item_emb",
+                "encoder_weight",
+                "encoder_bias",
+                "source_user_emb",
+                "bridge_layers",
+                "target_item_emb",
+                "target_item_bias",
+                "target_user_emb",
+                "target_item_popularity",
+            )
+        }
+    )
     return BundleContent(
-        domains=Sides(a["source_domain"], a["target_domain"]), feedback=a["feedback"],
+        domains=Sides(a["source_domain"], a["target_domain"]),
+        feedback=a["feedback"],
         items=Sides(a["source_item_ids"], a["target_item_ids"]),
         users=Sides(a["source_user_ids"], a["target_user_ids"]),
-        models=weights.models(), arrays=weights.arrays(),
-        encoder_max_history=a["encoder_max_history"], **fields,
+        models=weights.models(),
+        arrays=weights.arrays(),
+        encoder_max_history=a["encoder_max_history"],
+        **fields,
     )
 
 
@@ -121,7 +137,8 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> TinyBundle:
     from coldbridge_bundle import write
 
     arrays = make_tiny_arrays()
-    content = tiny_content(arrays, metrics={"hr@10": 0.25, "cold": {"ndcg@10": 0.125}},
-                           config={"epochs": 1})
+    content = tiny_content(
+        arrays, metrics={"hr@10": 0.25, "cold": {"ndcg@10": 0.125}}, config={"epochs": 1}
+    )
     path = write(tmp_path_factory.mktemp("bundles"), content, version="20260101T000000Z-tiny0001")
     return TinyBundle(path=path, arrays=arrays)

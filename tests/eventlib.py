@@ -52,31 +52,45 @@ class Client:
 def serving(bundle_path: Path, state_dir: Path, **settings: Any) -> Iterator[Client]:
     """A real server on 127.0.0.1:0 with its state in ``state_dir``."""
     registry = CollectorRegistry()
-    config = Settings(host="127.0.0.1", port=0, state_dir=str(state_dir), metrics_port=-1,
-                      state_sync="NORMAL", **settings)
+    config = Settings(
+        host="127.0.0.1",
+        port=0,
+        state_dir=str(state_dir),
+        metrics_port=-1,
+        state_sync="NORMAL",
+        **settings,
+    )
     server, port = create_server(config, bundle=load_bundle(bundle_path), registry=registry)
     server.start()
     try:
         assert server.wait_until_ready(timeout=60)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield Client(server, channel, events_pb2_grpc.EventsStub(channel),
-                         recommender_pb2_grpc.RecommenderStub(channel), registry)
+            yield Client(
+                server,
+                channel,
+                events_pb2_grpc.EventsStub(channel),
+                recommender_pb2_grpc.RecommenderStub(channel),
+                registry,
+            )
     finally:
         server.stop(None).wait()
 
 
-def event(eid: Any, user: str, item: str, domain: int = TARGET, kind: int = IMPLICIT,
-          value: float = 0.0) -> epb.Event:
-    return epb.Event(event_id=str(eid), user_id=user, item_id=item, domain=domain, kind=kind,
-                     value=value)
+def event(
+    eid: Any, user: str, item: str, domain: int = TARGET, kind: int = IMPLICIT, value: float = 0.0
+) -> epb.Event:
+    return epb.Event(
+        event_id=str(eid), user_id=user, item_id=item, domain=domain, kind=kind, value=value
+    )
 
 
 def batch(sequence: int, *events: epb.Event) -> epb.EventBatch:
     return epb.EventBatch(sequence=sequence, events=events)
 
 
-def replayed_vectors(bundle_path: Path, state_dir: Path, tmp: Path,
-                     **settings: Any) -> dict[str, np.ndarray | None]:
+def replayed_vectors(
+    bundle_path: Path, state_dir: Path, tmp: Path, **settings: Any
+) -> dict[str, np.ndarray | None]:
     """Serial replay of the whole event log of ``state_dir`` (a copy without its snapshot).
 
     Returns the served vector of every user in the log.

@@ -118,8 +118,10 @@ class BundleContent:
             rows = len(getattr(getattr(self, ids), side))
             expected = (rows, getattr(dims, side)) if ndim == 2 else (rows,)
             if arrays[key].shape != expected:
-                raise ValueError(f"arrays.{key}: shape {arrays[key].shape}, expected {expected} "
-                                 f"({ids}.{side} has {rows} ids, {side} dim {getattr(dims, side)})")
+                raise ValueError(
+                    f"arrays.{key}: shape {arrays[key].shape}, expected {expected} "
+                    f"({ids}.{side} has {rows} ids, {side} dim {getattr(dims, side)})"
+                )
 
     def _check_extras(self) -> None:
         for name in self.strategies:
@@ -127,8 +129,11 @@ class BundleContent:
                 raise ValueError(f"illegal strategy name {name!r}")
         if self.encoder_max_history <= 0:
             raise ValueError(
-                f"encoder_max_history must be positive, got {self.encoder_max_history}")
+                f"encoder_max_history must be positive, got {self.encoder_max_history}"
+            )
         n_users = len(self.users.source)
         if self.source_histories is not None and len(self.source_histories) != n_users:
-            raise ValueError(f"source_histories: {len(self.source_histories)} histories "
-                             f"for {n_users} source users")
+            raise ValueError(
+                f"source_histories: {len(self.source_histories)} histories "
+                f"for {n_users} source users"
+            )

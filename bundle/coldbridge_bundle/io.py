@@ -92,8 +92,9 @@ def resolve(path: Path | str) -> Path:
         p for p in root.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file()
     )
     if not versions:
-        raise BundleFileError(root / MANIFEST,
-                              "missing: neither a bundle nor a directory of bundles")
+        raise BundleFileError(
+            root / MANIFEST, "missing: neither a bundle nor a directory of bundles"
+        )
     return versions[-1]
 
 
@@ -163,7 +164,8 @@ def _load_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
         raise BundleFileError(path, f"not a readable .npy array: {exc}") from exc
     if array.shape != shape:
         raise BundleFileError(
-            path, f"shape {array.shape} does not match manifest, expected {shape}")
+            path, f"shape {array.shape} does not match manifest, expected {shape}"
+        )
     if not np.issubdtype(array.dtype, np.floating):
         raise BundleFileError(path, f"dtype {array.dtype} is not floating point")
     if not np.all(np.isfinite(array)):
@@ -183,12 +185,18 @@ def _load_histories(
     except (OSError, ValueError) as exc:
         raise BundleFileError(root / files.ptr, f"not a readable .npy array: {exc}") from exc
     n_users, n_items = len(spec.users.source), len(spec.items.source)
-    ok = (np.issubdtype(items.dtype, np.integer) and np.issubdtype(ptr.dtype, np.integer)
-          and items.ndim == 1 and ptr.shape == (n_users + 1,) and ptr[-1] == len(items)
-          and (not len(items) or (items.min() >= 0 and items.max() < n_items)))
+    ok = (
+        np.issubdtype(items.dtype, np.integer)
+        and np.issubdtype(ptr.dtype, np.integer)
+        and items.ndim == 1
+        and ptr.shape == (n_users + 1,)
+        and ptr[-1] == len(items)
+        and (not len(items) or (items.min() >= 0 and items.max() < n_items))
+    )
     if not ok:
-        raise BundleFileError(root / files.ptr,
-                              "source histories do not match the source users/items")
+        raise BundleFileError(
+            root / files.ptr, "source histories do not match the source users/items"
+        )
     return items.astype(np.int64), ptr.astype(np.int64)
 
 
@@ -246,8 +254,13 @@ def write(out_dir: Path | str, content: BundleContent, *, version: str | None = 
     return final
 
 
-def _spec(content: BundleContent, version: str, strategies: dict[str, StrategySpec],
-          histories: HistoriesSpec | None, files: dict[str, str]) -> BundleSpec:
+def _spec(
+    content: BundleContent,
+    version: str,
+    strategies: dict[str, StrategySpec],
+    histories: HistoriesSpec | None,
+    files: dict[str, str],
+) -> BundleSpec:
     return BundleSpec(
         bundle_version=version,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -267,8 +280,11 @@ def _spec(content: BundleContent, version: str, strategies: dict[str, StrategySp
 
 
 def _hashes(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): file_sha256(p)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): file_sha256(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _save_model(path: Path, model: ModelData) -> None:

@@ -29,8 +29,7 @@ ModelSource = str | os.PathLike[str] | bytes | SupportsSerialize
 class Session(Protocol):
     """What coldbridge uses of ``onnxruntime.InferenceSession``."""
 
-    def run(self, output_names: Sequence[str] | None,
-            input_feed: Mapping[str, Any]) -> list[Any]:
+    def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any]) -> list[Any]:
         """Run the graph; one array per requested output."""
         ...
 

@@ -92,8 +92,12 @@ class StrategySpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's ``strategies.<name>`` object."""
-        return {"version": self.version, "output": self.output, "config": dict(self.config),
-                "parts": dict(self.parts)}
+        return {
+            "version": self.version,
+            "output": self.output,
+            "config": dict(self.config),
+            "parts": dict(self.parts),
+        }
 
 
 @dataclass(frozen=True)
@@ -271,8 +275,11 @@ class _Fields:
         version = self.manifest.get("format_version")
         if version not in SUPPORTED_FORMAT_VERSIONS or isinstance(version, bool):
             supported = sorted(SUPPORTED_FORMAT_VERSIONS)
-            raise self.fail("format_version", f"unsupported {version!r}; this reader supports "
-                            f"{supported} (was the bundle written by a newer coldbridge?)")
+            raise self.fail(
+                "format_version",
+                f"unsupported {version!r}; this reader supports "
+                f"{supported} (was the bundle written by a newer coldbridge?)",
+            )
 
     def files(self) -> dict[str, str]:
         files: dict[str, Any] = self.get("files", dict)
@@ -295,8 +302,10 @@ class _Fields:
             at = f"strategies.{name}"
             if not isinstance(spec, dict) or not isinstance(spec.get("parts", {}), dict):
                 raise self.fail(at, "expected an object with a 'parts' object")
-            parts = {part: self.listed(f"{at}.parts.{part}", file, files)
-                     for part, file in spec.get("parts", {}).items()}
+            parts = {
+                part: self.listed(f"{at}.parts.{part}", file, files)
+                for part, file in spec.get("parts", {}).items()
+            }
             version = self.get(f"{at}.version", str, spec) if "version" in spec else ""
             output = self.get(f"{at}.output", str, spec) if "output" in spec else "embedding"
             config = self.optional_dict(f"{at}.config", spec)
@@ -307,6 +316,7 @@ class _Fields:
         spec = self.optional_dict("source_histories")
         if not spec:
             return None
-        items, ptr = (self.listed(f"source_histories.{key}", spec.get(key), files)
-                      for key in ("items", "ptr"))
+        items, ptr = (
+            self.listed(f"source_histories.{key}", spec.get(key), files) for key in ("items", "ptr")
+        )
         return HistoriesSpec(items, ptr)

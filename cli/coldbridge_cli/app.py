@@ -29,14 +29,26 @@ from coldbridge_cli.errors import CliError, UsageError
 __all__ = ["COMMANDS", "Parser", "build_parser", "main"]
 
 COMMANDS: dict[str, ModuleType] = {
-    "datagen": datagen, "train": train, "evaluate": evaluate, "serve": serve,
+    "datagen": datagen,
+    "train": train,
+    "evaluate": evaluate,
+    "serve": serve,
 }
 """Subcommand -> module with ``HELP``, ``DESCRIPTION``, ``add_arguments(parser)`` and
 optionally ``check_argv(rest)`` (a check of the words after the subcommand)."""
 
-_EXTRAS = {"torch": "trainer", "tqdm": "trainer", "matplotlib": "trainer", "onnx": "trainer",
-           "grpc": "server", "grpc_health": "server", "grpc_reflection": "server",
-           "river": "server", "prometheus_client": "server", "onnxruntime": "server"}
+_EXTRAS = {
+    "torch": "trainer",
+    "tqdm": "trainer",
+    "matplotlib": "trainer",
+    "onnx": "trainer",
+    "grpc": "server",
+    "grpc_health": "server",
+    "grpc_reflection": "server",
+    "river": "server",
+    "prometheus_client": "server",
+    "onnxruntime": "server",
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -56,8 +68,11 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser(command: str | None = None) -> Parser:
     """The ``coldbridge`` parser; only ``command``'s flags are added (the others list help)."""
-    parser = Parser(prog="coldbridge", description="Train a cold-start cross-domain bridge "
-                    "and serve it over gRPC.", epilog="See docs/configuration.md.")
+    parser = Parser(
+        prog="coldbridge",
+        description="Train a cold-start cross-domain bridge and serve it over gRPC.",
+        epilog="See docs/configuration.md.",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, module in COMMANDS.items():
         sub = commands.add_parser(name, help=module.HELP, description=module.DESCRIPTION)
@@ -89,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: list[str], command: str | None) -> int:
     if command is not None and hasattr(COMMANDS[command], "check_argv"):
-        COMMANDS[command].check_argv(args[args.index(command) + 1:])
+        COMMANDS[command].check_argv(args[args.index(command) + 1 :])
     parser = build_parser(command)
     if not args:
         parser.print_help()
@@ -113,6 +128,9 @@ def _run(args: list[str], command: str | None) -> int:
         package = _EXTRAS.get((exc.name or "").split(".")[0])
         if package is None:
             raise
-        raise CliError(f"needs the '{package}' extra ({exc}): "
-                       f"pip install 'coldbridge[{package}]'", 1, options.prog) from exc
+        raise CliError(
+            f"needs the '{package}' extra ({exc}): pip install 'coldbridge[{package}]'",
+            1,
+            options.prog,
+        ) from exc
     return status

@@ -29,15 +29,18 @@ def add_dataclass_flags(parser: _Adder, cls: type, *, omit: Iterable[str] = ()) 
         flag, default = "--" + f.name.replace("_", "-"), f.default
         text = helps.get(f.name, "") + " (default: %(default)s)"
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                                help=helps.get(f.name))
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=helps.get(f.name)
+            )
         elif isinstance(default, tuple):
-            parser.add_argument(flag, type=int, nargs="*", default=list(default), metavar="N",
-                                help=text)
+            parser.add_argument(
+                flag, type=int, nargs="*", default=list(default), metavar="N", help=text
+            )
         else:
             kind = type(default)
-            parser.add_argument(flag, type=kind, default=default, metavar=kind.__name__.upper(),
-                                help=text)
+            parser.add_argument(
+                flag, type=kind, default=default, metavar=kind.__name__.upper(), help=text
+            )
 
 
 def dataclass_values(
@@ -62,22 +65,39 @@ def add_data_args(parser: argparse.ArgumentParser, *, directions: bool = False) 
     """``--data DIR`` or ``--cdrib DIR`` (``--source``/``--target``, and ``--directions``)."""
     group = parser.add_argument_group("dataset (one of --data, --cdrib, --recbole)")
     one = group.add_mutually_exclusive_group(required=True)
-    one.add_argument("--data", type=Path, metavar="DIR",
-                     help="dataset directory (the datagen layout, see docs/evaluation.md)")
-    one.add_argument("--cdrib", type=Path, metavar="DIR",
-                     help="CDRIB folder holding <source>_<target>/ and <target>_<source>/")
-    one.add_argument("--recbole", metavar="SOURCE.inter,TARGET.inter",
-                     help="RecBole atomic .inter files of the source and the target domain "
-                          "(cold users held out as in docs/evaluation.md)")
+    one.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="dataset directory (the datagen layout, see docs/evaluation.md)",
+    )
+    one.add_argument(
+        "--cdrib",
+        type=Path,
+        metavar="DIR",
+        help="CDRIB folder holding <source>_<target>/ and <target>_<source>/",
+    )
+    one.add_argument(
+        "--recbole",
+        metavar="SOURCE.inter,TARGET.inter",
+        help="RecBole atomic .inter files of the source and the target domain "
+        "(cold users held out as in docs/evaluation.md)",
+    )
     group.add_argument("--source", metavar="DOMAIN", help="CDRIB source domain (default: game)")
     group.add_argument("--target", metavar="DOMAIN", help="CDRIB target domain (default: video)")
-    group.add_argument("--shared-users", type=int, metavar="N",
-                       help="CDRIB: ids below N are the same person in both domains "
-                            "(needed for any pair but game/video)")
+    group.add_argument(
+        "--shared-users",
+        type=int,
+        metavar="N",
+        help="CDRIB: ids below N are the same person in both domains "
+        "(needed for any pair but game/video)",
+    )
     if directions:
-        group.add_argument("--directions", metavar="S:T,...",
-                           help="CDRIB directions, e.g. game:video,video:game "
-                                "(default: --source:--target)")
+        group.add_argument(
+            "--directions",
+            metavar="S:T,...",
+            help="CDRIB directions, e.g. game:video,video:game (default: --source:--target)",
+        )
 
 
 def data_loaders(args: argparse.Namespace) -> list[Callable[[], Any]]:
@@ -92,13 +112,17 @@ def data_loaders(args: argparse.Namespace) -> list[Callable[[], Any]]:
     """
     from coldbridge_trainer.data import load_cdrib, load_dataset, load_recbole
 
-    cdrib_only = [f"--{n.replace('_', '-')}" for n in ("source", "target", "directions",
-                                                       "shared_users")
-                  if getattr(args, n, None) is not None]
+    cdrib_only = [
+        f"--{n.replace('_', '-')}"
+        for n in ("source", "target", "directions", "shared_users")
+        if getattr(args, n, None) is not None
+    ]
     if args.data is not None or getattr(args, "recbole", None) is not None:
         if cdrib_only:
-            raise CliError(f"{', '.join(cdrib_only)} applies only with --cdrib "
-                           "(--data and --recbole name their own domains)")
+            raise CliError(
+                f"{', '.join(cdrib_only)} applies only with --cdrib "
+                "(--data and --recbole name their own domains)"
+            )
         if args.data is not None:
             return [functools.partial(load_dataset, _directory("--data", args.data))]
         return [functools.partial(load_recbole, *_inter_files(args.recbole))]
@@ -109,8 +133,9 @@ def data_loaders(args: argparse.Namespace) -> list[Callable[[], Any]]:
         raise CliError("give --directions or --source/--target, not both")
     else:
         pairs = [_direction(d) for d in args.directions.split(",") if d.strip()]
-    return [functools.partial(load_cdrib, root, s, t, shared_users=args.shared_users)
-            for s, t in pairs]
+    return [
+        functools.partial(load_cdrib, root, s, t, shared_users=args.shared_users) for s, t in pairs
+    ]
 
 
 def _inter_files(text: str) -> tuple[Path, Path]:

@@ -16,9 +16,11 @@ from coldbridge_cli.options import (
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "run"]
 
 HELP = "train a transfer model and export a bundle"
-DESCRIPTION = ("Train the MF models, source encoder and bridge (torch, CPU), print the "
-               "metrics on the valid and test cold users next to the baselines, and export "
-               "a bundle to --out/<version>. Every TrainConfig field is a flag.")
+DESCRIPTION = (
+    "Train the MF models, source encoder and bridge (torch, CPU), print the "
+    "metrics on the valid and test cold users next to the baselines, and export "
+    "a bundle to --out/<version>. Every TrainConfig field is a flag."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,16 +28,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from coldbridge_trainer.config import TrainConfig
 
     add_data_args(parser)
-    parser.add_argument("--out", type=Path, required=True, metavar="BUNDLES",
-                        help="bundles directory (the bundle goes to BUNDLES/<version>)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="BUNDLES",
+        help="bundles directory (the bundle goes to BUNDLES/<version>)",
+    )
     parser.add_argument("--version", help="bundle version (default: a timestamp)")
     parser.add_argument("--metrics-json", type=Path, metavar="FILE", help="also write metrics here")
-    parser.add_argument("--strategies", default="", metavar="NAMES",
-                        help="comma-separated strategy plugins to train into the bundle "
-                             "('all' = every registered)")
-    parser.add_argument("--default-strategy", default="emcdr", metavar="NAME",
-                        help="the bundle's default strategy (served unless a request names "
-                             "another; default: %(default)s)")
+    parser.add_argument(
+        "--strategies",
+        default="",
+        metavar="NAMES",
+        help="comma-separated strategy plugins to train into the bundle ('all' = every registered)",
+    )
+    parser.add_argument(
+        "--default-strategy",
+        default="emcdr",
+        metavar="NAME",
+        help="the bundle's default strategy (served unless a request names "
+        "another; default: %(default)s)",
+    )
     add_dataclass_flags(parser.add_argument_group("training (TrainConfig)"), TrainConfig)
     parser.set_defaults(run=run, prog=parser.prog)
 
@@ -56,7 +70,13 @@ def run(args: argparse.Namespace) -> int:
         dataset = commands.load(loader)
     except commands.DatasetError as exc:
         raise CliError(f"cannot read the dataset: {exc}") from exc
-    commands.train(dataset, TrainConfig(**dataclass_values(args, TrainConfig)), args.out,
-                   version=args.version, strategies=strategies,
-                   default_strategy=args.default_strategy, metrics_json=args.metrics_json)
+    commands.train(
+        dataset,
+        TrainConfig(**dataclass_values(args, TrainConfig)),
+        args.out,
+        version=args.version,
+        strategies=strategies,
+        default_strategy=args.default_strategy,
+        metrics_json=args.metrics_json,
+    )
     return 0

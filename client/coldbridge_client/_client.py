@@ -54,11 +54,19 @@ class Client:
     ...     reply = client.recommend("alice", k=10, timeout=0.5)
     """
 
-    def __init__(self, target: str, *, credentials: grpc.ChannelCredentials | None = None,
-                 timeouts: Timeouts = DEFAULT_TIMEOUTS, retry: RetryPolicy | None = DEFAULT_RETRY,
-                 options: Sequence[tuple[str, Any]] = ()) -> None:
-        channel_options = [*(retry.channel_options() if retry is not None else
-                             [("grpc.enable_retries", 0)]), *options]
+    def __init__(
+        self,
+        target: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        retry: RetryPolicy | None = DEFAULT_RETRY,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        channel_options = [
+            *(retry.channel_options() if retry is not None else [("grpc.enable_retries", 0)]),
+            *options,
+        ]
         if credentials is None:
             self.channel = grpc.insecure_channel(target, options=channel_options)
         else:
@@ -80,10 +88,17 @@ class Client:
             stream.cancel()
         self.channel.close()
 
-    def recommend(self, user_id: str, k: int = 10, *, exclude_item_ids: Iterable[str] = (),
-                  source_item_ids: Iterable[str] = (), exclude_seen: bool = False,
-                  strategy: str = "", timeout: float | None = None
-                  ) -> recommender_pb2.RecommendResponse:
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        *,
+        exclude_item_ids: Iterable[str] = (),
+        source_item_ids: Iterable[str] = (),
+        exclude_seen: bool = False,
+        strategy: str = "",
+        timeout: float | None = None,
+    ) -> recommender_pb2.RecommendResponse:
         """Top-``k`` target items for ``user_id`` (``Recommender.Recommend``).
 
         Raises
@@ -94,51 +109,83 @@ class Client:
             As every call.
         """
         request = recommender_pb2.RecommendRequest(
-            user_id=user_id, k=k, exclude_item_ids=exclude_item_ids,
-            source_item_ids=source_item_ids, exclude_seen=exclude_seen, strategy=strategy)
-        return self._unary("Recommend", self.recommender.Recommend, request,
-                           timeout, self.timeouts.recommend)
+            user_id=user_id,
+            k=k,
+            exclude_item_ids=exclude_item_ids,
+            source_item_ids=source_item_ids,
+            exclude_seen=exclude_seen,
+            strategy=strategy,
+        )
+        return self._unary(
+            "Recommend", self.recommender.Recommend, request, timeout, self.timeouts.recommend
+        )
 
-    def score(self, user_id: str, item_ids: Iterable[str], *,
-              source_item_ids: Iterable[str] = (), strategy: str = "",
-              timeout: float | None = None) -> recommender_pb2.ScoreResponse:
+    def score(
+        self,
+        user_id: str,
+        item_ids: Iterable[str],
+        *,
+        source_item_ids: Iterable[str] = (),
+        strategy: str = "",
+        timeout: float | None = None,
+    ) -> recommender_pb2.ScoreResponse:
         """Scores of ``item_ids`` for ``user_id``, in request order (``Recommender.Score``)."""
-        request = recommender_pb2.ScoreRequest(user_id=user_id, item_ids=item_ids,
-                                               source_item_ids=source_item_ids, strategy=strategy)
+        request = recommender_pb2.ScoreRequest(
+            user_id=user_id, item_ids=item_ids, source_item_ids=source_item_ids, strategy=strategy
+        )
         return self._unary("Score", self.recommender.Score, request, timeout, self.timeouts.score)
 
     def model_info(self, *, timeout: float | None = None) -> recommender_pb2.ModelInfo:
         """The served bundle and the server limits (``Recommender.GetModelInfo``)."""
-        return self._unary("GetModelInfo", self.recommender.GetModelInfo,
-                           recommender_pb2.GetModelInfoRequest(), timeout,
-                           self.timeouts.model_info)
+        return self._unary(
+            "GetModelInfo",
+            self.recommender.GetModelInfo,
+            recommender_pb2.GetModelInfoRequest(),
+            timeout,
+            self.timeouts.model_info,
+        )
 
-    def ingest(self, events: Iterable[events_pb2.Event], *, sequence: int = 0,
-               timeout: float | None = None) -> events_pb2.EventAck:
+    def ingest(
+        self, events: Iterable[events_pb2.Event], *, sequence: int = 0, timeout: float | None = None
+    ) -> events_pb2.EventAck:
         """Send one batch and wait for its ack (``Events.IngestEvents``); safe to resend."""
         batch = events_pb2.EventBatch(sequence=sequence, events=events)
-        return self._unary("IngestEvents", self.events.IngestEvents, batch, timeout,
-                           self.timeouts.ingest)
+        return self._unary(
+            "IngestEvents", self.events.IngestEvents, batch, timeout, self.timeouts.ingest
+        )
 
     def user_state(self, user_id: str, *, timeout: float | None = None) -> events_pb2.UserState:
         """The online-learning state of ``user_id`` (``Events.GetUserState``)."""
-        return self._unary("GetUserState", self.events.GetUserState,
-                           events_pb2.GetUserStateRequest(user_id=user_id), timeout,
-                           self.timeouts.user_state)
+        return self._unary(
+            "GetUserState",
+            self.events.GetUserState,
+            events_pb2.GetUserStateRequest(user_id=user_id),
+            timeout,
+            self.timeouts.user_state,
+        )
 
-    def stream_events(self, *, max_unacked: int = 64,
-                      reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
-                      on_ack: Callable[[events_pb2.EventAck], None] | None = None
-                      ) -> EventStream:
+    def stream_events(
+        self,
+        *,
+        max_unacked: int = 64,
+        reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
+        on_ack: Callable[[events_pb2.EventAck], None] | None = None,
+    ) -> EventStream:
         """Open an :class:`~coldbridge_client.EventStream` (``Events.StreamEvents``)."""
-        stream = EventStream(self.events, max_unacked=max_unacked, reconnect=reconnect,
-                             on_ack=on_ack)
+        stream = EventStream(
+            self.events, max_unacked=max_unacked, reconnect=reconnect, on_ack=on_ack
+        )
         self._streams.add(stream)
         return stream
 
     @staticmethod
-    def _unary(name: str, method: grpc.UnaryUnaryMultiCallable[_Request, _Response],
-               request: _Request, timeout: float | None, default: float | None) -> _Response:
+    def _unary(
+        name: str,
+        method: grpc.UnaryUnaryMultiCallable[_Request, _Response],
+        request: _Request,
+        timeout: float | None,
+        default: float | None,
+    ) -> _Response:
         """Call ``method`` with the deadline; map a failure to a ``ClientError``."""
         deadline = default if timeout is None else timeout
         try:

@@ -78,8 +78,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if not 2 <= self.max_attempts <= _GRPC_MAX_ATTEMPTS:
-            raise ValueError(f"max_attempts must be in 2..{_GRPC_MAX_ATTEMPTS}, "
-                             f"got {self.max_attempts}")
+            raise ValueError(
+                f"max_attempts must be in 2..{_GRPC_MAX_ATTEMPTS}, got {self.max_attempts}"
+            )
         if not 0 < self.initial_backoff <= self.max_backoff or self.backoff_multiplier <= 0:
             raise ValueError("need 0 < initial_backoff <= max_backoff and backoff_multiplier > 0")
         if not self.retryable_status_codes:
@@ -87,21 +88,27 @@ class RetryPolicy:
 
     def service_config(self) -> dict[str, Any]:
         """Return the service config (as a dict) applying this policy to both services."""
-        return {"methodConfig": [{
-            "name": [{"service": RECOMMENDER_SERVICE}, {"service": EVENTS_SERVICE}],
-            "retryPolicy": {
-                "maxAttempts": self.max_attempts,
-                "initialBackoff": _duration(self.initial_backoff),
-                "maxBackoff": _duration(self.max_backoff),
-                "backoffMultiplier": self.backoff_multiplier,
-                "retryableStatusCodes": list(self.retryable_status_codes),
-            },
-        }]}
+        return {
+            "methodConfig": [
+                {
+                    "name": [{"service": RECOMMENDER_SERVICE}, {"service": EVENTS_SERVICE}],
+                    "retryPolicy": {
+                        "maxAttempts": self.max_attempts,
+                        "initialBackoff": _duration(self.initial_backoff),
+                        "maxBackoff": _duration(self.max_backoff),
+                        "backoffMultiplier": self.backoff_multiplier,
+                        "retryableStatusCodes": list(self.retryable_status_codes),
+                    },
+                }
+            ]
+        }
 
     def channel_options(self) -> list[tuple[str, Any]]:
         """Return the channel options that enable this policy."""
-        return [("grpc.enable_retries", 1),
-                ("grpc.service_config", json.dumps(self.service_config()))]
+        return [
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", json.dumps(self.service_config())),
+        ]
 
 
 @dataclass(frozen=True)

@@ -70,8 +70,10 @@ class DeadlineExceededError(ClientError):
         super().__init__(method, grpc.StatusCode.DEADLINE_EXCEEDED, details)
         self.timeout = timeout
         if timeout is not None:
-            self.args = (f"{method} did not finish within its {timeout:g} s deadline "
-                         f"(DEADLINE_EXCEEDED: {details})",)
+            self.args = (
+                f"{method} did not finish within its {timeout:g} s deadline "
+                f"(DEADLINE_EXCEEDED: {details})",
+            )
 
 
 class InvalidArgumentError(ClientError):

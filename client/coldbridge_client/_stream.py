@@ -24,8 +24,9 @@ __all__ = ["EventStream"]
 
 #: Codes after which the stream is reopened: the connection or the server went away. Others
 #: (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...) mean the batches are wrong; resending won't help.
-RECONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
-                             grpc.StatusCode.ABORTED})
+RECONNECT_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED}
+)
 _DUPLICATE = events_pb2.REJECTION_REASON_DUPLICATE_EVENT
 _END = None
 
@@ -59,9 +60,14 @@ class EventStream:
         Streams opened after the first one.
     """
 
-    def __init__(self, stub: events_pb2_grpc.EventsStub, *, max_unacked: int = 64,
-                 reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
-                 on_ack: Callable[[events_pb2.EventAck], None] | None = None) -> None:
+    def __init__(
+        self,
+        stub: events_pb2_grpc.EventsStub,
+        *,
+        max_unacked: int = 64,
+        reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
+        on_ack: Callable[[events_pb2.EventAck], None] | None = None,
+    ) -> None:
         if max_unacked < 1:
             raise ValueError(f"max_unacked must be >= 1, got {max_unacked}")
         self._stub, self._max_unacked, self._policy = stub, max_unacked, reconnect
@@ -76,8 +82,9 @@ class EventStream:
         self._call: grpc.CallIterator[events_pb2.EventAck] | None = None
         self.acked_sequence = self.accepted = self.duplicates = self.reconnects = 0
         self.rejections: list[events_pb2.EventRejection] = []
-        self._thread = threading.Thread(target=self._run, name="coldbridge-event-stream",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="coldbridge-event-stream", daemon=True
+        )
         self._thread.start()
 
     def __enter__(self) -> EventStream:
@@ -109,8 +116,9 @@ class EventStream:
             if self._closing:
                 raise RuntimeError("the event stream is closed")
             if not self._cond.wait_for(self._has_room, timeout):
-                raise TimeoutError(f"{len(self._pending)} batches still unacknowledged "
-                                   f"after {timeout} s")
+                raise TimeoutError(
+                    f"{len(self._pending)} batches still unacknowledged after {timeout} s"
+                )
             self._raise_error()
             sequence, self._next_sequence = self._next_sequence, self._next_sequence + 1
             batch = events_pb2.EventBatch(sequence=sequence, events=events)
@@ -130,10 +138,12 @@ class EventStream:
             :class:`UnavailableError` after ``reconnect.max_attempts`` failed streams.
         """
         with self._cond:
-            if not self._cond.wait_for(lambda: not self._pending or self._error is not None
-                                       or self._done, timeout):
-                raise TimeoutError(f"{len(self._pending)} batches still unacknowledged "
-                                   f"after {timeout} s")
+            if not self._cond.wait_for(
+                lambda: not self._pending or self._error is not None or self._done, timeout
+            ):
+                raise TimeoutError(
+                    f"{len(self._pending)} batches still unacknowledged after {timeout} s"
+                )
             self._raise_error()
 
     def close(self, timeout: float | None = None) -> None:
@@ -176,8 +186,11 @@ class EventStream:
                     raise error
                 failures = 0 if progressed else failures + 1
                 if failures >= self._policy.max_attempts:
-                    raise UnavailableError("StreamEvents", grpc.StatusCode.UNAVAILABLE,
-                                           f"gave up after {failures} failed streams: {error}")
+                    raise UnavailableError(
+                        "StreamEvents",
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"gave up after {failures} failed streams: {error}",
+                    )
                 if self._stopped.wait(self._policy.delay(failures)):
                     return
                 self._reopen()
@@ -235,8 +248,9 @@ class EventStream:
             self._on_ack(ack)
 
 
-def _drain(source: queue.SimpleQueue[events_pb2.EventBatch | None]
-           ) -> Iterator[events_pb2.EventBatch]:
+def _drain(
+    source: queue.SimpleQueue[events_pb2.EventBatch | None],
+) -> Iterator[events_pb2.EventBatch]:
     """Yield the batches of ``source`` until its end marker (a request iterator for gRPC)."""
     while (batch := source.get()) is not _END:
         yield batch

@@ -203,8 +203,9 @@ class StrategyTrainer(ABC):
         return {}
 
 
-def pad_histories(histories: Sequence[np.ndarray],
-                  max_len: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def pad_histories(
+    histories: Sequence[np.ndarray], max_len: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """Right-pad histories (most recent ``max_len`` kept) -> ``(item_indices, mask)``.
 
     At least one column, so an empty history is one masked-out slot.
@@ -234,9 +235,15 @@ class OnnxTransferStrategy(TransferStrategy):
 
     def transfer(self, users: ColdUsers) -> np.ndarray:
         if len(users) > self.chunk:
-            parts = [self._run(ColdUsers(users.source_embeddings[start:start + self.chunk],
-                                         users.histories[start:start + self.chunk]))
-                     for start in range(0, len(users), self.chunk)]
+            parts = [
+                self._run(
+                    ColdUsers(
+                        users.source_embeddings[start : start + self.chunk],
+                        users.histories[start : start + self.chunk],
+                    )
+                )
+                for start in range(0, len(users), self.chunk)
+            ]
             return np.concatenate(parts, axis=0)
         return self._run(users)
 
@@ -245,8 +252,9 @@ class OnnxTransferStrategy(TransferStrategy):
         names = {i.name for i in session.get_inputs()}
         feeds: dict[str, np.ndarray] = {}
         if "source_embedding" in names:
-            feeds["source_embedding"] = np.ascontiguousarray(users.source_embeddings,
-                                                             dtype=np.float32)
+            feeds["source_embedding"] = np.ascontiguousarray(
+                users.source_embeddings, dtype=np.float32
+            )
         if "item_indices" in names or "mask" in names:
             idx, mask = pad_histories(users.histories, self.max_history)
             feeds.update({k: v for k, v in (("item_indices", idx), ("mask", mask)) if k in names})

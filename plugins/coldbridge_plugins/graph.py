@@ -44,13 +44,19 @@ def value_info(name: str, elem: int, shape: list[Any]) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, elem, shape)
 
 
-def make_model(nodes: list[onnx.NodeProto], name: str, inputs: list[onnx.ValueInfoProto],
-               width: int | str, inits: list[onnx.TensorProto]) -> onnx.ModelProto:
+def make_model(
+    nodes: list[onnx.NodeProto],
+    name: str,
+    inputs: list[onnx.ValueInfoProto],
+    width: int | str,
+    inits: list[onnx.TensorProto],
+) -> onnx.ModelProto:
     """A checked opset-17 model whose single output is ``output`` float32 ``[batch, width]``."""
     outputs = [value_info("output", F32, ["batch", width])]
     graph = helper.make_graph(nodes, name, inputs, outputs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="coldbridge")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="coldbridge"
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
@@ -58,8 +64,10 @@ def make_model(nodes: list[onnx.NodeProto], name: str, inputs: list[onnx.ValueIn
 
 def history_inputs() -> list[onnx.ValueInfoProto]:
     """``item_indices`` int64 and ``mask`` float32, both ``[batch, history]``."""
-    return [value_info("item_indices", I64, ["batch", "history"]),
-            value_info("mask", F32, ["batch", "history"])]
+    return [
+        value_info("item_indices", I64, ["batch", "history"]),
+        value_info("mask", F32, ["batch", "history"]),
+    ]
 
 
 def history_rows_nodes(output: str) -> list[onnx.NodeProto]:
@@ -78,11 +86,11 @@ def history_rows_nodes(output: str) -> list[onnx.NodeProto]:
     ]
 
 
-def history_rows(xt: np.ndarray, remap: np.ndarray, users: ColdUsers,
-                 max_len: int = 256) -> np.ndarray:
+def history_rows(
+    xt: np.ndarray, remap: np.ndarray, users: ColdUsers, max_len: int = 256
+) -> np.ndarray:
     """Numpy twin of :func:`history_rows_nodes` (the last ``max_len`` history items)."""
-    return np.stack([xt[remap[np.asarray(h, np.int64)[-max_len:]]].sum(0)
-                     for h in users.histories])
+    return np.stack([xt[remap[np.asarray(h, np.int64)[-max_len:]]].sum(0) for h in users.histories])
 
 
 def source_input(dim: int) -> onnx.ValueInfoProto:
@@ -90,16 +98,19 @@ def source_input(dim: int) -> onnx.ValueInfoProto:
     return value_info("source_embedding", F32, ["batch", dim])
 
 
-def mlp_nodes(x: str, layers: list[tuple[np.ndarray, np.ndarray]], prefix: str,
-              out: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def mlp_nodes(
+    x: str, layers: list[tuple[np.ndarray, np.ndarray]], prefix: str, out: str
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """``x @ W_i + b_i`` with ReLU between layers (none after the last), into ``out``."""
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
     current = x
     for i, (w, b) in enumerate(layers):
         last = i == len(layers) - 1
-        inits += [init(f"{prefix}W{i}", w.astype(np.float32)),
-                  init(f"{prefix}b{i}", b.astype(np.float32))]
+        inits += [
+            init(f"{prefix}W{i}", w.astype(np.float32)),
+            init(f"{prefix}b{i}", b.astype(np.float32)),
+        ]
         nodes.append(helper.make_node("MatMul", [current, f"{prefix}W{i}"], [f"{prefix}mm{i}"]))
         pre = out if last else f"{prefix}pre{i}"
         nodes.append(helper.make_node("Add", [f"{prefix}mm{i}", f"{prefix}b{i}"], [pre]))

@@ -60,8 +60,9 @@ def _validate(cls: object) -> type[TransferStrategy]:
             cls.name, f"declares api_version {cls.api_version}, this server speaks {API_VERSION}"
         )
     if cls.output not in OUTPUTS:
-        raise PluginValidationError(cls.name,
-                                    f"output must be one of {OUTPUTS}, got {cls.output!r}")
+        raise PluginValidationError(
+            cls.name, f"output must be one of {OUTPUTS}, got {cls.output!r}"
+        )
     if isinstance(getattr(cls, "trainer", None), str):
         raise PluginValidationError(
             cls.name, "names its trainer half by a 'trainer' string; override trainer_class()"
@@ -78,8 +79,9 @@ def load_strategies(pm: pluggy.PluginManager | None = None) -> dict[str, type[Tr
     registry: dict[str, type[TransferStrategy]] = {}
     for batch in pm.hook.register_transfer_strategies():
         if not isinstance(batch, list | tuple):
-            raise PluginValidationError(repr(batch),
-                                        "register_transfer_strategies must return a list")
+            raise PluginValidationError(
+                repr(batch), "register_transfer_strategies must return a list"
+            )
         for cls in batch:
             strategy = _validate(cls)
             if strategy.name in registry:

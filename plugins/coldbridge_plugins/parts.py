@@ -56,7 +56,14 @@ def build_strategies(
                 arrays[part] = np.load(value, allow_pickle=False)
             else:
                 models[part] = open_model(value, threads)
-        parts = StrategyParts(models, arrays, dict(spec.get("config", {})), bridge,
-                              target_item_embeddings, target_item_bias, peers)
+        parts = StrategyParts(
+            models,
+            arrays,
+            dict(spec.get("config", {})),
+            bridge,
+            target_item_embeddings,
+            target_item_bias,
+            peers,
+        )
         peers[name] = registry[name](parts)
     return peers

@@ -138,8 +138,9 @@ def check_export_parity(strategy: type[TransferStrategy], harness: Harness) -> N
     """The exported parts (onnxruntime) reproduce the trainer's torch/numpy reference."""
     fitted, users = harness.fit(strategy.name, 0), harness.users()
     assert fitted.server is not None
-    np.testing.assert_allclose(fitted.server.transfer(users), fitted.reference(users),
-                               rtol=PARITY_TOL, atol=PARITY_TOL)
+    np.testing.assert_allclose(
+        fitted.server.transfer(users), fitted.reference(users), rtol=PARITY_TOL, atol=PARITY_TOL
+    )
 
 
 def check_server_round_trip(strategy: type[TransferStrategy], harness: Harness) -> None:
@@ -163,25 +164,41 @@ def synth_config() -> SynthConfig:
     """The harness's small synthetic cross-domain dataset (seeded)."""
     from coldbridge_trainer.synth import SynthConfig
 
-    return SynthConfig(n_overlap=120, n_source_only=30, n_target_only=20, n_cold=30,
-                       n_source_items=60, n_target_items=50, seed=11)
+    return SynthConfig(
+        n_overlap=120,
+        n_source_only=30,
+        n_target_only=20,
+        n_cold=30,
+        n_source_items=60,
+        n_target_items=50,
+        seed=11,
+    )
 
 
 def base_config() -> TrainConfig:
     """The harness's base pipeline: a few epochs of an 8-dimensional model."""
     from coldbridge_trainer.config import TrainConfig
 
-    return TrainConfig(dim=8, epochs=3, bridge_epochs=3, bridge_hidden=(16,), progress=False,
-                       seed=2, eval_negatives=30)
+    return TrainConfig(
+        dim=8,
+        epochs=3,
+        bridge_epochs=3,
+        bridge_hidden=(16,),
+        progress=False,
+        seed=2,
+        eval_negatives=30,
+    )
 
 
 FAST: dict[str, dict[str, Any]] = {
-    "ptupcdr": {"epochs": 3, "patience": 2}, "distill": {"teacher_epochs": 3, "epochs": 3},
+    "ptupcdr": {"epochs": 3, "patience": 2},
+    "distill": {"teacher_epochs": 3, "epochs": 3},
     "cmf": {"epochs": 3},
     # two members and a forced EASE step: the contract checks the whole exported graph
     "softmap": {"epochs": 3, "eval_every": 1, "members": 2, "betas": (1.0,)},
     # both EASE steps forced on, so the contract covers the whole kernelmap graph
-    "kernelmap": {"smoothing": (1.0,), "betas": (3.0,)}}
+    "kernelmap": {"smoothing": (1.0,), "betas": (3.0,)},
+}
 """Built-ins' trainer parameters that keep the contract suite fast."""
 
 MEMBERS: dict[str, tuple[str, ...]] = {"fusion": ("itemmap", "emcdr")}
@@ -209,8 +226,12 @@ class StrategyHarness:
         ``{name: trainer constructor kwargs}`` on top of the built-ins' fast settings.
     """
 
-    def __init__(self, root: Path, registry: Mapping[str, type[TransferStrategy]],
-                 params: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        registry: Mapping[str, type[TransferStrategy]],
+        params: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         from coldbridge_trainer.data import load_dataset
         from coldbridge_trainer.evaluate import make_split
         from coldbridge_trainer.strategies import TrainContext
@@ -244,8 +265,14 @@ class StrategyHarness:
         from coldbridge_trainer.strategies import fit_strategies
 
         if fresh or name not in self._cache:
-            fitted = fit_strategies(self.result, self.valid, [*MEMBERS.get(name, ()), name],
-                                    registry=self.registry, params=self.params, seed=0)
+            fitted = fit_strategies(
+                self.result,
+                self.valid,
+                [*MEMBERS.get(name, ()), name],
+                registry=self.registry,
+                params=self.params,
+                seed=0,
+            )
             if fresh:
                 return fitted
             self._cache[name] = fitted
@@ -271,21 +298,24 @@ class StrategyHarness:
         return served, expected, strategy
 
 
-def _recommend(bundle: Path, registry: Mapping[str, type[TransferStrategy]],
-               user: str) -> tuple[list[str], str]:
+def _recommend(
+    bundle: Path, registry: Mapping[str, type[TransferStrategy]], user: str
+) -> tuple[list[str], str]:
     """(item ids, strategy) of ``Recommend(user, k=10)`` from a real server on ``bundle``."""
     import grpc
     from coldbridge.v1 import recommender_pb2 as pb
     from coldbridge.v1 import recommender_pb2_grpc
     from coldbridge_server import Settings, create_server
 
-    server, port = create_server(Settings(bundle_path=str(bundle), host="127.0.0.1", port=0,
-                                          metrics_port=-1), strategies=registry)
+    server, port = create_server(
+        Settings(bundle_path=str(bundle), host="127.0.0.1", port=0, metrics_port=-1),
+        strategies=registry,
+    )
     server.start()
     try:
         assert server.wait_until_ready(timeout=30)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = recommender_pb2_grpc.RecommenderStub(channel)  # type: ignore[no-untyped-call]
+            stub = recommender_pb2_grpc.RecommenderStub(channel)
             reply = stub.Recommend(pb.RecommendRequest(user_id=user, k=10))
     finally:
         server.stop(None).wait()

@@ -21,8 +21,10 @@ def main() -> int:
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_format, settings.log_level)
-        serve(settings, on_ready=lambda address: print(
-            f"coldbridge: serving on {address}", flush=True))
+        serve(
+            settings,
+            on_ready=lambda address: print(f"coldbridge: serving on {address}", flush=True),
+        )
     except ColdbridgeError as exc:
         print(f"coldbridge: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1

@@ -146,8 +146,10 @@ def load_bundle(path: Path | str) -> Bundle:
         target_item_bias=arrays["target_item_bias"],
         metrics=dict(spec.metrics),
         config=dict(spec.config),
-        strategies={name: {**s.to_dict(), "parts": loaded.strategy_parts(name)}
-                    for name, s in spec.strategies.items()},
+        strategies={
+            name: {**s.to_dict(), "parts": loaded.strategy_parts(name)}
+            for name, s in spec.strategies.items()
+        },
         source_history_items=loaded.source_history_items,
         source_history_ptr=loaded.source_history_ptr,
     )

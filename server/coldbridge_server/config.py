@@ -78,8 +78,9 @@ class Settings:
         1, "onnxruntime intra-op threads per model session (0 lets onnxruntime decide)."
     )
     topk_batch_size: int = _setting(
-        32, "Most concurrent Recommend calls merged into one top-k model run (dynamic batching, "
-        "no added wait: a lone request runs at once); 1 disables batching."
+        32,
+        "Most concurrent Recommend calls merged into one top-k model run (dynamic batching, "
+        "no added wait: a lone request runs at once); 1 disables batching.",
     )
     metrics_port: int = _setting(
         9464, "HTTP port of the Prometheus /metrics endpoint; 0 picks a free port, -1 disables it."
@@ -90,8 +91,9 @@ class Settings:
     )
     log_level: str = _setting("INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).")
     access_log: bool = _setting(
-        False, "Log one line per finished RPC (method, code, duration, request id); costs "
-        "tens of microseconds per call, so off by default (metrics count every RPC anyway)."
+        False,
+        "Log one line per finished RPC (method, code, duration, request id); costs "
+        "tens of microseconds per call, so off by default (metrics count every RPC anyway).",
     )
     # --- online learning (coldbridge.v1.Events) ---
     state_dir: str = _setting(
@@ -105,11 +107,13 @@ class Settings:
         "NORMAL (an ack survives a process crash, the last batches may be lost on power loss).",
     )
     snapshot_every_events: int = _setting(
-        50_000, "Persist the changed user states after this many applied events; a restart loads "
+        50_000,
+        "Persist the changed user states after this many applied events; a restart loads "
         "the snapshot and replays the event-log tail after it.",
     )
     warm_threshold: int = _setting(
-        10, "Target-domain events after which a user is WARM: the online vector is served "
+        10,
+        "Target-domain events after which a user is WARM: the online vector is served "
         "without the pull towards the bridge prior.",
     )
     max_batch_events: int = _setting(
@@ -129,23 +133,28 @@ class Settings:
         0.05, "L2 pull of a WARMING user's online vector towards their bridge (prior) vector."
     )
     online_negatives: int = _setting(
-        0, "Uniformly sampled negative items per implicit target event (logistic loss); "
+        0,
+        "Uniformly sampled negative items per implicit target event (logistic loss); "
         "0 = positives only (best on the CDRIB data, see docs/streaming.md).",
     )
     prequential_k: int = _setting(
-        10, "K of the prequential hit rate: was a target event's item in the user's top-K "
+        10,
+        "K of the prequential hit rate: was a target event's item in the user's top-K "
         "before learning from it.",
     )
     strategy: str = _setting(
-        "", "Default transfer strategy for cold users (a strategy trained into the bundle, or the "
+        "",
+        "Default transfer strategy for cold users (a strategy trained into the bundle, or the "
         "bundle's own); empty = the bundle's 'strategy'. A request may name another.",
     )
     strategy_weights: str = _setting(
-        "", "Sticky A/B split of cold users over strategies, e.g. 'itemmap=0.5,emcdr=0.5' (by "
+        "",
+        "Sticky A/B split of cold users over strategies, e.g. 'itemmap=0.5,emcdr=0.5' (by "
         "sha256 of the user id); empty = everyone gets the default.",
     )
     prequential_sample_rate: float = _setting(
-        0.1, "Fraction of target events evaluated prequentially, chosen deterministically by "
+        0.1,
+        "Fraction of target events evaluated prequentially, chosen deterministically by "
         "crc32(event_id) (1.0 = every event, 0 = none); the check scores all target items.",
     )
 
@@ -198,8 +207,14 @@ def _check_online(s: Settings) -> None:
         raise ConfigError("state_dir", "must be non-empty")
     if s.state_sync not in ("FULL", "NORMAL"):
         raise ConfigError("state_sync", f"must be 'FULL' or 'NORMAL', got {s.state_sync!r}")
-    for name in ("snapshot_every_events", "warm_threshold", "max_batch_events",
-                 "max_message_bytes", "ingest_queue_size", "prequential_k"):
+    for name in (
+        "snapshot_every_events",
+        "warm_threshold",
+        "max_batch_events",
+        "max_message_bytes",
+        "ingest_queue_size",
+        "prequential_k",
+    ):
         if getattr(s, name) < 1:
             raise ConfigError(name, f"must be >= 1, got {getattr(s, name)}")
     if not s.online_learning_rate > 0:
@@ -207,8 +222,9 @@ def _check_online(s: Settings) -> None:
     if s.online_l2 < 0 or s.online_negatives < 0:
         raise ConfigError("online_l2/online_negatives", "must be >= 0")
     if not 0 <= s.prequential_sample_rate <= 1:
-        raise ConfigError("prequential_sample_rate",
-                          f"must be in 0..1, got {s.prequential_sample_rate}")
+        raise ConfigError(
+            "prequential_sample_rate", f"must be in 0..1, got {s.prequential_sample_rate}"
+        )
 
 
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}

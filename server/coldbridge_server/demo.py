@@ -39,14 +39,22 @@ def sample_requests(
     while new_user in bundle.target_user_index or new_user in bundle.source_user_index:
         new_user += "'"
     history = list(bundle.source_item_ids[:3])
-    requests.append(("new user with a source history", recommender_pb2.RecommendRequest(
-        user_id=new_user, k=k, source_item_ids=history)))
+    requests.append(
+        (
+            "new user with a source history",
+            recommender_pb2.RecommendRequest(user_id=new_user, k=k, source_item_ids=history),
+        )
+    )
     requests.append(("brand-new user", recommender_pb2.RecommendRequest(user_id=new_user, k=k)))
     return requests
 
 
 def print_samples(
-    address: str, bundle: Bundle, *, k: int = 5, file: TextIO | None = None,
+    address: str,
+    bundle: Bundle,
+    *,
+    k: int = 5,
+    file: TextIO | None = None,
     timeout: float = 10.0,
 ) -> None:
     """Call Recommend on ``address`` for each sample user and print readable answers.
@@ -72,9 +80,15 @@ def print_samples(
             provenance = recommender_pb2.Provenance.Name(reply.provenance)
             history = f" history={list(request.source_item_ids)}" if request.source_item_ids else ""
             reason = f" ({reply.fallback_reason})" if reply.fallback_reason else ""
-            print(f"{label} {request.user_id!r}{history}: {provenance}{reason}, "
-                  f"model {reply.model_version} [{reply.strategy}]", file=out)
+            print(
+                f"{label} {request.user_id!r}{history}: {provenance}{reason}, "
+                f"model {reply.model_version} [{reply.strategy}]",
+                file=out,
+            )
             for rank, item in enumerate(reply.items, start=1):
-                print(f"  {rank:>3}. {bundle.target_domain} item {item.item_id:<12} "
-                      f"score {item.score:.4f}", file=out)
+                print(
+                    f"  {rank:>3}. {bundle.target_domain} item {item.item_id:<12} "
+                    f"score {item.score:.4f}",
+                    file=out,
+                )
     out.flush()

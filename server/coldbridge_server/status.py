@@ -69,11 +69,11 @@ def map_errors(context: grpc.ServicerContext) -> Iterator[None]:
         context.abort(code, str(exc))
 
 
-def provenance_pb(provenance: Provenance) -> recommender_pb2.Provenance:
+def provenance_pb(provenance: Provenance) -> recommender_pb2.Provenance.ValueType:
     """The proto enum value of ``provenance``."""
     return _PROVENANCE[provenance]
 
 
-def stage_pb(stage: Stage) -> recommender_pb2.LifecycleStage:
+def stage_pb(stage: Stage) -> recommender_pb2.LifecycleStage.ValueType:
     """The proto enum value of ``stage``."""
     return _STAGE[stage]

@@ -19,8 +19,10 @@ def _weights(rng: np.random.Generator, d: int = 4) -> BaseWeights:
         encoder_weight=rng.normal(size=(d, d)),
         encoder_bias=rng.normal(size=d),
         source_user_emb=rng.normal(size=(3, d)),
-        bridge_layers=[(rng.normal(size=(d, 8)), rng.normal(size=8)),
-                       (rng.normal(size=(8, d)), np.zeros(d))],
+        bridge_layers=[
+            (rng.normal(size=(d, 8)), rng.normal(size=8)),
+            (rng.normal(size=(8, d)), np.zeros(d)),
+        ],
         target_item_emb=rng.normal(size=(5, d)),
         target_item_bias=rng.normal(size=5),
         target_user_emb=rng.normal(size=(1, d)),
@@ -65,8 +67,9 @@ def test_topk_graph_matches_numpy(tmp_path: Path) -> None:
     session = open_session(path / "target_topk.onnx")
     users = np.random.default_rng(2).normal(size=(3, 4)).astype(np.float32)
     scores, indices = session.run(None, {"user_embedding": users, "k": np.array([3], np.int64)})
-    expected = (users @ weights.target_item_emb.astype(np.float32).T
-                + weights.target_item_bias.astype(np.float32))
+    expected = users @ weights.target_item_emb.astype(
+        np.float32
+    ).T + weights.target_item_bias.astype(np.float32)
     np.testing.assert_array_equal(indices, np.argsort(-expected, axis=1)[:, :3])
     np.testing.assert_allclose(scores, np.sort(expected, axis=1)[:, ::-1][:, :3], atol=1e-5)
 
@@ -87,13 +90,14 @@ def _with_array(content: BundleContent, key: str, value: np.ndarray) -> BundleCo
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda c: replace(c, items=Sides(c.items.source, ["t0", "t0", "t1", "t2", "t3"])),
-         "items.target: ids are not unique"),
+        (
+            lambda c: replace(c, items=Sides(c.items.source, ["t0", "t0", "t1", "t2", "t3"])),
+            "items.target: ids are not unique",
+        ),
         (lambda c: replace(c, users=Sides(["alice", "bob"], c.users.target)), "users.source"),
         (lambda c: _with_array(c, "target_item_popularity", np.ones(4)), "target_item_popularity"),
         (lambda c: replace(c, feedback="clicks"), "feedback"),
-        (lambda c: _with_array(c, "target_user_embeddings", np.full((1, 4), np.nan)),
-         "non-finite"),
+        (lambda c: _with_array(c, "target_user_embeddings", np.full((1, 4), np.nan)), "non-finite"),
         (lambda c: replace(c, source_histories=[np.zeros(1, np.int64)]), "source_histories"),
         (lambda c: replace(c, models={}), "models"),
     ],

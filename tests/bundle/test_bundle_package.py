@@ -20,13 +20,27 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
     """A bundle with a strategy (one graph, one array) and source histories."""
     arrays = make_tiny_arrays()
     base = tiny_content(arrays)
-    strategy = cb.StrategyContent(version="1.0", output="scores", config={"lambda": 2.0},
-                                  parts={"transfer": base.models["bridge"],
-                                         "weights": np.arange(6, dtype=np.float32)})
-    histories = [np.array([0, 3]), np.array([5]), np.zeros(0), np.array([1, 2, 39]),
-                 np.array([7]), np.array([8, 9])]
-    content = tiny_content(arrays, strategies={"mine": strategy}, source_histories=histories,
-                           metrics={"hr@10": np.float32(0.5)}, config={"epochs": 3})
+    strategy = cb.StrategyContent(
+        version="1.0",
+        output="scores",
+        config={"lambda": 2.0},
+        parts={"transfer": base.models["bridge"], "weights": np.arange(6, dtype=np.float32)},
+    )
+    histories = [
+        np.array([0, 3]),
+        np.array([5]),
+        np.zeros(0),
+        np.array([1, 2, 39]),
+        np.array([7]),
+        np.array([8, 9]),
+    ]
+    content = tiny_content(
+        arrays,
+        strategies={"mine": strategy},
+        source_histories=histories,
+        metrics={"hr@10": np.float32(0.5)},
+        config={"epochs": 3},
+    )
     path = cb.write(tmp_path_factory.mktemp("b"), content, version="20260101T000000Z-aaaa")
     return path, arrays
 
@@ -157,8 +171,7 @@ def test_session_factory_opens_path_bytes_and_model_proto(
     proto = onnx.load_model(file)
     sources: list[cb.ModelSource] = [file, str(file), file.read_bytes(), proto]
     x = np.ones((2, 8), np.float32)
-    outputs = [cb.open_session(s, threads=1).run(None, {"source_embedding": x})[0]
-               for s in sources]
+    outputs = [cb.open_session(s, threads=1).run(None, {"source_embedding": x})[0] for s in sources]
     assert outputs[0].shape == (2, 8) and np.all(np.isfinite(outputs[0]))
     for out in outputs[1:]:
         np.testing.assert_array_equal(out, outputs[0])

@@ -22,10 +22,19 @@ TOL = 1e-4
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainResult, Path]:
     root = tmp_path_factory.mktemp("parity")
-    cfg = SynthConfig(n_overlap=150, n_source_only=30, n_target_only=30, n_cold=40,
-                      n_source_items=90, n_target_items=80, seed=5)
+    cfg = SynthConfig(
+        n_overlap=150,
+        n_source_only=30,
+        n_target_only=30,
+        n_cold=40,
+        n_source_items=90,
+        n_target_items=80,
+        seed=5,
+    )
     ds = load_dataset(write_dataset(root / "data", cfg))
-    result = fit(ds, TrainConfig(dim=16, epochs=2, bridge_epochs=2, bridge_hidden=(24, 20), progress=False))
+    result = fit(
+        ds, TrainConfig(dim=16, epochs=2, bridge_epochs=2, bridge_hidden=(24, 20), progress=False)
+    )
     return result, export_result(result, root / "bundles", version="v1")
 
 
@@ -68,12 +77,16 @@ def test_target_topk_and_candidates(trained: tuple[TrainResult, Path]) -> None:
     result, bundle = trained
     _, _, scorer = result.modules()
     u = np.random.default_rng(1).normal(size=(5, 16)).astype(np.float32)
-    scores, idx = _session(bundle, "target_topk").run(None, {"user_embedding": u, "k": np.array([7])})
+    scores, idx = _session(bundle, "target_topk").run(
+        None, {"user_embedding": u, "k": np.array([7])}
+    )
     ref_scores, ref_idx = scorer.topk(torch.from_numpy(u), 7)
     np.testing.assert_array_equal(idx, ref_idx.numpy())
     np.testing.assert_allclose(scores, ref_scores.numpy(), atol=TOL, rtol=TOL)
     cand = np.random.default_rng(2).integers(0, result.dataset.target.n_items, size=(5, 11))
-    (c_scores,) = _session(bundle, "target_candidates").run(None, {"user_embedding": u, "item_indices": cand})
+    (c_scores,) = _session(bundle, "target_candidates").run(
+        None, {"user_embedding": u, "item_indices": cand}
+    )
     ref = scorer.candidates(torch.from_numpy(u), torch.from_numpy(cand)).numpy()
     np.testing.assert_allclose(c_scores, ref, atol=TOL, rtol=TOL)
     np.testing.assert_allclose(ref, result.target_scores(u)[np.arange(5)[:, None], cand], atol=TOL)
@@ -82,5 +95,6 @@ def test_target_topk_and_candidates(trained: tuple[TrainResult, Path]) -> None:
 def test_bundle_scorer_matches_training_scorer(trained: tuple[TrainResult, Path]) -> None:
     result, bundle = trained
     users = result.dataset.cold_users()[:10]
-    np.testing.assert_allclose(bundle_scorer(bundle, result.dataset)(users), result.scorer()(users),
-                               atol=TOL, rtol=TOL)
+    np.testing.assert_allclose(
+        bundle_scorer(bundle, result.dataset)(users), result.scorer()(users), atol=TOL, rtol=TOL
+    )

@@ -25,13 +25,28 @@ PYTHONPATH = os.pathsep.join(str(ROOT / d) for d in PACKAGES)
 
 
 def _coldbridge(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "coldbridge_cli", *argv], capture_output=True,
-                          text=True, timeout=120,
-                          env={**os.environ, **(env or {}), "PYTHONPATH": PYTHONPATH})
+    return subprocess.run(
+        [sys.executable, "-m", "coldbridge_cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {}), "PYTHONPATH": PYTHONPATH},
+    )
 
 
-@pytest.mark.parametrize("argv", [[], ["datagen"], ["train"], ["evaluate"], ["evaluate", "bundle"],
-                                  ["evaluate", "report"], ["serve"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["datagen"],
+        ["train"],
+        ["evaluate"],
+        ["evaluate", "bundle"],
+        ["evaluate", "report"],
+        ["serve"],
+    ],
+    ids=" ".join,
+)
 def test_every_subcommand_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*argv, "--help"]) == 0
     out = capsys.readouterr().out
@@ -53,32 +68,76 @@ def not_a_dataset(tmp_path: Path) -> Path:
     return tmp_path / "empty"
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["train", "--out", "b", "--data", "{empty}", "--epochz", "3"],
-     "coldbridge train: error: unrecognized arguments: --epochz 3"),
-    (["train", "--out", "b", "--data", "{empty}", "--epochs", "many"],
-     "argument --epochs: invalid int value: 'many'"),
-    (["train", "--out", "b", "--data", "{empty}/missing"],
-     "--data {empty}/missing: no such directory"),
-    (["train", "--out", "b", "--data", "{empty}"],
-     "cannot read the dataset: {empty}: missing dataset.json"),
-    (["train", "--out", "b", "--data", "{empty}", "--source", "video"],
-     "--source applies only with --cdrib"),
-    (["evaluate", "report", "--data", "{empty}", "--directions", "game:video", "--strategies",
-      "knn", "--report-dir", "r"], "--directions applies only with --cdrib"),
-    (["evaluate", "report", "--data", "{empty}", "--strategies", "nope", "--report-dir", "r"],
-     "--strategies: unknown strategies ['nope']"),
-    (["evaluate", "bundle", "{empty}", "--data", "{empty}"], "not a bundle directory"),
-    (["evaluate", "--bundle", "{empty}"], "'--bundle': give the mode first: 'evaluate bundle"),
-    (["train", "--out", "b", "--data", "{empty}", "--shared-users", "9"],
-     "--shared-users applies only with --cdrib"),
-    (["train", "--out", "b", "--recbole", "{empty}/a.inter,{empty}/b.inter"],
-     "--recbole {empty}/a.inter: no such file"),
-    (["train", "--out", "b", "--recbole", "{empty}/a.inter"],
-     "--recbole: expected SOURCE.inter,TARGET.inter"),
-    (["serve", "--port", "70000"], "port: must be in 0..65535, got 70000"),
-    (["serve", "--bund", "x"], "unrecognized arguments: --bund x"),
-], ids=lambda v: " ".join(v[:2]) if isinstance(v, list) else None)
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["train", "--out", "b", "--data", "{empty}", "--epochz", "3"],
+            "coldbridge train: error: unrecognized arguments: --epochz 3",
+        ),
+        (
+            ["train", "--out", "b", "--data", "{empty}", "--epochs", "many"],
+            "argument --epochs: invalid int value: 'many'",
+        ),
+        (
+            ["train", "--out", "b", "--data", "{empty}/missing"],
+            "--data {empty}/missing: no such directory",
+        ),
+        (
+            ["train", "--out", "b", "--data", "{empty}"],
+            "cannot read the dataset: {empty}: missing dataset.json",
+        ),
+        (
+            ["train", "--out", "b", "--data", "{empty}", "--source", "video"],
+            "--source applies only with --cdrib",
+        ),
+        (
+            [
+                "evaluate",
+                "report",
+                "--data",
+                "{empty}",
+                "--directions",
+                "game:video",
+                "--strategies",
+                "knn",
+                "--report-dir",
+                "r",
+            ],
+            "--directions applies only with --cdrib",
+        ),
+        (
+            [
+                "evaluate",
+                "report",
+                "--data",
+                "{empty}",
+                "--strategies",
+                "nope",
+                "--report-dir",
+                "r",
+            ],
+            "--strategies: unknown strategies ['nope']",
+        ),
+        (["evaluate", "bundle", "{empty}", "--data", "{empty}"], "not a bundle directory"),
+        (["evaluate", "--bundle", "{empty}"], "'--bundle': give the mode first: 'evaluate bundle"),
+        (
+            ["train", "--out", "b", "--data", "{empty}", "--shared-users", "9"],
+            "--shared-users applies only with --cdrib",
+        ),
+        (
+            ["train", "--out", "b", "--recbole", "{empty}/a.inter,{empty}/b.inter"],
+            "--recbole {empty}/a.inter: no such file",
+        ),
+        (
+            ["train", "--out", "b", "--recbole", "{empty}/a.inter"],
+            "--recbole: expected SOURCE.inter,TARGET.inter",
+        ),
+        (["serve", "--port", "70000"], "port: must be in 0..65535, got 70000"),
+        (["serve", "--bund", "x"], "unrecognized arguments: --bund x"),
+    ],
+    ids=lambda v: " ".join(v[:2]) if isinstance(v, list) else None,
+)
 def test_a_mistake_is_one_line_and_exit_2(
     argv: list[str], message: str, not_a_dataset: Path
 ) -> None:
@@ -120,8 +179,10 @@ def test_print_config_shows_values_origins_and_precedence(
 
 def test_toml_values_reach_settings(tmp_path: Path) -> None:
     config = tmp_path / "coldbridge.toml"
-    config.write_text('access_log = true\ngrace_seconds = 2\nonline_l2 = 0.5\nlog_format = "json"\n'
-                      'strategy_weights = "itemmap=0.5,emcdr=0.5"\nmetrics_port = -1\n')
+    config.write_text(
+        'access_log = true\ngrace_seconds = 2\nonline_l2 = 0.5\nlog_format = "json"\n'
+        'strategy_weights = "itemmap=0.5,emcdr=0.5"\nmetrics_port = -1\n'
+    )
     resolved = load_settings(environ={}, config_file=config)
     s = resolved.settings
     assert (s.access_log, s.grace_seconds, s.online_l2, s.log_format) == (True, 2.0, 0.5, "json")
@@ -130,13 +191,16 @@ def test_toml_values_reach_settings(tmp_path: Path) -> None:
     assert resolved.origins["port"] == "default"
 
 
-@pytest.mark.parametrize(("toml", "message"), [
-    ("prot = 6000\n", "prot: unknown setting; did you mean 'port'?"),
-    ('port = "6000"\n', "port: expected int, got '6000'"),
-    ("access_log = 1\n", "access_log: expected bool, got 1"),
-    ("port = \n", "invalid TOML"),
-    ("warm_threshold = 0\n", "warm_threshold: must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("prot = 6000\n", "prot: unknown setting; did you mean 'port'?"),
+        ('port = "6000"\n', "port: expected int, got '6000'"),
+        ("access_log = 1\n", "access_log: expected bool, got 1"),
+        ("port = \n", "invalid TOML"),
+        ("warm_threshold = 0\n", "warm_threshold: must be >= 1, got 0"),
+    ],
+)
 def test_a_bad_config_file_is_refused(toml: str, message: str, tmp_path: Path) -> None:
     config = tmp_path / "coldbridge.toml"
     config.write_text(toml)
@@ -146,10 +210,17 @@ def test_a_bad_config_file_is_refused(toml: str, message: str, tmp_path: Path) -
 
 
 def test_importing_the_cli_loads_neither_trainer_nor_server() -> None:
-    code = ("import sys, coldbridge_cli; print(sorted({m.split('.')[0] for m in sys.modules "
-            "if m.startswith(('coldbridge_', 'torch', 'grpc'))}))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": PYTHONPATH}, timeout=60)
+    code = (
+        "import sys, coldbridge_cli; print(sorted({m.split('.')[0] for m in sys.modules "
+        "if m.startswith(('coldbridge_', 'torch', 'grpc'))}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+        timeout=60,
+    )
     assert result.stdout.strip() == "['coldbridge_cli']", result.stderr
 
 

@@ -8,10 +8,31 @@ from pathlib import Path
 import pytest
 from coldbridge_cli import main
 
-SMALL = ["--n-overlap", "200", "--n-source-only", "50", "--n-target-only", "50", "--n-cold", "60",
-         "--n-source-items", "120", "--n-target-items", "120"]
-FAST = ["--epochs", "2", "--bridge-epochs", "3", "--patience", "2", "--threads", "1",
-        "--no-progress"]
+SMALL = [
+    "--n-overlap",
+    "200",
+    "--n-source-only",
+    "50",
+    "--n-target-only",
+    "50",
+    "--n-cold",
+    "60",
+    "--n-source-items",
+    "120",
+    "--n-target-items",
+    "120",
+]
+FAST = [
+    "--epochs",
+    "2",
+    "--bridge-epochs",
+    "3",
+    "--patience",
+    "2",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +58,38 @@ def test_report_mode_on_a_dataset_directory(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "report"
-    argv = ["evaluate", "report", "--data", str(data), "--strategies", "emcdr,fusion,itemmap",
-            "--seeds", "1,2", "--report-dir", str(out), "--bootstrap", "100",
-            "--eval-negatives", "50", "--negatives", "3", *FAST, "--progress"]
+    argv = [
+        "evaluate",
+        "report",
+        "--data",
+        str(data),
+        "--strategies",
+        "emcdr,fusion,itemmap",
+        "--seeds",
+        "1,2",
+        "--report-dir",
+        str(out),
+        "--bootstrap",
+        "100",
+        "--eval-negatives",
+        "50",
+        "--negatives",
+        "3",
+        *FAST,
+        "--progress",
+    ]
     assert main(argv) == 0
     # one bar step per fitted model: baselines + 2 seeds x (base + 3 strategies) + profiling
     assert "10/10" in capsys.readouterr().err
     (summary,) = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert list(summary["scorers"]) == ["random", "popularity", "cooccurrence", "emcdr", "itemmap",
-                                        "fusion"]
+    assert list(summary["scorers"]) == [
+        "random",
+        "popularity",
+        "cooccurrence",
+        "emcdr",
+        "itemmap",
+        "fusion",
+    ]
     assert summary["seeds"] == [1, 2] and summary["best"] in ("emcdr", "itemmap", "fusion")
     cell = summary["scorers"]["itemmap"]["full"]["user"]["MRR"]
     assert len(cell["per_seed"]) == 2 and cell["ci95"][0] <= cell["mean"] <= cell["ci95"][1]
@@ -77,11 +121,17 @@ def test_train_and_evaluate_from_recbole_inter_files(
     from coldbridge_trainer.data import load_dataset
 
     ds = load_dataset(data)
-    src = [(ds.source.user_ids[u], ds.source.item_ids[i])
-           for u, i in zip(ds.source.users, ds.source.items, strict=True)]
-    tgt = [(ds.target.user_ids[u], ds.target.item_ids[i])
-           for u, i in zip(ds.target.users, ds.target.items, strict=True)]
-    files = f"{_write_inter(tmp_path / 'toys.inter', src)},{_write_inter(tmp_path / 'games.inter', tgt)}"
+    src = [
+        (ds.source.user_ids[u], ds.source.item_ids[i])
+        for u, i in zip(ds.source.users, ds.source.items, strict=True)
+    ]
+    tgt = [
+        (ds.target.user_ids[u], ds.target.item_ids[i])
+        for u, i in zip(ds.target.users, ds.target.items, strict=True)
+    ]
+    toys = _write_inter(tmp_path / "toys.inter", src)
+    games = _write_inter(tmp_path / "games.inter", tgt)
+    files = f"{toys},{games}"
     assert main(["train", "--recbole", files, "--out", str(tmp_path / "b"), *FAST]) == 0
     (bundle,) = (tmp_path / "b").iterdir()
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))

@@ -48,9 +48,16 @@ def _start(tmp_path: Path, entry: str, argv: list[str], env: dict[str, str]) -> 
     )
     return subprocess.Popen(
         [sys.executable, "-c", WRAPPER, str(tmp_path / "report.json"), entry, *argv],
-        env={**os.environ, **env, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1",
-             "COLDBRIDGE_METRICS_PORT": "0"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={
+            **os.environ,
+            **env,
+            "PYTHONPATH": pythonpath,
+            "PYTHONUNBUFFERED": "1",
+            "COLDBRIDGE_METRICS_PORT": "0",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -80,8 +87,14 @@ def _wait_for(lines: queue.Queue[str], marker: str, seen: list[str], timeout: fl
     raise AssertionError(f"{marker!r} never printed; output:\n{''.join(seen)}")
 
 
-def _run_and_stop(tmp_path: Path, entry: str, argv: list[str], env: dict[str, str],
-                  sig: signal.Signals, demo_marker: str | None = None) -> list[str]:
+def _run_and_stop(
+    tmp_path: Path,
+    entry: str,
+    argv: list[str],
+    env: dict[str, str],
+    sig: signal.Signals,
+    demo_marker: str | None = None,
+) -> list[str]:
     proc = _start(tmp_path, entry, argv, env)
     seen: list[str] = []
     lines, pump = _lines(proc)
@@ -89,8 +102,9 @@ def _run_and_stop(tmp_path: Path, entry: str, argv: list[str], env: dict[str, st
         address = _wait_for(lines, "serving", seen).strip().rsplit(" ", 1)[-1]
         with grpc.insecure_channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            reply = health.Check(health_pb2.HealthCheckRequest(service="coldbridge.v1.Recommender"),
-                                 timeout=10)
+            reply = health.Check(
+                health_pb2.HealthCheckRequest(service="coldbridge.v1.Recommender"), timeout=10
+            )
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         if demo_marker:
             _wait_for(lines, demo_marker, seen)
@@ -115,8 +129,12 @@ def _run_and_stop(tmp_path: Path, entry: str, argv: list[str], env: dict[str, st
 
 
 def test_module_entry_point_never_imports_torch(tiny_bundle: TinyBundle, tmp_path: Path) -> None:
-    env = {"COLDBRIDGE_BUNDLE_PATH": str(tiny_bundle.path.parent), "COLDBRIDGE_HOST": "127.0.0.1",
-           "COLDBRIDGE_PORT": "0", "COLDBRIDGE_GRACE_SECONDS": "1"}
+    env = {
+        "COLDBRIDGE_BUNDLE_PATH": str(tiny_bundle.path.parent),
+        "COLDBRIDGE_HOST": "127.0.0.1",
+        "COLDBRIDGE_PORT": "0",
+        "COLDBRIDGE_GRACE_SECONDS": "1",
+    }
     _run_and_stop(tmp_path, "module", [], env, signal.SIGTERM)
 
 
@@ -124,8 +142,14 @@ def test_cli_serve_demo_never_imports_torch(tiny_bundle: TinyBundle, tmp_path: P
     config = tmp_path / "coldbridge.toml"  # settings from all three sources
     config.write_text(f'bundle_path = "{tiny_bundle.path}"\ngrace_seconds = 1\n')
     argv = ["serve", "--config", str(config), "--host", "127.0.0.1", "--demo"]
-    seen = _run_and_stop(tmp_path, "cli", argv, {"COLDBRIDGE_PORT": "0"},
-                         signal.SIGINT, demo_marker="PROVENANCE_FALLBACK")
+    seen = _run_and_stop(
+        tmp_path,
+        "cli",
+        argv,
+        {"COLDBRIDGE_PORT": "0"},
+        signal.SIGINT,
+        demo_marker="PROVENANCE_FALLBACK",
+    )
     output = "".join(seen)
     assert tiny_bundle.version in output
     for provenance in ("WARM_TARGET", "TRANSFERRED", "FALLBACK"):

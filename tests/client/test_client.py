@@ -42,22 +42,37 @@ from prometheus_client import CollectorRegistry
 
 FAST_RECONNECT = ReconnectPolicy(max_attempts=100, initial_backoff=0.02, max_backoff=0.2)
 #: Channel reconnects every <= 0.2 s while a restarted server is down (gRPC's default: 1-120 s).
-QUICK_CHANNEL = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.min_reconnect_backoff_ms", 50),
-                 ("grpc.max_reconnect_backoff_ms", 200)]
+QUICK_CHANNEL = [
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 200),
+]
 
 
 @contextlib.contextmanager
-def running(bundle: Path, state_dir: Path, *, port: int = 0,
-            before_start: Callable[[Any], None] | None = None,
-            **settings: Any) -> Iterator[tuple[int, CollectorRegistry]]:
+def running(
+    bundle: Path,
+    state_dir: Path,
+    *,
+    port: int = 0,
+    before_start: Callable[[Any], None] | None = None,
+    **settings: Any,
+) -> Iterator[tuple[int, CollectorRegistry]]:
     """A real server on 127.0.0.1 with its state in ``state_dir``; yields (port, registry).
 
     It is stopped only after its warm-up ended: stopping while the warm-up thread still
     recovers the event log can leave ``stop(None).wait()`` blocked (seen once in ~30 runs).
     """
     registry = CollectorRegistry()
-    config = Settings(bundle_path=str(bundle), host="127.0.0.1", port=port,
-                      state_dir=str(state_dir), metrics_port=-1, state_sync="NORMAL", **settings)
+    config = Settings(
+        bundle_path=str(bundle),
+        host="127.0.0.1",
+        port=port,
+        state_dir=str(state_dir),
+        metrics_port=-1,
+        state_sync="NORMAL",
+        **settings,
+    )
     server, bound = create_server(config, registry=registry)
     if before_start is not None:
         before_start(server)
@@ -84,13 +99,22 @@ def wait_serving(port: int) -> None:
 
 
 def target(eid: str, user: str, item: str) -> Event:
-    return Event(event_id=eid, user_id=user, item_id=item, domain=Domain.DOMAIN_TARGET,
-                 kind=EventKind.EVENT_KIND_IMPLICIT)
+    return Event(
+        event_id=eid,
+        user_id=user,
+        item_id=item,
+        domain=Domain.DOMAIN_TARGET,
+        kind=EventKind.EVENT_KIND_IMPLICIT,
+    )
 
 
 def handled(registry: CollectorRegistry, code: str) -> float:
-    labels = {"grpc_service": "coldbridge.v1.Recommender", "grpc_method": "Recommend",
-              "grpc_type": "unary", "grpc_code": code}
+    labels = {
+        "grpc_service": "coldbridge.v1.Recommender",
+        "grpc_method": "Recommend",
+        "grpc_type": "unary",
+        "grpc_code": code,
+    }
     return registry.get_sample_value("grpc_server_handled_total", labels) or 0.0
 
 
@@ -108,7 +132,8 @@ def test_recommend_with_a_deadline_matches_the_plain_stub(
     with Client(f"127.0.0.1:{port}") as client:
         reply = client.recommend("u0", k=5, exclude_item_ids=["v1"], timeout=5.0)
         plain = recommender_pb2_grpc.RecommenderStub(client.channel).Recommend(
-            RecommendRequest(user_id="u0", k=5, exclude_item_ids=["v1"]))
+            RecommendRequest(user_id="u0", k=5, exclude_item_ids=["v1"])
+        )
         assert reply == plain
         assert reply.provenance == Provenance.PROVENANCE_WARM_TARGET
         assert len(reply.items) == 5 and "v1" not in [i.item_id for i in reply.items]
@@ -146,19 +171,23 @@ def test_deadline_exceeded_is_a_clear_error(slow_server: int, how: str) -> None:
 
 
 def test_invalid_argument_is_mapped_and_names_the_field(
-    server: tuple[int, CollectorRegistry]
+    server: tuple[int, CollectorRegistry],
 ) -> None:
-    with Client(f"127.0.0.1:{server[0]}") as client, \
-            pytest.raises(InvalidArgumentError, match="Recommend failed with INVALID_ARGUMENT"):
+    with (
+        Client(f"127.0.0.1:{server[0]}") as client,
+        pytest.raises(InvalidArgumentError, match="Recommend failed with INVALID_ARGUMENT"),
+    ):
         client.recommend("u0", k=0)
 
 
-def test_tls_credentials_hook_opens_a_secure_channel(
-    server: tuple[int, CollectorRegistry]
-) -> None:
+def test_tls_credentials_hook_opens_a_secure_channel(server: tuple[int, CollectorRegistry]) -> None:
     """A TLS client cannot talk to the plaintext test server: the credentials are used."""
-    with Client(f"127.0.0.1:{server[0]}", credentials=grpc.ssl_channel_credentials(),
-                retry=None) as client, pytest.raises(UnavailableError):
+    with (
+        Client(
+            f"127.0.0.1:{server[0]}", credentials=grpc.ssl_channel_credentials(), retry=None
+        ) as client,
+        pytest.raises(UnavailableError),
+    ):
         client.model_info(timeout=10)
 
 
@@ -183,12 +212,14 @@ def retried_through_warmup(port: int, registry: CollectorRegistry, gate: threadi
     with Client(f"127.0.0.1:{port}", retry=None) as once, pytest.raises(UnavailableError):
         once.recommend("u0", k=3)
     assert handled(registry, "UNAVAILABLE") == 1
-    policy = RetryPolicy(max_attempts=5, initial_backoff=0.3, max_backoff=5.0,
-                         backoff_multiplier=4.0)
+    policy = RetryPolicy(
+        max_attempts=5, initial_backoff=0.3, max_backoff=5.0, backoff_multiplier=4.0
+    )
     result: dict[str, Any] = {}
     with Client(f"127.0.0.1:{port}", retry=policy) as client:
-        caller = threading.Thread(target=lambda: result.update(
-            reply=client.recommend("u0", k=3, timeout=60)))
+        caller = threading.Thread(
+            target=lambda: result.update(reply=client.recommend("u0", k=3, timeout=60))
+        )
         caller.start()
         poll(lambda: handled(registry, "UNAVAILABLE") >= 2)  # the retried call's 1st try
         gate.set()
@@ -198,19 +229,22 @@ def retried_through_warmup(port: int, registry: CollectorRegistry, gate: threadi
 
 
 def test_stream_acks_every_batch_and_reports_rejections(
-    server: tuple[int, CollectorRegistry]
+    server: tuple[int, CollectorRegistry],
 ) -> None:
     seen: list[int] = []
     with Client(f"127.0.0.1:{server[0]}") as client:
         with client.stream_events(on_ack=lambda ack: seen.append(ack.sequence)) as stream:
-            sequences = [stream.send([target("a1", "ann", "v1"), target("a2", "ann", "v2")]),
-                         stream.send([target("a3", "ann", "nope")]),
-                         stream.send([target("a1", "ann", "v1"), target("a4", "ann", "v4")])]
+            sequences = [
+                stream.send([target("a1", "ann", "v1"), target("a2", "ann", "v2")]),
+                stream.send([target("a3", "ann", "nope")]),
+                stream.send([target("a1", "ann", "v1"), target("a4", "ann", "v4")]),
+            ]
         assert sequences == [1, 2, 3] == seen
         assert (stream.acked_sequence, stream.unacked, stream.accepted) == (3, [], 3)
         assert stream.duplicates == 1
         assert [(r.event_id, r.reason) for r in stream.rejections] == [
-            ("a3", RejectionReason.REJECTION_REASON_UNKNOWN_ITEM)]
+            ("a3", RejectionReason.REJECTION_REASON_UNKNOWN_ITEM)
+        ]
         assert client.user_state("ann").target_events == 3
 
 
@@ -251,10 +285,12 @@ class Proxy:
             muted = threading.Event()
             with self.lock:
                 self.connections.append((downstream, upstream, muted))
-            threading.Thread(target=self._pump, args=(downstream, upstream, None),
-                             daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, downstream, muted),
-                             daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(downstream, upstream, None), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pump, args=(upstream, downstream, muted), daemon=True
+            ).start()
 
     @staticmethod
     def _pump(source: socket.socket, sink: socket.socket, muted: threading.Event | None) -> None:
@@ -286,7 +322,7 @@ class Proxy:
 
 
 def test_stream_resends_unacked_batches_after_a_cut_and_each_event_is_applied_once(
-    server: tuple[int, CollectorRegistry]
+    server: tuple[int, CollectorRegistry],
 ) -> None:
     proxy = Proxy(server[0])
     direct = Client(f"127.0.0.1:{server[0]}")
@@ -336,13 +372,16 @@ def test_stream_resends_across_a_server_restart_on_the_same_state_dir(
 
 
 def test_client_imports_nothing_of_the_server() -> None:
-    code = ("import sys, coldbridge_client; "
-            "print(sorted(m for m in ('onnxruntime', 'river', 'torch', 'numpy', "
-            "'coldbridge_server', 'prometheus_client') if m in sys.modules))")
+    code = (
+        "import sys, coldbridge_client; "
+        "print(sorted(m for m in ('onnxruntime', 'river', 'torch', 'numpy', "
+        "'coldbridge_server', 'prometheus_client') if m in sys.modules))"
+    )
     root = Path(__file__).resolve().parents[2]
     env = {"PYTHONPATH": f"{root / 'client'}:{root / 'protos'}", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"
 
 

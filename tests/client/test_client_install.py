@@ -29,8 +29,17 @@ from test_client import running, wait_serving
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_ONLY = ("numpy", "onnxruntime", "river", "torch", "prometheus_client", "pluggy")
 _SKIPPED = ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")
-_SOURCES = ("pyproject.toml", "README.md", "bundle", "cli", "client", "plugins", "protos",
-            "server", "trainer")
+_SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    "bundle",
+    "cli",
+    "client",
+    "plugins",
+    "protos",
+    "server",
+    "trainer",
+)
 
 
 CLIENT_SCRIPT = """
@@ -85,13 +94,19 @@ def client_dependencies() -> list[str]:
 def repack(name: str, out: Path) -> Path:
     """Write the installed distribution ``name`` back into a wheel in ``out``."""
     dist = importlib.metadata.distribution(name)
-    tags = [line.split(":", 1)[1].strip() for line in dist.read_text("WHEEL").splitlines()
-            if line.startswith("Tag:")]
+    tags = [
+        line.split(":", 1)[1].strip()
+        for line in dist.read_text("WHEEL").splitlines()
+        if line.startswith("Tag:")
+    ]
     python, abi, platform = (".".join(sorted({t.split("-")[i] for t in tags})) for i in range(3))
     stem = re.sub(r"[-.]+", "_", dist.metadata["Name"])
     wheel = out / f"{stem}-{dist.version}-{python}-{abi}-{platform}.whl"
-    files = [f for f in dist.files or [] if not f.parts[0] == ".." and f.name not in _SKIPPED
-             and "__pycache__" not in f.parts]
+    files = [
+        f
+        for f in dist.files or []
+        if not f.parts[0] == ".." and f.name not in _SKIPPED and "__pycache__" not in f.parts
+    ]
     dist_info = next(f.parent for f in files if f.name == "METADATA")
     records = []
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_STORED) as archive:
@@ -107,15 +122,17 @@ def repack(name: str, out: Path) -> Path:
 
 def offline_env() -> dict[str, str]:
     """This environment without pip's configuration (no index, no find-links, no constraints)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))
+    }
     env["PIP_CONFIG_FILE"] = os.devnull
     return env
 
 
 def run(*args: str | Path) -> str:
-    done = subprocess.run([str(a) for a in args], env=offline_env(), capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [str(a) for a in args], env=offline_env(), capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -126,8 +143,9 @@ def copy_sources(out: Path) -> Path:
     for name in _SOURCES:
         source = ROOT / name
         if source.is_dir():
-            shutil.copytree(source, out / name,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(
+                source, out / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
         else:
             shutil.copy2(source, out / name)
     return out
@@ -138,14 +156,33 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     base = tmp_path_factory.mktemp("client-install")
     wheels = base / "wheels"
     wheels.mkdir()
-    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-        "--wheel-dir", wheels, copy_sources(base / "src"))
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--wheel-dir",
+        wheels,
+        copy_sources(base / "src"),
+    )
     for name in client_dependencies():
         repack(name, wheels)
     venv = base / "venv"
     run(sys.executable, "-m", "venv", venv)
-    run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-index",
-        "--find-links", wheels, "coldbridge[client]")
+    run(
+        venv / "bin" / "python",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-index",
+        "--find-links",
+        wheels,
+        "coldbridge[client]",
+    )
     yield venv
 
 
@@ -159,13 +196,16 @@ def test_wheel_ships_the_protos_and_typed_stubs(client_venv: Path) -> None:
 
 
 def test_client_extra_installs_grpc_and_protobuf_only(client_venv: Path) -> None:
-    listed = json.loads(run(client_venv / "bin" / "python", "-m", "pip", "list",
-                            "--format", "json"))
+    listed = json.loads(
+        run(client_venv / "bin" / "python", "-m", "pip", "list", "--format", "json")
+    )
     names = {d["name"].lower().replace("_", "-") for d in listed} - {"pip", "setuptools"}
     assert {"coldbridge", "grpcio", "protobuf"} <= names
     assert names <= {"coldbridge", "grpcio", "protobuf", "typing-extensions"}
-    probe = (f"import importlib.util as u; print([m for m in {SERVER_ONLY!r} "
-             "if u.find_spec(m) is not None])")
+    probe = (
+        f"import importlib.util as u; print([m for m in {SERVER_ONLY!r} "
+        "if u.find_spec(m) is not None])"
+    )
     assert run(client_venv / "bin" / "python", "-c", probe).strip() == "[]"
 
 

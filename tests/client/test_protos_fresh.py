@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 import grpc_tools  # noqa: F401  (dev dependency: a missing one must fail, not skip)
 import run_codegen
 
@@ -30,5 +29,7 @@ def test_generated_package_imports() -> None:
 
     assert events_pb2.DESCRIPTOR.package == "coldbridge.v1"
     assert hasattr(events_pb2_grpc, "EventsStub")
-    assert run_codegen.PROTO_FILES == ("coldbridge/v1/events.proto",
-                                       "coldbridge/v1/recommender.proto")
+    assert run_codegen.PROTO_FILES == (
+        "coldbridge/v1/events.proto",
+        "coldbridge/v1/recommender.proto",
+    )

@@ -5,10 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-
-from coldbridge_server.observability import fastmetrics
 from coldbridge_server.observability.fastmetrics import FastCounter, FastHistogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 BUCKETS = (0.001, 0.01, 0.1, 1.0)
 VALUES = (0.0005, 0.001, 0.002, 0.01, 0.5, 1.0, 3.0, 0.1)
@@ -22,11 +20,14 @@ def _exposition(registry: CollectorRegistry) -> set[str]:
 
 def test_exposition_matches_prometheus_client() -> None:
     ours, theirs = CollectorRegistry(), CollectorRegistry()
-    for registry, counter_cls, histogram_cls in ((ours, FastCounter, FastHistogram),
-                                                  (theirs, Counter, Histogram)):
+    for registry, counter_cls, histogram_cls in (
+        (ours, FastCounter, FastHistogram),
+        (theirs, Counter, Histogram),
+    ):
         counter = counter_cls("x_calls_total", "Calls.", ("method", "code"), registry=registry)
-        histogram = histogram_cls("x_seconds", "Time.", ("method",), registry=registry,
-                                  buckets=BUCKETS)
+        histogram = histogram_cls(
+            "x_seconds", "Time.", ("method",), registry=registry, buckets=BUCKETS
+        )
         unlabelled = histogram_cls("x_sizes", "Sizes.", registry=registry, buckets=BUCKETS)
         counter.labels("get", "OK").inc()
         counter.labels("get", "OK").inc(2.5)
@@ -44,10 +45,15 @@ def test_histogram_observe_with_count_equals_repeated_observes() -> None:
     batched.observe(0.05, 7)
     for _ in range(7):
         single.observe(0.05)
-    for suffix, labels in (("_bucket", {"le": "0.1"}), ("_bucket", {"le": "0.01"}),
-                           ("_count", {}), ("_sum", {})):
+    for suffix, labels in (
+        ("_bucket", {"le": "0.1"}),
+        ("_bucket", {"le": "0.01"}),
+        ("_count", {}),
+        ("_sum", {}),
+    ):
         assert registry.get_sample_value("b" + suffix, labels) == pytest.approx(
-            registry.get_sample_value("s" + suffix, labels))
+            registry.get_sample_value("s" + suffix, labels)
+        )
     assert registry.get_sample_value("b_bucket", {"le": "0.1"}) == 7
 
 

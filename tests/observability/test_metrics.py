@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from coldbridge_trainer.data import CrossDomainDataset, DomainData, HeldOut
 from coldbridge_trainer.evaluate import make_split, popularity_scorer, rank_metrics, score_split
 
@@ -38,10 +37,14 @@ def test_all_tied_is_random() -> None:
 
 
 def _toy() -> CrossDomainDataset:
-    src = DomainData("s", ["a", "c"], ["x"], np.array([0, 1]), np.array([0, 0]), np.ones(2, np.float32))
+    src = DomainData(
+        "s", ["a", "c"], ["x"], np.array([0, 1]), np.array([0, 0]), np.ones(2, np.float32)
+    )
     tgt_users = np.array([0, 0, 0, 0, 0, 0])
     tgt_items = np.array([0, 1, 2, 3, 4, 5])
-    tgt = DomainData("t", ["a"], [f"i{j}" for j in range(8)], tgt_users, tgt_items, np.ones(6, np.float32))
+    tgt = DomainData(
+        "t", ["a"], [f"i{j}" for j in range(8)], tgt_users, tgt_items, np.ones(6, np.float32)
+    )
     valid = HeldOut(["c"], np.array([6]))
     test = HeldOut(["c", "c"], np.array([7, 0]))
     return CrossDomainDataset(src, tgt, valid, test)
@@ -74,8 +77,9 @@ def test_sampled_candidates_valid_and_deterministic() -> None:
 
 def test_user_average_differs_from_line_average() -> None:
     ds = _toy()
-    ds2 = CrossDomainDataset(ds.source, ds.target, ds.valid,
-                             HeldOut(["c", "c", "a2"], np.array([7, 0, 1])))
+    ds2 = CrossDomainDataset(
+        ds.source, ds.target, ds.valid, HeldOut(["c", "c", "a2"], np.array([7, 0, 1]))
+    )
     ev = make_split(ds2, ds2.test, n_negatives=2, seed=0)
     scores = np.zeros((2, 8))
     scores[0, 7] = scores[0, 0] = 10  # user c: both lines rank 1

@@ -38,7 +38,9 @@ def _tool(name: str) -> str:
 
 @pytest.fixture()
 def running(tiny_bundle: TinyBundle) -> Iterator[tuple[ColdbridgeServer, grpc.Channel]]:
-    settings = Settings(bundle_path=str(tiny_bundle.path), host="127.0.0.1", port=0, access_log=True)
+    settings = Settings(
+        bundle_path=str(tiny_bundle.path), host="127.0.0.1", port=0, access_log=True
+    )
     server, port = create_server(settings)
     server.start()
     assert server.wait_until_ready(30)
@@ -67,14 +69,29 @@ def _sample(server: ColdbridgeServer, name: str, **labels: str) -> float:
     return 0.0 if value is None else value
 
 
-def test_handled_counts_equal_the_calls_made(running: tuple[ColdbridgeServer, grpc.Channel]) -> None:
+def test_handled_counts_equal_the_calls_made(
+    running: tuple[ColdbridgeServer, grpc.Channel],
+) -> None:
     server, channel = running
     _traffic(channel, ok=6, invalid=2, scores=3)
     base = {"grpc_service": "coldbridge.v1.Recommender", "grpc_type": "unary"}
     assert _sample(server, "grpc_server_started_total", grpc_method="Recommend", **base) == 8
-    assert _sample(server, "grpc_server_handled_total", grpc_method="Recommend", grpc_code="OK", **base) == 6
-    assert _sample(server, "grpc_server_handled_total", grpc_method="Recommend",
-                   grpc_code="INVALID_ARGUMENT", **base) == 2
+    assert (
+        _sample(
+            server, "grpc_server_handled_total", grpc_method="Recommend", grpc_code="OK", **base
+        )
+        == 6
+    )
+    assert (
+        _sample(
+            server,
+            "grpc_server_handled_total",
+            grpc_method="Recommend",
+            grpc_code="INVALID_ARGUMENT",
+            **base,
+        )
+        == 2
+    )
     assert _sample(server, "grpc_server_handling_seconds_count", grpc_method="Score", **base) == 3
     assert _sample(server, "coldbridge_fallbacks_total", reason="unknown_user") == 2
     assert _sample(server, "coldbridge_inference_seconds_count", model="target_topk") >= 4
@@ -123,8 +140,10 @@ def test_request_id_goes_back_only_when_used(tiny_bundle: TinyBundle) -> None:
             _, call = stub.Recommend.with_call(pb.RecommendRequest(user_id=WARM, k=2))
             assert "x-request-id" not in dict(call.trailing_metadata() or ())
             with pytest.raises(grpc.RpcError) as err:
-                stub.Recommend(pb.RecommendRequest(user_id=WARM, k=0),
-                               metadata=(("x-request-id", "req-failing-1"),))
+                stub.Recommend(
+                    pb.RecommendRequest(user_id=WARM, k=0),
+                    metadata=(("x-request-id", "req-failing-1"),),
+                )
             assert ("x-request-id", "req-failing-1") in err.value.trailing_metadata()
             with pytest.raises(grpc.RpcError) as err:
                 stub.Recommend(pb.RecommendRequest(user_id="", k=2))
@@ -137,17 +156,24 @@ def test_request_id_goes_back_only_when_used(tiny_bundle: TinyBundle) -> None:
 def test_promtool_accepts_the_exposition(running: tuple[ColdbridgeServer, grpc.Channel]) -> None:
     server, channel = running
     _traffic(channel, ok=3, invalid=1, scores=1)
-    result = subprocess.run([_tool("promtool"), "check", "metrics"],
-                            input=generate_latest(server.metrics.registry),
-                            capture_output=True, timeout=60)
+    result = subprocess.run(
+        [_tool("promtool"), "check", "metrics"],
+        input=generate_latest(server.metrics.registry),
+        capture_output=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
 
 
 def test_deploy_rules_and_config_pass_promtool() -> None:
     promtool = _tool("promtool")
-    for args in (["check", "rules", "deploy/prometheus/alerts.yml"],
-                 ["check", "config", "deploy/prometheus/prometheus.yml"]):
-        result = subprocess.run([promtool, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    for args in (
+        ["check", "rules", "deploy/prometheus/alerts.yml"],
+        ["check", "config", "deploy/prometheus/prometheus.yml"],
+    ):
+        result = subprocess.run(
+            [promtool, *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -213,9 +239,14 @@ def test_real_prometheus_scrapes_the_expected_series(
         f"    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
     )
     proc = subprocess.Popen(
-        [_tool("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{web}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            _tool("prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{web}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{web}"
     try:
@@ -230,10 +261,15 @@ def test_real_prometheus_scrapes_the_expected_series(
                 pass  # Prometheus still starting
             time.sleep(0.5)
         assert _value(base, ok) == 7, "Prometheus never saw the 7 successful Recommend calls"
-        assert _value(base, 'grpc_server_handled_total{grpc_method="Recommend",'
-                            'grpc_code="INVALID_ARGUMENT"}') == 3
+        assert (
+            _value(
+                base,
+                'grpc_server_handled_total{grpc_method="Recommend",grpc_code="INVALID_ARGUMENT"}',
+            )
+            == 3
+        )
         assert _value(base, 'sum(grpc_server_handled_total{grpc_method="Score"})') == 2
-        assert _value(base, 'sum(coldbridge_recommendations_total)') == 9
+        assert _value(base, "sum(coldbridge_recommendations_total)") == 9
         assert _value(base, 'up{job="coldbridge"}') == 1
         info = _query(base, "coldbridge_bundle_info")
         assert info and info[0]["metric"]["version"] == server.engine.bundle.version

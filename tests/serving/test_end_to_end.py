@@ -48,8 +48,18 @@ def _cli(*args: str) -> str:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     work = tmp_path_factory.mktemp("e2e")
     _cli("datagen", "--out", str(work / "data"), "--seed", "11")
-    out = _cli("train", "--data", str(work / "data"), "--out", str(work / "bundles"),
-               "--epochs", "8", "--bridge-epochs", "20", "--no-progress")
+    out = _cli(
+        "train",
+        "--data",
+        str(work / "data"),
+        "--out",
+        str(work / "bundles"),
+        "--epochs",
+        "8",
+        "--bridge-epochs",
+        "20",
+        "--no-progress",
+    )
     assert "popularity" in out.lower()
     (bundle,) = (work / "bundles").iterdir()
     return bundle, json.loads((bundle / "manifest.json").read_text())
@@ -58,9 +68,23 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def server(trained: tuple[Path, dict]) -> Iterator[tuple[str, subprocess.Popen[str], list[str]]]:
     bundle, _ = trained
-    proc = subprocess.Popen([*CLI, "serve", "--bundle", str(bundle.parent), "--host", "127.0.0.1",
-                             "--port", "0", "--demo"],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            "serve",
+            "--bundle",
+            str(bundle.parent),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--demo",
+        ],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     address = None
     assert proc.stdout is not None
@@ -72,8 +96,9 @@ def server(trained: tuple[Path, dict]) -> Iterator[tuple[str, subprocess.Popen[s
         if "brand-new" in line.lower() or len(lines) > 400:
             break
     assert address, "server did not report its address:\n" + "".join(lines)
-    drain = threading.Thread(target=lambda: [lines.append(line) for line in proc.stdout or ()],
-                             daemon=True)  # keep draining so the server never blocks on stdout
+    drain = threading.Thread(
+        target=lambda: [lines.append(line) for line in proc.stdout or ()], daemon=True
+    )  # keep draining so the server never blocks on stdout
     drain.start()
     try:
         yield address, proc, lines
@@ -85,7 +110,9 @@ def server(trained: tuple[Path, dict]) -> Iterator[tuple[str, subprocess.Popen[s
         proc.stdout.close()
 
 
-def test_every_kind_of_user_is_served(trained: tuple[Path, dict], server: tuple[str, subprocess.Popen[str], list[str]]) -> None:
+def test_every_kind_of_user_is_served(
+    trained: tuple[Path, dict], server: tuple[str, subprocess.Popen[str], list[str]]
+) -> None:
     _, manifest = trained
     address, _, _ = server
     target_users = set(manifest["users"]["target"])
@@ -97,8 +124,10 @@ def test_every_kind_of_user_is_served(trained: tuple[Path, dict], server: tuple[
         cases = [
             (pb.RecommendRequest(user_id=warm, k=10), pb.PROVENANCE_WARM_TARGET),
             (pb.RecommendRequest(user_id=source_only, k=10), pb.PROVENANCE_TRANSFERRED),
-            (pb.RecommendRequest(user_id="newcomer", k=10, source_item_ids=history),
-             pb.PROVENANCE_TRANSFERRED),
+            (
+                pb.RecommendRequest(user_id="newcomer", k=10, source_item_ids=history),
+                pb.PROVENANCE_TRANSFERRED,
+            ),
             (pb.RecommendRequest(user_id="stranger", k=10), pb.PROVENANCE_FALLBACK),
         ]
         for request, provenance in cases:
@@ -110,19 +139,24 @@ def test_every_kind_of_user_is_served(trained: tuple[Path, dict], server: tuple[
             assert scores == sorted(scores, reverse=True)
             assert {i.item_id for i in answer.items} <= set(manifest["items"]["target"])
         top = stub.Recommend(pb.RecommendRequest(user_id=source_only, k=3), timeout=10)
-        scored = stub.Score(pb.ScoreRequest(user_id=source_only,
-                                            item_ids=[i.item_id for i in top.items] + ["nope"]))
+        scored = stub.Score(
+            pb.ScoreRequest(user_id=source_only, item_ids=[i.item_id for i in top.items] + ["nope"])
+        )
         assert [i.item_id for i in scored.items] == [i.item_id for i in top.items]
         for a, b in zip(scored.items, top.items, strict=True):
             assert a.score == pytest.approx(b.score, rel=1e-4, abs=1e-4)
         assert list(scored.unknown_item_ids) == ["nope"]
-        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="")
+        )
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         services = ProtoReflectionDescriptorDatabase(channel).get_services()
         assert "coldbridge.v1.Recommender" in services
 
 
-def test_demo_output_and_graceful_shutdown(server: tuple[str, subprocess.Popen[str], list[str]]) -> None:
+def test_demo_output_and_graceful_shutdown(
+    server: tuple[str, subprocess.Popen[str], list[str]],
+) -> None:
     _, proc, lines = server
     text = "".join(lines).lower()
     assert "warm" in text and "transferred" in text and "fallback" in text, text

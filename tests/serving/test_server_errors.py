@@ -46,16 +46,22 @@ BAD_REQUESTS = {
     "k-negative": ("Recommend", pb.RecommendRequest(user_id="u0", k=-3), "k"),
     "k-over-max": ("Recommend", pb.RecommendRequest(user_id="u0", k=MAX_K + 1), "max_k"),
     "too-many-excludes": (
-        "Recommend", pb.RecommendRequest(user_id="u0", k=1, exclude_item_ids=TOO_MANY),
-        "exclude_item_ids"),
+        "Recommend",
+        pb.RecommendRequest(user_id="u0", k=1, exclude_item_ids=TOO_MANY),
+        "exclude_item_ids",
+    ),
     "recommend-too-many-source": (
-        "Recommend", pb.RecommendRequest(user_id="x", k=1, source_item_ids=TOO_MANY),
-        "source_item_ids"),
+        "Recommend",
+        pb.RecommendRequest(user_id="x", k=1, source_item_ids=TOO_MANY),
+        "source_item_ids",
+    ),
     "score-empty-user": ("Score", pb.ScoreRequest(user_id="", item_ids=["v1"]), "user_id"),
     "too-many-score-ids": ("Score", pb.ScoreRequest(user_id="u0", item_ids=TOO_MANY), "item_ids"),
     "score-too-many-source": (
-        "Score", pb.ScoreRequest(user_id="x", item_ids=["v1"], source_item_ids=TOO_MANY),
-        "source_item_ids"),
+        "Score",
+        pb.ScoreRequest(user_id="x", item_ids=["v1"], source_item_ids=TOO_MANY),
+        "source_item_ids",
+    ),
 }
 
 
@@ -72,8 +78,11 @@ def test_invalid_requests_name_the_field(
 
 def test_limits_are_inclusive(stub: recommender_pb2_grpc.RecommenderStub) -> None:
     at_limit = TOO_MANY[:MAX_IDS]
-    reply = stub.Recommend(pb.RecommendRequest(
-        user_id="x", k=MAX_K, exclude_item_ids=at_limit, source_item_ids=at_limit))
+    reply = stub.Recommend(
+        pb.RecommendRequest(
+            user_id="x", k=MAX_K, exclude_item_ids=at_limit, source_item_ids=at_limit
+        )
+    )
     assert len(reply.items) == MAX_K
     scored = stub.Score(pb.ScoreRequest(user_id="u0", item_ids=["v1"] * MAX_IDS))
     assert len(scored.items) == MAX_IDS
@@ -81,8 +90,11 @@ def test_limits_are_inclusive(stub: recommender_pb2_grpc.RecommenderStub) -> Non
 
 def test_unknown_ids_are_ignored_and_reported(stub: recommender_pb2_grpc.RecommenderStub) -> None:
     base = stub.Recommend(pb.RecommendRequest(user_id="u0", k=3))
-    reply = stub.Recommend(pb.RecommendRequest(
-        user_id="u0", k=3, exclude_item_ids=["nope", "nada"], source_item_ids=["zip", "nope"]))
+    reply = stub.Recommend(
+        pb.RecommendRequest(
+            user_id="u0", k=3, exclude_item_ids=["nope", "nada"], source_item_ids=["zip", "nope"]
+        )
+    )
     assert reply.items == base.items
     assert list(reply.unknown_item_ids) == ["nope", "nada", "zip"]
     scored = stub.Score(pb.ScoreRequest(user_id="u0", item_ids=["nope", "v3"]))
@@ -118,41 +130,67 @@ def _append_byte(path: Path) -> None:
 CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "manifest-missing": (lambda p: (p / "manifest.json").unlink(), "manifest.json", "missing"),
     "manifest-not-json": (
-        lambda p: (p / "manifest.json").write_text("{not json"), "manifest.json", "unreadable"),
+        lambda p: (p / "manifest.json").write_text("{not json"),
+        "manifest.json",
+        "unreadable",
+    ),
     "wrong-format": (
         lambda p: _rewrite_manifest(p, lambda m: m.__setitem__("format", "zip")),
-        "manifest.json", "'format'"),
+        "manifest.json",
+        "'format'",
+    ),
     "future-format-version": (
         lambda p: _rewrite_manifest(p, lambda m: m.__setitem__("format_version", 2)),
-        "manifest.json", "format_version"),
+        "manifest.json",
+        "format_version",
+    ),
     "missing-field": (
         lambda p: _rewrite_manifest(p, lambda m: m["users"].pop("target")),
-        "manifest.json", "users.target"),
+        "manifest.json",
+        "users.target",
+    ),
     "bad-dim": (
         lambda p: _rewrite_manifest(p, lambda m: m["embedding_dim"].__setitem__("target", "8")),
-        "manifest.json", "embedding_dim.target"),
+        "manifest.json",
+        "embedding_dim.target",
+    ),
     "model-not-listed": (
         lambda p: _rewrite_manifest(p, lambda m: m["files"].pop("bridge.onnx")),
-        "manifest.json", "bridge.onnx"),
+        "manifest.json",
+        "bridge.onnx",
+    ),
     "missing-file": (lambda p: (p / "bridge.onnx").unlink(), "bridge.onnx", "missing"),
     "sha-mismatch": (
         lambda p: _append_byte(p / "target_user_embeddings.npy"),
-        "target_user_embeddings.npy", "sha256"),
+        "target_user_embeddings.npy",
+        "sha256",
+    ),
     "wrong-array-shape": (
-        lambda p: _replace_file(p, "source_user_embeddings.npy",
-                                lambda f: np.save(f, np.zeros((5, 8), np.float32))),
-        "source_user_embeddings.npy", "shape"),
+        lambda p: _replace_file(
+            p, "source_user_embeddings.npy", lambda f: np.save(f, np.zeros((5, 8), np.float32))
+        ),
+        "source_user_embeddings.npy",
+        "shape",
+    ),
     "ids-disagree-with-array": (
         lambda p: _rewrite_manifest(p, lambda m: m["users"]["target"].append("extra")),
-        "target_user_embeddings.npy", "shape"),
+        "target_user_embeddings.npy",
+        "shape",
+    ),
     "nan-in-array": (
-        lambda p: _replace_file(p, "target_item_popularity.npy",
-                                lambda f: np.save(f, np.full(50, np.nan, np.float32))),
-        "target_item_popularity.npy", "NaN"),
+        lambda p: _replace_file(
+            p, "target_item_popularity.npy", lambda f: np.save(f, np.full(50, np.nan, np.float32))
+        ),
+        "target_item_popularity.npy",
+        "NaN",
+    ),
     "not-an-array": (
-        lambda p: _replace_file(p, "target_item_popularity.npy",
-                                lambda f: f.write_bytes(b"garbage")),
-        "target_item_popularity.npy", ".npy"),
+        lambda p: _replace_file(
+            p, "target_item_popularity.npy", lambda f: f.write_bytes(b"garbage")
+        ),
+        "target_item_popularity.npy",
+        ".npy",
+    ),
 }
 
 
@@ -179,8 +217,11 @@ def test_broken_onnx_model_fails_at_startup(tiny_bundle: TinyBundle, tmp_path: P
 
 def test_swapped_onnx_model_fails_at_startup(tiny_bundle: TinyBundle, tmp_path: Path) -> None:
     bundle = shutil.copytree(tiny_bundle.path, tmp_path / tiny_bundle.version)
-    _replace_file(bundle, "bridge.onnx",
-                  lambda f: f.write_bytes((bundle / "target_candidates.onnx").read_bytes()))
+    _replace_file(
+        bundle,
+        "bridge.onnx",
+        lambda f: f.write_bytes((bundle / "target_candidates.onnx").read_bytes()),
+    )
     with pytest.raises(ModelLoadError, match=r"bridge\.onnx.*source_embedding"):
         create_server(Settings(host="127.0.0.1", port=0, bundle_path=str(bundle)))
 
@@ -192,8 +233,9 @@ def test_failed_warmup_stays_not_serving(
         raise ModelLoadError("boom")
 
     monkeypatch.setattr(OnnxScorer, "warmup", broken)
-    server, port = create_server(Settings(host="127.0.0.1", port=0),
-                                 bundle=load_bundle(tiny_bundle.path))
+    server, port = create_server(
+        Settings(host="127.0.0.1", port=0), bundle=load_bundle(tiny_bundle.path)
+    )
     server.start()
     try:
         with pytest.raises(ModelLoadError, match="boom"):
@@ -228,9 +270,11 @@ def test_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("env", "name"),
-    [({"COLDBRIDGE_PORT": "http"}, "COLDBRIDGE_PORT"),
-     ({"COLDBRIDGE_MAX_K": "0"}, "max_k"),
-     ({"COLDBRIDGE_PORT": "70000"}, "port")],
+    [
+        ({"COLDBRIDGE_PORT": "http"}, "COLDBRIDGE_PORT"),
+        ({"COLDBRIDGE_MAX_K": "0"}, "max_k"),
+        ({"COLDBRIDGE_PORT": "70000"}, "port"),
+    ],
 )
 def test_bad_settings_raise_config_error(env: dict[str, str], name: str) -> None:
     with pytest.raises(ConfigError) as err:

@@ -27,8 +27,9 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 @pytest.fixture(scope="module")
 def channel(tiny_bundle: TinyBundle) -> Iterator[grpc.Channel]:
-    server, port = create_server(Settings(host="127.0.0.1", port=0),
-                                 bundle=load_bundle(tiny_bundle.path))
+    server, port = create_server(
+        Settings(host="127.0.0.1", port=0), bundle=load_bundle(tiny_bundle.path)
+    )
     server.start()
     assert server.wait_until_ready(timeout=30)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -168,8 +169,9 @@ def test_health_not_serving_until_warmed_up(
         original(self)
 
     monkeypatch.setattr(OnnxScorer, "warmup", slow_warmup)
-    server, port = create_server(Settings(host="127.0.0.1", port=0),
-                                 bundle=load_bundle(tiny_bundle.path))
+    server, port = create_server(
+        Settings(host="127.0.0.1", port=0), bundle=load_bundle(tiny_bundle.path)
+    )
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -194,8 +196,9 @@ def test_health_not_serving_until_warmed_up(
 
 
 def test_create_server_loads_newest_bundle_from_settings(tiny_bundle: TinyBundle) -> None:
-    server, port = create_server(Settings(host="127.0.0.1", port=0,
-                                          bundle_path=str(tiny_bundle.path.parent)))
+    server, port = create_server(
+        Settings(host="127.0.0.1", port=0, bundle_path=str(tiny_bundle.path.parent))
+    )
     assert port > 0
     assert server.engine.bundle.version == tiny_bundle.version
     server.stop(None)

@@ -10,7 +10,9 @@ from coldbridge_trainer.strategies.ease import ease_neighbours, smooth, smooth_n
 from onnx import TensorProto, helper
 
 
-def _interactions(seed: int = 0, users: int = 300, items: int = 40) -> tuple[np.ndarray, np.ndarray]:
+def _interactions(
+    seed: int = 0, users: int = 300, items: int = 40
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     # two item communities, so that EASE has real structure to find
     group = rng.integers(0, 2, users)
@@ -64,9 +66,12 @@ def test_smooth_matches_its_onnx_graph() -> None:
     idx, w = ease_neighbours(users, items, 40, lam=3.0, k=5)
     nodes = smooth_nodes("p", "output")
     graph = helper.make_graph(
-        nodes, "smooth", [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["batch", 40])],
+        nodes,
+        "smooth",
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["batch", 40])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 40])],
-        [init("nbr_idx", idx), init("nbr_w", w), init("axis2", np.array([2], np.int64))])
+        [init("nbr_idx", idx), init("nbr_w", w), init("axis2", np.array([2], np.int64))],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

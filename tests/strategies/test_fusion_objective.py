@@ -57,11 +57,18 @@ def _mrr(scores: np.ndarray, ev: EvalSplit) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory: pytest.TempPathFactory) -> TrainContext:
-    dataset = load_dataset(write_dataset(Path(tmp_path_factory.mktemp("fusion")) / "data", synth_config()))
+    dataset = load_dataset(
+        write_dataset(Path(tmp_path_factory.mktemp("fusion")) / "data", synth_config())
+    )
     ctx = TrainContext(fit(dataset, base_config()), make_split(dataset, dataset.valid, 5, 1))
     for name, scores in _members(ctx.valid, dataset.target.n_items).items():
-        ctx.fitted[name] = FittedStrategy(cls=_ScoresOutput, trainer=None, parts={}, config={},  # type: ignore[arg-type]
-                                          server=_Fixed(scores))  # type: ignore[arg-type]
+        ctx.fitted[name] = FittedStrategy(
+            cls=_ScoresOutput,
+            trainer=None,
+            parts={},
+            config={},  # type: ignore[arg-type]
+            server=_Fixed(scores),
+        )  # type: ignore[arg-type]
     return ctx
 
 

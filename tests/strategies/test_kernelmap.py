@@ -39,8 +39,14 @@ def _counts(histories: list[np.ndarray], n: int) -> np.ndarray:
 def test_scores_match_plain_numpy_kernel_ridge(ctx: TrainContext) -> None:
     g, eta, lam, beta, ease_lam = 2.0, 0.5, 10.0, 3.0, 50.0
     ds = ctx.result.dataset
-    trainer = KernelMapTrainer(smoothing=(g,), etas=(eta,), lambdas=(lam,), betas=(beta,), ease_lambda=ease_lam,
-                               neighbours=max(ds.source.n_items, ds.target.n_items))
+    trainer = KernelMapTrainer(
+        smoothing=(g,),
+        etas=(eta,),
+        lambdas=(lam,),
+        betas=(beta,),
+        ease_lambda=ease_lam,
+        neighbours=max(ds.source.n_items, ds.target.n_items),
+    )
     trainer.fit(ctx)
     assert (trainer.g, trainer.eta, trainer.lam, trainer.beta) == (g, eta, lam, beta)
 
@@ -50,7 +56,9 @@ def test_scores_match_plain_numpy_kernel_ridge(ctx: TrainContext) -> None:
     z = x + g * x @ bs
     z /= np.linalg.norm(z, axis=1, keepdims=True)
     y = ctx.target_matrix(t_rows)
-    a = np.linalg.solve(z @ z.T + lam * np.eye(len(z)), y / np.maximum(y.sum(1, keepdims=True), 1.0) ** eta)
+    a = np.linalg.solve(
+        z @ z.T + lam * np.eye(len(z)), y / np.maximum(y.sum(1, keepdims=True), 1.0) ** eta
+    )
     users = ctx.cold_users(list(dict.fromkeys(ds.test.user_ids)))
     xc = _counts(list(users.histories), ds.source.n_items)
     s = (xc + g * xc @ bs) @ z.T @ a
@@ -64,15 +72,25 @@ def test_scores_match_plain_numpy_kernel_ridge(ctx: TrainContext) -> None:
 
 
 def test_selection_keeps_the_best_valid_setting_and_exports_it(ctx: TrainContext) -> None:
-    grid = KernelMapTrainer(smoothing=(0.0, 1.0), etas=(0.0, 0.5), lambdas=(1.0, 100.0), betas=(0.0, 3.0),
-                            ease_lambda=50.0)
+    grid = KernelMapTrainer(
+        smoothing=(0.0, 1.0),
+        etas=(0.0, 0.5),
+        lambdas=(1.0, 100.0),
+        betas=(0.0, 3.0),
+        ease_lambda=50.0,
+    )
     grid.fit(ctx)
     # the model that is exported scores valid exactly as the (direct) selection path did
     assert grid.best == pytest.approx(ctx.valid_score(grid.reference), abs=1e-6)
     for g in (0.0, 1.0):
         for beta in (0.0, 3.0):
-            single = KernelMapTrainer(smoothing=(g,), etas=(grid.eta,), lambdas=(grid.lam,), betas=(beta,),
-                                      ease_lambda=50.0)
+            single = KernelMapTrainer(
+                smoothing=(g,),
+                etas=(grid.eta,),
+                lambdas=(grid.lam,),
+                betas=(beta,),
+                ease_lambda=50.0,
+            )
             single.fit(ctx)
             assert ctx.valid_score(single.reference) <= grid.best + 1e-9
 
@@ -90,7 +108,9 @@ def test_ease_neighbours_are_cached_read_only(ctx: TrainContext) -> None:
     np.testing.assert_array_equal(fewer[1], first[1][:, :3])
     more = ease_neighbours(src.users, src.items, src.n_items, 77.0, 8)
     np.testing.assert_allclose(more[1][:, :5], first[1], rtol=1e-6)
-    assert ease_neighbours(src.users, src.items, src.n_items, 77.0, 5)[1] is not first[1]  # sliced from k=8
+    assert (
+        ease_neighbours(src.users, src.items, src.n_items, 77.0, 5)[1] is not first[1]
+    )  # sliced from k=8
 
 
 def test_grid_values_are_checked() -> None:
@@ -104,10 +124,14 @@ def test_served_graph_matches_reference_across_chunks(ctx: TrainContext) -> None
     from coldbridge_plugins import ColdUsers, build_strategies
     from coldbridge_plugins.builtin.kernelmap import KernelMap
 
-    trainer = KernelMapTrainer(smoothing=(1.0,), etas=(0.5,), lambdas=(10.0,), betas=(3.0,), ease_lambda=50.0)
+    trainer = KernelMapTrainer(
+        smoothing=(1.0,), etas=(0.5,), lambdas=(10.0,), betas=(3.0,), ease_lambda=50.0
+    )
     trainer.fit(ctx)
-    server = build_strategies({"kernelmap": {"config": trainer.config(), "parts": trainer.parts()}},
-                              {"kernelmap": KernelMap})["kernelmap"]
+    server = build_strategies(
+        {"kernelmap": {"config": trainer.config(), "parts": trainer.parts()}},
+        {"kernelmap": KernelMap},
+    )["kernelmap"]
     few = ctx.cold_users(list(dict.fromkeys(ctx.result.dataset.test.user_ids)))
     many = ColdUsers(np.concatenate([few.source_embeddings] * 4), [*few.histories] * 4)
     assert len(many) > 2 * KernelMap.chunk  # scored in several session runs

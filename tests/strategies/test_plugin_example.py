@@ -25,9 +25,22 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "coldbridge-example
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--no-index", "--target", str(target), str(EXAMPLE)],
-                   check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
+        check=True,
+    )
     sys.path.insert(0, str(target))
     importlib.invalidate_caches()
     yield target
@@ -62,7 +75,9 @@ class _Dist:
         return [importlib.metadata.EntryPoint("broken", "no_such_module_xyz", ENTRY_POINT_GROUP)]
 
 
-def test_unimportable_entry_point_fails_at_startup_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unimportable_entry_point_fails_at_startup_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(importlib.metadata, "distributions", lambda: [_Dist()])
     with pytest.raises(PluginValidationError, match="'broken'.*cannot be imported"):
         get_plugin_manager()

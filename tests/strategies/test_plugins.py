@@ -26,8 +26,19 @@ from coldbridge_plugins.builtin import BUILTINS
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILTIN_DIR = ROOT / "plugins" / "coldbridge_plugins" / "builtin"
-BUILTINS_SET = {"popular", "emcdr", "ptupcdr", "cmf", "distill", "knn", "itemmap", "kernelmap",
-                "peers", "softmap", "fusion"}
+BUILTINS_SET = {
+    "popular",
+    "emcdr",
+    "ptupcdr",
+    "cmf",
+    "distill",
+    "knn",
+    "itemmap",
+    "kernelmap",
+    "peers",
+    "softmap",
+    "fusion",
+}
 
 
 def test_builtin_emcdr_is_registered_and_applies_the_bridge() -> None:
@@ -65,10 +76,17 @@ def test_server_halves_import_neither_torch_nor_onnx_nor_the_trainer() -> None:
         "assert set(builtin.BUILTINS) <= set(load_strategies(get_plugin_manager()))\n"
         "print(sorted({m.split('.')[0] for m in sys.modules}))\n"
     )
-    path = os.pathsep.join(str(ROOT / d) for d in
-                           ("bundle", "server", "plugins", "trainer", "protos", "client", "cli"))
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": path},
-                         capture_output=True, text=True, check=True, timeout=120).stdout
+    path = os.pathsep.join(
+        str(ROOT / d) for d in ("bundle", "server", "plugins", "trainer", "protos", "client", "cli")
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
     loaded = set(ast.literal_eval(out.strip().splitlines()[-1]))
     assert {"numpy", "pluggy", "coldbridge_plugins"} <= loaded
     assert not loaded & {"torch", "onnx", "coldbridge_trainer"}, loaded & {"torch", "onnx"}
@@ -164,7 +182,9 @@ def test_server_resolves_transferred_users_through_the_bundle_strategy(tiny_bund
     settings = Settings(bundle_path=str(tiny_bundle.path), host="127.0.0.1", port=0)
     server, _ = create_server(settings, strategies={"emcdr": Doubled})
     resolved = server.engine.resolver.resolve("s0")
-    np.testing.assert_allclose(resolved.vector, 2.0 * tiny_bundle.target_vector("s0"), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        resolved.vector, 2.0 * tiny_bundle.target_vector("s0"), rtol=1e-5, atol=1e-5
+    )
     assert server.engine.resolver.resolve("u0").provenance.value == "warm_target"
 
 

@@ -18,8 +18,11 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> StrategyHarness:
 
 @pytest.mark.parametrize(
     ("strategy", "check"),
-    [pytest.param(cls, check, id=f"{name}:{check.__name__}")
-     for name, cls in sorted(REGISTRY.items()) for check in yield_checks(cls)],
+    [
+        pytest.param(cls, check, id=f"{name}:{check.__name__}")
+        for name, cls in sorted(REGISTRY.items())
+        for check in yield_checks(cls)
+    ],
 )
 def test_strategy_contract(strategy, check, harness: StrategyHarness) -> None:  # type: ignore[no-untyped-def]
     check(strategy, harness)

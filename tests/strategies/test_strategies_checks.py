@@ -69,14 +69,17 @@ class BatchDependent(Good):
         return super().transfer(users) - super().transfer(users).mean(0)
 
 
-@pytest.mark.parametrize(("cls", "check"), [
-    (WrongWidth, checks.check_output_shape_and_dtype),
-    (Float64, checks.check_output_shape_and_dtype),
-    (NaNOnEmpty, checks.check_finite),
-    (Random, checks.check_deterministic_with_seed),
-    (BatchDependent, checks.check_batch_independent),
-    (Good, checks.check_server_round_trip),
-])
+@pytest.mark.parametrize(
+    ("cls", "check"),
+    [
+        (WrongWidth, checks.check_output_shape_and_dtype),
+        (Float64, checks.check_output_shape_and_dtype),
+        (NaNOnEmpty, checks.check_finite),
+        (Random, checks.check_deterministic_with_seed),
+        (BatchDependent, checks.check_batch_independent),
+        (Good, checks.check_server_round_trip),
+    ],
+)
 def test_broken_strategy_fails_its_check(cls: type[TransferStrategy], check: checks.Check) -> None:
     with pytest.raises(AssertionError):
         check(cls, _Harness(cls))

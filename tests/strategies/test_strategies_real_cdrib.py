@@ -23,13 +23,20 @@ BUDGET = TrainConfig(epochs=8, bridge_epochs=12, patience=4, progress=False)
 
 def test_itemmap_and_fusion_beat_popularity_on_real_data() -> None:
     assert (CDRIB / "video_game" / "test.txt").is_file(), f"CDRIB data not found at {CDRIB}"
-    result = attach_strategies(fit(load_cdrib(CDRIB, "game", "video"), BUDGET), ["emcdr", "itemmap", "fusion"])
+    result = attach_strategies(
+        fit(load_cdrib(CDRIB, "game", "video"), BUDGET), ["emcdr", "itemmap", "fusion"]
+    )
     base = result.metrics["test"]["scorers"]
     for proto in ("sampled", "full"):
         pop = base["popularity"][proto]["line"]
         for name in ("itemmap", "fusion"):
             got = result.metrics["strategies"][name]["test"]["scorers"][name][proto]["line"]
-            assert got["HR@10"] > 1.3 * pop["HR@10"] and got["MRR"] > 1.3 * pop["MRR"], (name, proto, got, pop)
+            assert got["HR@10"] > 1.3 * pop["HR@10"] and got["MRR"] > 1.3 * pop["MRR"], (
+                name,
+                proto,
+                got,
+                pop,
+            )
     # the centred ridge (intercept = overlapping users' target popularity) beats co-occurrence
     item = result.metrics["strategies"]["itemmap"]["test"]["scorers"]["itemmap"]["sampled"]["line"]
     coo = base["cooccurrence"]["sampled"]["line"]

@@ -21,8 +21,13 @@ WARM_AT = 3
 
 @pytest.fixture
 def client(tiny_bundle: TinyBundle, tmp_path: Path) -> Iterator[Client]:
-    with serving(tiny_bundle.path, tmp_path / "state", warm_threshold=WARM_AT,
-                 max_batch_events=20, prequential_sample_rate=1.0) as c:
+    with serving(
+        tiny_bundle.path,
+        tmp_path / "state",
+        warm_threshold=WARM_AT,
+        max_batch_events=20,
+        prequential_sample_rate=1.0,
+    ) as c:
         yield c
 
 
@@ -31,15 +36,21 @@ BAD_EVENTS = {
     "empty-user-id": (event("e-u", "", "v1"), epb.REJECTION_REASON_EMPTY_ID),
     "empty-item-id": (event("e-i", "x", ""), epb.REJECTION_REASON_EMPTY_ID),
     "unknown-domain": (event("e-d", "x", "v1", domain=0), epb.REJECTION_REASON_UNKNOWN_DOMAIN),
-    "unset-domain-number": (event("e-d9", "x", "v1", domain=9),
-                            epb.REJECTION_REASON_UNKNOWN_DOMAIN),
+    "unset-domain-number": (
+        event("e-d9", "x", "v1", domain=9),
+        epb.REJECTION_REASON_UNKNOWN_DOMAIN,
+    ),
     "unknown-kind": (event("e-k", "x", "v1", kind=0), epb.REJECTION_REASON_UNKNOWN_KIND),
     "unknown-target-item": (event("e-t", "x", "g1"), epb.REJECTION_REASON_UNKNOWN_ITEM),
     "unknown-source-item": (event("e-s", "x", "v1", SOURCE), epb.REJECTION_REASON_UNKNOWN_ITEM),
-    "nan-rating": (event("e-n", "x", "v1", kind=RATING, value=float("nan")),
-                   epb.REJECTION_REASON_INVALID_VALUE),
-    "inf-rating": (event("e-f", "x", "v1", kind=RATING, value=float("inf")),
-                   epb.REJECTION_REASON_INVALID_VALUE),
+    "nan-rating": (
+        event("e-n", "x", "v1", kind=RATING, value=float("nan")),
+        epb.REJECTION_REASON_INVALID_VALUE,
+    ),
+    "inf-rating": (
+        event("e-f", "x", "v1", kind=RATING, value=float("inf")),
+        epb.REJECTION_REASON_INVALID_VALUE,
+    ),
 }
 
 
@@ -48,11 +59,13 @@ def test_bad_event_is_rejected_with_reason_and_stream_continues(
     client: Client, case: tuple[epb.Event, int]
 ) -> None:
     bad, reason = case
-    acks = client.stream([
-        batch(1, event("ok1", "u0", "v1")),
-        batch(2, event("ok2", "u0", "v2"), bad, event("ok3", "u0", "v3")),
-        batch(5, event("ok4", "u0", "v4")),
-    ])
+    acks = client.stream(
+        [
+            batch(1, event("ok1", "u0", "v1")),
+            batch(2, event("ok2", "u0", "v2"), bad, event("ok3", "u0", "v3")),
+            batch(5, event("ok4", "u0", "v4")),
+        ]
+    )
     assert [a.sequence for a in acks] == [1, 2, 5]
     assert [a.accepted for a in acks] == [1, 2, 1]
     (rejection,) = acks[1].rejections
@@ -126,8 +139,7 @@ def test_lifecycle_new_transferred_warming_warm(client: Client, tiny_bundle: Tin
     assert (state.source_events, state.target_events, state.online_updates) == (3, 3, 6)
     assert state.bundle_version == tiny_bundle.version and state.strategy == "emcdr"
     assert state.last_update_time.seconds > 0
-    total = client.metric("coldbridge_prequential_events_total", strategy="emcdr",
-                          stage="warming")
+    total = client.metric("coldbridge_prequential_events_total", strategy="emcdr", stage="warming")
     assert total == 2
 
 
@@ -141,8 +153,9 @@ def test_stages_of_users_without_events(client: Client) -> None:
 
 
 def test_target_events_alone_make_an_online_user(client: Client) -> None:
-    client.events.IngestEvents(batch(1, event("o1", "fresh", "v9"),
-                                     event("o2", "fresh", "v9", kind=RATING, value=4.0)))
+    client.events.IngestEvents(
+        batch(1, event("o1", "fresh", "v9"), event("o2", "fresh", "v9", kind=RATING, value=4.0))
+    )
     reply = client.recommend("fresh")
     assert (reply.stage, reply.provenance) == (pb.LIFECYCLE_STAGE_WARMING, pb.PROVENANCE_ONLINE)
 
@@ -152,12 +165,16 @@ def test_malformed_stream_ends_with_invalid_argument_and_keeps_acked_batches(
 ) -> None:
     acks = []
     with pytest.raises(grpc.RpcError) as err:
-        for ack in client.events.StreamEvents(iter([
-            batch(1, event("m1", "s3", "v1")),
-            batch(2, event("m2", "s3", "v2")),
-            batch(2, event("m3", "s3", "v3")),
-            batch(3, event("m4", "s3", "v4")),
-        ])):
+        for ack in client.events.StreamEvents(
+            iter(
+                [
+                    batch(1, event("m1", "s3", "v1")),
+                    batch(2, event("m2", "s3", "v2")),
+                    batch(2, event("m3", "s3", "v3")),
+                    batch(3, event("m4", "s3", "v4")),
+                ]
+            )
+        ):
             acks.append(ack)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "sequence" in (err.value.details() or "")

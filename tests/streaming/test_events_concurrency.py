@@ -16,8 +16,12 @@ from conftest import TinyBundle
 from eventlib import SOURCE, batch, event, replayed_vectors, serving
 
 USERS = ["s0", "s1", "u1", "late-1", "late-2"]
-STAGES = {pb.LIFECYCLE_STAGE_NEW, pb.LIFECYCLE_STAGE_TRANSFERRED, pb.LIFECYCLE_STAGE_WARMING,
-          pb.LIFECYCLE_STAGE_WARM}
+STAGES = {
+    pb.LIFECYCLE_STAGE_NEW,
+    pb.LIFECYCLE_STAGE_TRANSFERRED,
+    pb.LIFECYCLE_STAGE_WARMING,
+    pb.LIFECYCLE_STAGE_WARM,
+}
 
 
 def stream_batches(stream: int, n: int) -> list[epb.EventBatch]:
@@ -82,8 +86,9 @@ def test_concurrent_streams_and_reads_equal_a_serial_replay(
             served[user] = c.scores(user)
     replayed = replayed_vectors(tiny_bundle.path, state, tmp_path, warm_threshold=20)
     for user in USERS:
-        np.testing.assert_allclose(served[user], tiny_bundle.all_scores(replayed[user]),
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            served[user], tiny_bundle.all_scores(replayed[user]), rtol=1e-5, atol=1e-5
+        )
 
 
 @pytest.fixture
@@ -113,8 +118,9 @@ def test_a_fast_client_is_slowed_down_not_buffered(
             pulled += 1
             yield batch(b + 1, *[event(f"{b}-{i}-{filler}", "s0", "v1") for i in range(50)])
 
-    with serving(tiny_bundle.path, tmp_path / "state", ingest_queue_size=2,
-                 max_batch_events=50) as c:
+    with serving(
+        tiny_bundle.path, tmp_path / "state", ingest_queue_size=2, max_batch_events=50
+    ) as c:
         acks = []
         thread = threading.Thread(target=lambda: acks.extend(c.events.StreamEvents(batches())))
         thread.start()

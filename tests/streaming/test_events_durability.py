@@ -66,7 +66,8 @@ def test_restart_restores_state_from_snapshot_and_log_tail(
         again = c.stream(batches[:3])
         assert all(a.accepted == 0 for a in again)
         assert {r.reason for a in again for r in a.rejections} == {
-            epb.REJECTION_REASON_DUPLICATE_EVENT}
+            epb.REJECTION_REASON_DUPLICATE_EVENT
+        }
 
 
 def test_new_bundle_replays_the_whole_log(tiny_bundle: TinyBundle, tmp_path: Path) -> None:
@@ -92,14 +93,26 @@ def start_process(tiny_bundle: TinyBundle) -> Iterator:
     def start(state_dir: Path) -> tuple[subprocess.Popen[str], grpc.Channel]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COLDBRIDGE_")}
         env.update(
-            PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("bundle", "server", "plugins", "protos")),
-            COLDBRIDGE_BUNDLE_PATH=str(tiny_bundle.path), COLDBRIDGE_STATE_DIR=str(state_dir),
-            COLDBRIDGE_HOST="127.0.0.1", COLDBRIDGE_PORT="0", COLDBRIDGE_METRICS_PORT="-1",
-            COLDBRIDGE_ACCESS_LOG="false", COLDBRIDGE_WARM_THRESHOLD="5",
-            COLDBRIDGE_SNAPSHOT_EVERY_EVENTS="97", COLDBRIDGE_INGEST_QUEUE_SIZE="4",
+            PYTHONPATH=os.pathsep.join(
+                str(ROOT / p) for p in ("bundle", "server", "plugins", "protos")
+            ),
+            COLDBRIDGE_BUNDLE_PATH=str(tiny_bundle.path),
+            COLDBRIDGE_STATE_DIR=str(state_dir),
+            COLDBRIDGE_HOST="127.0.0.1",
+            COLDBRIDGE_PORT="0",
+            COLDBRIDGE_METRICS_PORT="-1",
+            COLDBRIDGE_ACCESS_LOG="false",
+            COLDBRIDGE_WARM_THRESHOLD="5",
+            COLDBRIDGE_SNAPSHOT_EVERY_EVENTS="97",
+            COLDBRIDGE_INGEST_QUEUE_SIZE="4",
         )
-        process = subprocess.Popen([sys.executable, "-m", "coldbridge_server"], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "coldbridge_server"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         processes.append(process)
         assert process.stdout is not None
         for line in process.stdout:

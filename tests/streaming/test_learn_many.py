@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from river import optim
-
 from coldbridge_server.streaming.online import ColdStartEmbeddings
+from river import optim
 
 DIM, ITEMS = 16, 300
 
 
 def _learner(items: np.ndarray, bias: np.ndarray, **overrides: object) -> ColdStartEmbeddings:
-    params: dict[str, object] = dict(optimizer=optim.SGD(0.1), l2=0.05, n_negatives=0,
-                                     release_after=6, seed=3)
+    params: dict[str, object] = dict(
+        optimizer=optim.SGD(0.1), l2=0.05, n_negatives=0, release_after=6, seed=3
+    )
     params.update(overrides)
     return ColdStartEmbeddings(items, bias, **params)  # type: ignore[arg-type]
 
@@ -21,13 +21,18 @@ def _learner(items: np.ndarray, bias: np.ndarray, **overrides: object) -> ColdSt
 def _stream(rng: np.random.Generator, n: int) -> tuple[list[str], list[int], list[object]]:
     users = [f"u{u}" for u in rng.integers(0, 25, n)]
     items = [int(i) for i in rng.integers(0, ITEMS, n)]
-    ys: list[object] = [bool(rng.random() < 0.9) if rng.random() < 0.8 else float(rng.integers(1, 6))
-                        for _ in range(n)]
+    ys: list[object] = [
+        bool(rng.random() < 0.9) if rng.random() < 0.8 else float(rng.integers(1, 6))
+        for _ in range(n)
+    ]
     return users, items, ys
 
 
-@pytest.mark.parametrize("overrides", [{}, {"n_negatives": 3}, {"release_after": None}],
-                         ids=["vectorised", "negatives-fallback", "never-released"])
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"n_negatives": 3}, {"release_after": None}],
+    ids=["vectorised", "negatives-fallback", "never-released"],
+)
 def test_any_grouping_equals_learn_one(overrides: dict[str, object]) -> None:
     rng = np.random.default_rng(7)
     items, bias = rng.normal(size=(ITEMS, DIM)), rng.normal(size=ITEMS) * 0.1
@@ -45,8 +50,9 @@ def test_any_grouping_equals_learn_one(overrides: dict[str, object]) -> None:
     got = whole.learn_many(users, rows, ys, capture=capture)
     start = 0
     for size in rng.integers(1, 90, 100):
-        chunked.learn_many(users[start:start + size], rows[start:start + size],
-                           ys[start:start + size])
+        chunked.learn_many(
+            users[start : start + size], rows[start : start + size], ys[start : start + size]
+        )
         start += int(size)
         if start >= len(users):
             break
@@ -62,14 +68,16 @@ def test_any_grouping_equals_learn_one(overrides: dict[str, object]) -> None:
 
 def test_a_scheduled_learning_rate_falls_back_to_learn_one() -> None:
     items = np.eye(4)
-    model = ColdStartEmbeddings(items, optimizer=optim.SGD(optim.schedulers.InverseScaling(0.5)),
-                                n_negatives=0)
+    model = ColdStartEmbeddings(
+        items, optimizer=optim.SGD(optim.schedulers.InverseScaling(0.5)), n_negatives=0
+    )
     assert not model.can_learn_many
-    reference = ColdStartEmbeddings(items, optimizer=optim.SGD(optim.schedulers.InverseScaling(0.5)),
-                                    n_negatives=0)
+    reference = ColdStartEmbeddings(
+        items, optimizer=optim.SGD(optim.schedulers.InverseScaling(0.5)), n_negatives=0
+    )
     events = [("a", 0, True), ("a", 1, True), ("b", 2, 3.0), ("a", 3, False)]
     for event in events:
         reference.learn_one(*event)
-    model.learn_many(*zip(*events))
+    model.learn_many(*zip(*events, strict=True))
     for user in ("a", "b"):
         np.testing.assert_array_equal(model.u_deltas[user], reference.u_deltas[user])

@@ -24,10 +24,21 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def _warmup_json(path: Path) -> Path:
     """A file in the ``benchmarks/online_warmup.py --json`` layout (plot input only)."""
-    cell = lambda hr, mrr: {"sampled": {"line": {"HR@10": hr, "MRR": mrr}},  # noqa: E731
-                            "full": {"line": {"HR@10": hr / 3, "MRR": mrr / 3}}}
-    steps = {"0": cell(0.12, 0.06), "1": cell(0.14, 0.07), "2": cell(0.15, 0.08),
-             "5": cell(0.17, 0.09), "all": cell(0.2, 0.1), "popularity": cell(0.07, 0.04)}
+
+    def cell(hr: float, mrr: float) -> dict[str, dict[str, dict[str, float]]]:
+        return {
+            "sampled": {"line": {"HR@10": hr, "MRR": mrr}},
+            "full": {"line": {"HR@10": hr / 3, "MRR": mrr / 3}},
+        }
+
+    steps = {
+        "0": cell(0.12, 0.06),
+        "1": cell(0.14, 0.07),
+        "2": cell(0.15, 0.08),
+        "5": cell(0.17, 0.09),
+        "all": cell(0.2, 0.1),
+        "popularity": cell(0.07, 0.04),
+    }
     path.write_text(json.dumps({"game -> video": steps}), encoding="utf-8")
     return path
 
@@ -36,11 +47,35 @@ def _warmup_json(path: Path) -> Path:
 def test_evaluate_report_on_real_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (CDRIB / "video_game" / "test.txt").is_file(), f"CDRIB data not found at {CDRIB}"
     out = tmp_path / "report"
-    argv = ["evaluate", "report", "--cdrib", str(CDRIB), "--source", "game", "--target", "video",
-            "--strategies", "itemmap,knn,kernelmap,fusion", "--seeds", "1", "--report-dir", str(out),
-            "--epochs", "5", "--bridge-epochs", "6", "--patience", "3", "--threads", "1",
-            "--bootstrap", "300", "--warmup-json", str(_warmup_json(tmp_path / "warmup.json")),
-            "--no-progress"]
+    argv = [
+        "evaluate",
+        "report",
+        "--cdrib",
+        str(CDRIB),
+        "--source",
+        "game",
+        "--target",
+        "video",
+        "--strategies",
+        "itemmap,knn,kernelmap,fusion",
+        "--seeds",
+        "1",
+        "--report-dir",
+        str(out),
+        "--epochs",
+        "5",
+        "--bridge-epochs",
+        "6",
+        "--patience",
+        "3",
+        "--threads",
+        "1",
+        "--bootstrap",
+        "300",
+        "--warmup-json",
+        str(_warmup_json(tmp_path / "warmup.json")),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
 
@@ -55,7 +90,15 @@ def test_evaluate_report_on_real_data(tmp_path: Path, capsys: pytest.CaptureFixt
     assert summary["test"]["candidates"] == 1000
 
     scorers = summary["scorers"]
-    assert set(scorers) == {"random", "popularity", "cooccurrence", "itemmap", "knn", "kernelmap", "fusion"}
+    assert set(scorers) == {
+        "random",
+        "popularity",
+        "cooccurrence",
+        "itemmap",
+        "knn",
+        "kernelmap",
+        "fusion",
+    }
     for name, res in scorers.items():
         for proto in ("sampled", "full"):
             for avg in ("line", "user"):

@@ -34,8 +34,10 @@ def _raw_uid(user: str) -> int:
 
 
 def _train_pairs(domain) -> set[tuple[int, int]]:  # type: ignore[no-untyped-def]
-    return {(_raw_uid(domain.user_ids[u]), int(domain.item_ids[i]))
-            for u, i in zip(domain.users.tolist(), domain.items.tolist(), strict=True)}
+    return {
+        (_raw_uid(domain.user_ids[u]), int(domain.item_ids[i]))
+        for u, i in zip(domain.users.tolist(), domain.items.tolist(), strict=True)
+    }
 
 
 @pytest.mark.parametrize(("source", "target"), DIRECTIONS)
@@ -53,8 +55,10 @@ def test_loader_keeps_test_out_of_training(source: str, target: str) -> None:
     # no test (or valid) line is a training interaction; valid and test are disjoint
     assert not test & tgt_train and not valid & tgt_train and not test & valid
     # the loaded held-out rows are exactly the files' lines
-    loaded_test = {(_raw_uid(u), int(ds.target.item_ids[i]))
-                   for u, i in zip(ds.test.user_ids, ds.test.items.tolist(), strict=True)}
+    loaded_test = {
+        (_raw_uid(u), int(ds.target.item_ids[i]))
+        for u, i in zip(ds.test.user_ids, ds.test.items.tolist(), strict=True)
+    }
     assert loaded_test == test and len(ds.test) == len(test)
     # cold users: no target-domain training row, but a source history
     cold = set(ds.valid.user_ids) | set(ds.test.user_ids)
@@ -68,15 +72,22 @@ def test_loader_keeps_test_out_of_training(source: str, target: str) -> None:
     assert selection_split(garbage, config).digest == selection_split(ds, config).digest
     ev = test_split(ds, config)
     for line in range(len(ev.positives)):
-        assert not set(ev.candidates[line, 1:].tolist()) & set(ev.held_out[ev.line_user[line]].tolist())
+        assert not set(ev.candidates[line, 1:].tolist()) & set(
+            ev.held_out[ev.line_user[line]].tolist()
+        )
 
 
 def test_selection_never_reads_test() -> None:
     """The whole selection path, run on the real test.txt and on a scrambled one: identical."""
     ds = load_cdrib(CDRIB, "game", "video")
     rng = np.random.default_rng(0)
-    scrambled = replace(ds, test=HeldOut(list(rng.permutation(ds.test.user_ids)),
-                                         rng.integers(0, ds.target.n_items, len(ds.test))))
+    scrambled = replace(
+        ds,
+        test=HeldOut(
+            list(rng.permutation(ds.test.user_ids)),
+            rng.integers(0, ds.target.n_items, len(ds.test)),
+        ),
+    )
     config = TrainConfig(epochs=1, bridge_epochs=3, patience=2, threads=1, progress=False)
     names = ["emcdr", "knn", "fusion"]
     real = run_direction(ds, names, [1], config)
@@ -88,6 +99,8 @@ def test_selection_never_reads_test() -> None:
         for a, b in zip(real.valid[name], fake.valid[name], strict=True):
             for proto in ("sampled", "full"):
                 for metric, values in a[proto].items():
-                    np.testing.assert_array_equal(values, b[proto][metric], err_msg=f"{name} {proto} {metric}")
+                    np.testing.assert_array_equal(
+                        values, b[proto][metric], err_msg=f"{name} {proto} {metric}"
+                    )
     # ... while the test numbers do change (the scrambled test is scored, never selected on)
     assert real.test_split.digest != fake.test_split.digest

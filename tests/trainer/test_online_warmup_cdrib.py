@@ -27,9 +27,13 @@ def test_streamed_events_beat_the_static_bridge(tmp_path: Path) -> None:
     import online_warmup
     from coldbridge_trainer.data import load_cdrib
 
-    bundle = online_warmup.train(CDRIB, "game", "video", tmp_path / "bundles",
-                                 ["--epochs", "8", "--bridge-epochs", "30", "--batch-size", "4096",
-                                  "--lr", "0.02"])
+    bundle = online_warmup.train(
+        CDRIB,
+        "game",
+        "video",
+        tmp_path / "bundles",
+        ["--epochs", "8", "--bridge-epochs", "30", "--batch-size", "4096", "--lr", "0.02"],
+    )
     dataset = load_cdrib(CDRIB, "game", "video")
     results = online_warmup.measure(bundle, dataset, steps=(0, None), protocols=("sampled",))
     static, online = results["0"]["sampled"]["line"], results["all"]["sampled"]["line"]

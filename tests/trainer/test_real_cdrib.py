@@ -12,7 +12,9 @@ from coldbridge_trainer.train import fit
 pytestmark = [pytest.mark.cdrib, pytest.mark.slow]
 CDRIB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cdrib"
 
-BUDGET = TrainConfig(epochs=8, batch_size=2048, lr=0.01, bridge_epochs=12, patience=4, progress=False)
+BUDGET = TrainConfig(
+    epochs=8, batch_size=2048, lr=0.01, bridge_epochs=12, patience=4, progress=False
+)
 
 
 def test_game_to_video_beats_popularity() -> None:

@@ -34,8 +34,15 @@ COMMITTED = sorted(RESULTS.glob("*/results.json"))
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> CrossDomainDataset:
-    cfg = SynthConfig(n_overlap=60, n_source_only=10, n_target_only=10, n_cold=20,
-                      n_source_items=50, n_target_items=40, seed=5)
+    cfg = SynthConfig(
+        n_overlap=60,
+        n_source_only=10,
+        n_target_only=10,
+        n_cold=20,
+        n_source_items=50,
+        n_target_items=40,
+        seed=5,
+    )
     return load_dataset(write_dataset(tmp_path_factory.mktemp("syn"), cfg))
 
 
@@ -46,8 +53,11 @@ def split(dataset: CrossDomainDataset) -> EvalSplit:
 
 @pytest.fixture(scope="module")
 def result(dataset: CrossDomainDataset, split: EvalSplit) -> SplitResult:
-    scorers = {"popularity": popularity_scorer(dataset), "random": random_scorer(dataset),
-               "cooccurrence": cooccurrence_scorer(dataset)}
+    scorers = {
+        "popularity": popularity_scorer(dataset),
+        "random": random_scorer(dataset),
+        "cooccurrence": cooccurrence_scorer(dataset),
+    }
     return evaluate_scorers(scorers, split)
 
 
@@ -59,25 +69,41 @@ def _legacy_scorer(scores: np.ndarray, ev: EvalSplit) -> dict:
     seen = counts > 0
     for p in ("sampled", "full"):
         per_line = line_metrics(scores, ev, p)
-        user = {k: float(np.mean(np.bincount(ev.line_user, v, n)[seen] / counts[seen]))
-                for k, v in per_line.items()}
+        user = {
+            k: float(np.mean(np.bincount(ev.line_user, v, n)[seen] / counts[seen]))
+            for k, v in per_line.items()
+        }
         out[p] = {"line": {k: float(v.mean()) for k, v in per_line.items()}, "user": user}
     return out
 
 
-def test_to_dict_is_the_legacy_layout(dataset: CrossDomainDataset, split: EvalSplit,
-                                      result: SplitResult) -> None:
+def test_to_dict_is_the_legacy_layout(
+    dataset: CrossDomainDataset, split: EvalSplit, result: SplitResult
+) -> None:
     legacy = {
-        "n_lines": len(split.positives), "n_users": len(split.users),
-        "n_candidates": split.candidates.shape[1], "candidates_sha256": split.digest,
-        "scorers": {name: _legacy_scorer(fn(split.users), split) for name, fn in (
-            ("popularity", popularity_scorer(dataset)), ("random", random_scorer(dataset)),
-            ("cooccurrence", cooccurrence_scorer(dataset)))},
+        "n_lines": len(split.positives),
+        "n_users": len(split.users),
+        "n_candidates": split.candidates.shape[1],
+        "candidates_sha256": split.digest,
+        "scorers": {
+            name: _legacy_scorer(fn(split.users), split)
+            for name, fn in (
+                ("popularity", popularity_scorer(dataset)),
+                ("random", random_scorer(dataset)),
+                ("cooccurrence", cooccurrence_scorer(dataset)),
+            )
+        },
     }
     # same keys, same order, same floats to the last bit
     assert json.dumps(result.to_dict()) == json.dumps(legacy)
     assert list(result.scorers["random"].sampled.line) == [
-        "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR"]
+        "HR@1",
+        "HR@5",
+        "HR@10",
+        "NDCG@5",
+        "NDCG@10",
+        "MRR",
+    ]
 
 
 def test_typed_access_and_old_subscripts_agree(result: SplitResult) -> None:
@@ -92,8 +118,14 @@ def test_typed_access_and_old_subscripts_agree(result: SplitResult) -> None:
 
 
 def _train_metrics(result: SplitResult, strategies: bool) -> TrainMetrics:
-    m = TrainMetrics(result, result, best_epoch=2, history=[{"epoch": 1, "valid_MRR": 0.5}],
-                     n_overlap_users=60, seconds={"mf": 0.1, "total": 0.2})
+    m = TrainMetrics(
+        result,
+        result,
+        best_epoch=2,
+        history=[{"epoch": 1, "valid_MRR": 0.5}],
+        n_overlap_users=60,
+        seconds={"mf": 0.1, "total": 0.2},
+    )
     return m.with_strategies({"emcdr": StrategyResult(result, result, 1.5)}) if strategies else m
 
 
@@ -101,8 +133,15 @@ def _train_metrics(result: SplitResult, strategies: bool) -> TrainMetrics:
 def test_train_metrics_json_round_trip(result: SplitResult, strategies: bool) -> None:
     metrics = _train_metrics(result, strategies)
     data = json.loads(json.dumps(metrics.to_dict()))
-    assert list(data) == ["valid", "test", "best_epoch", "history", "n_overlap_users", "seconds",
-                          *(["strategies"] if strategies else [])]
+    assert list(data) == [
+        "valid",
+        "test",
+        "best_epoch",
+        "history",
+        "n_overlap_users",
+        "seconds",
+        *(["strategies"] if strategies else []),
+    ]
     back = TrainMetrics.from_dict(data)
     assert back == metrics and back.to_dict() == data
     assert SplitResult.from_dict(data["test"]) == result

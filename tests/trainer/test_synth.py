@@ -5,12 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from coldbridge_trainer.data import load_dataset
 from coldbridge_trainer.synth import SynthConfig, generate, write_dataset
 
-SMALL = SynthConfig(n_overlap=60, n_source_only=20, n_target_only=15, n_cold=25,
-                    n_source_items=80, n_target_items=70, seed=7)
+SMALL = SynthConfig(
+    n_overlap=60,
+    n_source_only=20,
+    n_target_only=15,
+    n_cold=25,
+    n_source_items=80,
+    n_target_items=70,
+    seed=7,
+)
 
 
 def test_same_seed_same_data() -> None:

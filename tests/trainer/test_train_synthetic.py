@@ -5,14 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from coldbridge_trainer.config import TrainConfig
 from coldbridge_trainer.data import CrossDomainDataset, load_dataset
 from coldbridge_trainer.synth import SynthConfig, write_dataset
 from coldbridge_trainer.train import TrainResult, fit
 
-SYNTH = SynthConfig(n_overlap=500, n_source_only=100, n_target_only=100, n_cold=150,
-                    n_source_items=200, n_target_items=200, seed=1)
+SYNTH = SynthConfig(
+    n_overlap=500,
+    n_source_only=100,
+    n_target_only=100,
+    n_cold=150,
+    n_source_items=200,
+    n_target_items=200,
+    seed=1,
+)
 FAST = TrainConfig(epochs=6, bridge_epochs=15, patience=4, progress=False, seed=3)
 
 
@@ -41,7 +47,13 @@ def test_bridge_beats_popularity(result: TrainResult) -> None:
 def test_metrics_structure(result: TrainResult) -> None:
     m = result.metrics
     assert 1 <= m["best_epoch"] <= FAST.bridge_epochs and m["history"]
-    assert set(m["test"]["scorers"]) == {"bridge", "bridge+encoder", "popularity", "cooccurrence", "random"}
+    assert set(m["test"]["scorers"]) == {
+        "bridge",
+        "bridge+encoder",
+        "popularity",
+        "cooccurrence",
+        "random",
+    }
     assert len(m["test"]["candidates_sha256"]) == 64
 
 

@@ -110,8 +110,9 @@ def test_cold_user_without_source_rows_rejected(tmp_path: Path) -> None:
 
 def test_histories_follow_timestamps(tmp_path: Path) -> None:
     root = _dataset(tmp_path)
-    _write(root / "source/train.csv",
-           "user_id,item_id,timestamp\nc1,s1,5\nc1,s2,1\nc1,s3,3\na,s1,0\n")
+    _write(
+        root / "source/train.csv", "user_id,item_id,timestamp\nc1,s1,5\nc1,s2,1\nc1,s3,3\na,s1,0\n"
+    )
     ds = load_dataset(root)
     hist = ds.source.user_histories(max_len=2)
     assert [ds.source.item_ids[i] for i in hist[ds.source.user_index["c1"]]] == ["s3", "s1"]
@@ -120,11 +121,22 @@ def test_histories_follow_timestamps(tmp_path: Path) -> None:
 @pytest.mark.cdrib
 @pytest.mark.parametrize(
     ("source", "target", "n_src", "n_tgt", "tgt_items", "tgt_rows", "valid", "test", "cold"),
-    [("game", "video", 24_799, 19_240, 8_751, 156_091, 1_435, 1_458, 216),
-     ("video", "game", 19_240, 24_799, 12_319, 155_036, 1_381, 1_304, 212)],
+    [
+        ("game", "video", 24_799, 19_240, 8_751, 156_091, 1_435, 1_458, 216),
+        ("video", "game", 19_240, 24_799, 12_319, 155_036, 1_381, 1_304, 212),
+    ],
 )
-def test_cdrib_counts(source: str, target: str, n_src: int, n_tgt: int, tgt_items: int,
-                      tgt_rows: int, valid: int, test: int, cold: int) -> None:
+def test_cdrib_counts(
+    source: str,
+    target: str,
+    n_src: int,
+    n_tgt: int,
+    tgt_items: int,
+    tgt_rows: int,
+    valid: int,
+    test: int,
+    cold: int,
+) -> None:
     assert CDRIB.is_dir(), f"CDRIB data missing at {CDRIB} (see shared/data/cdrib/README.md)"
     ds = load_cdrib(CDRIB, source, target)
     assert (ds.source.n_users, ds.target.n_users) == (n_src, n_tgt)
@@ -144,8 +156,10 @@ def test_cdrib_rejects_bad_domain() -> None:
 
 def _cdrib_pair(root: Path, x: str, y: str) -> Path:
     """Tiny CDRIB pair: ids < 3 shared; user 2 is cold in y, user 1 is cold in x."""
-    files = {f"{x}_{y}": ("0\t0\n0\t1\n2\t1\n3\t2\n", "1\t0\n", "1\t2\n"),
-             f"{y}_{x}": ("0\t0\n1\t1\n1\t0\n3\t1\n", "2\t1\n", "2\t0\n2\t2\n")}
+    files = {
+        f"{x}_{y}": ("0\t0\n0\t1\n2\t1\n3\t2\n", "1\t0\n", "1\t2\n"),
+        f"{y}_{x}": ("0\t0\n1\t1\n1\t0\n3\t1\n", "2\t1\n", "2\t0\n2\t2\n"),
+    }
     for folder, texts in files.items():
         for split, text in zip(("train", "valid", "test"), texts, strict=True):
             _write(root / folder / f"{split}.txt", text)
@@ -180,21 +194,28 @@ def _inter(path: Path, rows: list[str], header: str) -> Path:
 
 def test_read_inter_typed_header(tmp_path: Path) -> None:
     header = "user_id:token\titem_id:token\trating:float\ttimestamp:float\treview:token_seq"
-    rows = read_inter(_inter(tmp_path / "a.inter", ["u1\ti9\t4.0\t978300760.0\tgood film"],
-                             header))
+    rows = read_inter(_inter(tmp_path / "a.inter", ["u1\ti9\t4.0\t978300760.0\tgood film"], header))
     assert (rows.users, rows.items, rows.values.tolist()) == (["u1"], ["i9"], [4.0])
     assert rows.timestamps is not None and rows.timestamps.tolist() == [978300760]
     with pytest.raises(ValueError, match=r"b\.inter:1: missing field.*item_id"):
         read_inter(_inter(tmp_path / "b.inter", [], "user_id:token\tx:token"))
     with pytest.raises(ValueError, match=r"c\.inter:3: bad"):
-        read_inter(_inter(tmp_path / "c.inter", ["u\ti\t1", "u\ti\tx"],
-                          "user_id:token\titem_id:token\trating:float"))
+        read_inter(
+            _inter(
+                tmp_path / "c.inter",
+                ["u\ti\t1", "u\ti\tx"],
+                "user_id:token\titem_id:token\trating:float",
+            )
+        )
 
 
 def test_load_recbole_holds_out_cold_users(tmp_path: Path) -> None:
     head = "user_id:token\titem_id:token\ttimestamp:float"
-    src = _inter(tmp_path / "books.inter", [f"u{u}\tb{(u + k) % 7}\t{k}" for u in range(20)
-                                           for k in range(3)], head)
+    src = _inter(
+        tmp_path / "books.inter",
+        [f"u{u}\tb{(u + k) % 7}\t{k}" for u in range(20) for k in range(3)],
+        head,
+    )
     tgt_rows = [f"u{u}\tm{(u * k) % 9}\t{k}" for u in range(10, 30) for k in range(1, 5)]
     tgt = _inter(tmp_path / "movies.inter", tgt_rows, head)
     ds = load_recbole(src, tgt, cold_fraction=0.3, seed=4)

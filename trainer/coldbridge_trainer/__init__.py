@@ -7,7 +7,13 @@ Importing the package is light (numpy only); :mod:`coldbridge_trainer.train` and
 from __future__ import annotations
 
 from coldbridge_trainer.config import TrainConfig
-from coldbridge_trainer.data import CrossDomainDataset, DomainData, HeldOut, load_cdrib, load_dataset
+from coldbridge_trainer.data import (
+    CrossDomainDataset,
+    DomainData,
+    HeldOut,
+    load_cdrib,
+    load_dataset,
+)
 from coldbridge_trainer.synth import SynthConfig, write_dataset
 
 __all__ = [

@@ -86,22 +86,34 @@ def _rows(pairs: np.ndarray, domain: str, shared: int) -> Interactions:
 
 def _check_pair(root: Path, source: str, target: str, shared_users: int | None) -> int:
     if source == target or "_" in source + target:
-        raise ValueError(f"source and target must be two different domain names without '_', "
-                         f"got {source!r}, {target!r}")
+        raise ValueError(
+            f"source and target must be two different domain names without '_', "
+            f"got {source!r}, {target!r}"
+        )
     if (source, target) not in cdrib_pairs(root) and (target, source) not in cdrib_pairs(root):
         found = ", ".join(f"{a}/{b}" for a, b in cdrib_pairs(root)) or "none"
-        raise ValueError(f"{root}: no CDRIB pair {source}/{target} (needs {source}_{target}/ and "
-                         f"{target}_{source}/ with train/valid/test.txt); pairs found: {found}")
-    shared = shared_users if shared_users is not None else KNOWN_SHARED_USERS.get(
-        frozenset((source, target)))
+        raise ValueError(
+            f"{root}: no CDRIB pair {source}/{target} (needs {source}_{target}/ and "
+            f"{target}_{source}/ with train/valid/test.txt); pairs found: {found}"
+        )
+    shared = (
+        shared_users
+        if shared_users is not None
+        else KNOWN_SHARED_USERS.get(frozenset((source, target)))
+    )
     if shared is None:
-        raise ValueError(f"pass shared_users for the CDRIB pair {source}/{target}: the number of "
-                         "user ids that are the same person in both folders")
+        raise ValueError(
+            f"pass shared_users for the CDRIB pair {source}/{target}: the number of "
+            "user ids that are the same person in both folders"
+        )
     return shared
 
 
 def load_cdrib(
-    root: Path | str, source: str = "game", target: str = "video", *,
+    root: Path | str,
+    source: str = "game",
+    target: str = "video",
+    *,
     shared_users: int | None = None,
 ) -> CrossDomainDataset:
     """Load a CDRIB cross-domain pair.
@@ -136,8 +148,14 @@ def load_cdrib(
     all_items = np.unique(np.concatenate([p[:, 1] for p in tgt.values()]))
     src_items = [str(i) for i in np.unique(src_pairs[:, 1]).tolist()]
     src_domain = _domain(source, _rows(src_pairs, source, shared), src_items, first=True)
-    tgt_domain = _domain(target, _rows(tgt["train"], target, shared),
-                         [str(i) for i in all_items.tolist()], first=True)
-    valid, test = (_held_out(_rows(tgt[s], target, shared), tgt_dir / f"{s}.txt", src_domain,
-                             tgt_domain) for s in ("valid", "test"))
+    tgt_domain = _domain(
+        target,
+        _rows(tgt["train"], target, shared),
+        [str(i) for i in all_items.tolist()],
+        first=True,
+    )
+    valid, test = (
+        _held_out(_rows(tgt[s], target, shared), tgt_dir / f"{s}.txt", src_domain, tgt_domain)
+        for s in ("valid", "test")
+    )
     return CrossDomainDataset(src_domain, tgt_domain, valid, test, "implicit")

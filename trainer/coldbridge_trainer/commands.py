@@ -61,9 +61,11 @@ def datagen(out: Path, config: SynthConfig) -> str:
     """Write a synthetic dataset to ``out``; return a one-line summary of what was written."""
     path = write_dataset(out, config)
     ds = load_dataset(path)
-    return (f"wrote {path}: source {ds.source.n_users} users/{len(ds.source.users)} rows, "
-            f"target {ds.target.n_users} users/{len(ds.target.users)} rows, "
-            f"{len(ds.cold_users())} cold users ({len(ds.valid)} valid / {len(ds.test)} test rows)")
+    return (
+        f"wrote {path}: source {ds.source.n_users} users/{len(ds.source.users)} rows, "
+        f"target {ds.target.n_users} users/{len(ds.target.users)} rows, "
+        f"{len(ds.cold_users())} cold users ({len(ds.valid)} valid / {len(ds.test)} test rows)"
+    )
 
 
 def resolve_strategies(
@@ -95,8 +97,13 @@ def _print_results(metrics: TrainMetrics, splits: tuple[str, ...]) -> None:
 
 
 def train(
-    dataset: CrossDomainDataset, config: TrainConfig, out: Path, *, version: str | None = None,
-    strategies: Sequence[str] = (), default_strategy: str = "emcdr",
+    dataset: CrossDomainDataset,
+    config: TrainConfig,
+    out: Path,
+    *,
+    version: str | None = None,
+    strategies: Sequence[str] = (),
+    default_strategy: str = "emcdr",
     metrics_json: Path | None = None,
 ) -> Path:
     """Train the base pipeline (and ``strategies``), print the metrics, export a bundle.
@@ -114,8 +121,10 @@ def train(
         attach_strategies(result, list(strategies), default_strategy)
         for name, res in (result.metrics.strategies or {}).items():
             line = res.test.scorers[name].sampled.line
-            print(f"strategy {name:10s} test sampled HR@10 {line.hr(10):.4f} "
-                  f"MRR {line.mrr:.4f} ({res.seconds}s)")
+            print(
+                f"strategy {name:10s} test sampled HR@10 {line.hr(10):.4f} "
+                f"MRR {line.mrr:.4f} ({res.seconds}s)"
+            )
     path = export_result(result, out, version)
     metrics = result.metrics
     if metrics_json is not None:
@@ -125,7 +134,9 @@ def train(
     return path
 
 
-def bundle_scorer(bundle: Path, dataset: CrossDomainDataset, max_history: int | None = None) -> Scorer:
+def bundle_scorer(
+    bundle: Path, dataset: CrossDomainDataset, max_history: int | None = None
+) -> Scorer:
     """Score cold users with a bundle's ONNX models (onnxruntime, no torch).
 
     A user listed in the manifest's source users uses its stored embedding; any other
@@ -147,15 +158,22 @@ def bundle_scorer(bundle: Path, dataset: CrossDomainDataset, max_history: int | 
     def encode(user: str) -> np.ndarray:
         if user in src_rows:
             return src_emb[src_rows[user]]
-        h = [item_pos[dataset.source.item_ids[i]] for i in hist[dataset.source.user_index[user]][-max_len:]]
+        h = [
+            item_pos[dataset.source.item_ids[i]]
+            for i in hist[dataset.source.user_index[user]][-max_len:]
+        ]
         idx, mask = np.array([h], np.int64), np.ones((1, len(h)), np.float32)
         return sess["source_encoder"].run(None, {"item_indices": idx, "mask": mask})[0][0]
 
     def score(users: list[str]) -> np.ndarray:
         s = np.stack([encode(u) for u in users]).astype(np.float32)
         t = sess["bridge"].run(None, {"source_embedding": s})[0]
-        cand = np.broadcast_to(np.arange(len(tgt_items), dtype=np.int64), (len(users), len(tgt_items)))
-        raw = sess["target_candidates"].run(None, {"user_embedding": t, "item_indices": np.ascontiguousarray(cand)})[0]
+        cand = np.broadcast_to(
+            np.arange(len(tgt_items), dtype=np.int64), (len(users), len(tgt_items))
+        )
+        raw = sess["target_candidates"].run(
+            None, {"user_embedding": t, "item_indices": np.ascontiguousarray(cand)}
+        )[0]
         out = np.full((len(users), dataset.target.n_items), -np.inf, dtype=np.float32)
         out[:, remap] = raw
         return out
@@ -167,17 +185,29 @@ def evaluate_bundle(
     bundle: Path, dataset: CrossDomainDataset, splits: Sequence[str], negatives: int, seed: int
 ) -> None:
     """Print the metrics of a trained bundle next to the baselines on each of ``splits``."""
-    scorers = {"bundle": bundle_scorer(bundle, dataset), "popularity": popularity_scorer(dataset),
-               "cooccurrence": cooccurrence_scorer(dataset), "random": random_scorer(dataset)}
+    scorers = {
+        "bundle": bundle_scorer(bundle, dataset),
+        "popularity": popularity_scorer(dataset),
+        "cooccurrence": cooccurrence_scorer(dataset),
+        "random": random_scorer(dataset),
+    }
     for split in splits:
         ev = make_split(dataset, getattr(dataset, split), negatives, seed)
         print(format_table(evaluate_scorers(scorers, ev), f"== {split} cold users: {bundle} =="))
 
 
 def evaluate_report(
-    loaders: Sequence[Loader], names: Sequence[str], seeds: Sequence[int], config: TrainConfig,
-    *, report_dir: Path, command: str, bootstrap: int = 1000, profile_best: bool = True,
-    progress: bool = True, warmup: Mapping[str, Any] | None = None,
+    loaders: Sequence[Loader],
+    names: Sequence[str],
+    seeds: Sequence[int],
+    config: TrainConfig,
+    *,
+    report_dir: Path,
+    command: str,
+    bootstrap: int = 1000,
+    profile_best: bool = True,
+    progress: bool = True,
+    warmup: Mapping[str, Any] | None = None,
     save_runs: Path | None = None,
 ) -> Path:
     """Train and compare ``names`` on each dataset for every seed; write the report.
@@ -209,15 +239,24 @@ def evaluate_report(
             run.profile = profile_training(chain, replace(config, seed=seeds[0]), loader)
             step(f"profiled {run.best}")
         runs.append(run)
-        print(f"{run.name}: best on valid = {run.best}; test candidates sha256 "
-              f"{run.test_split.digest}", flush=True)
+        print(
+            f"{run.name}: best on valid = {run.best}; test candidates sha256 "
+            f"{run.test_split.digest}",
+            flush=True,
+        )
     bar.close()
     if save_runs is not None:
         import pickle
 
         save_runs.write_bytes(pickle.dumps(runs))
-    path = write_report(runs, report_dir, command=command, config=config.to_dict(),
-                        n_boot=bootstrap, warmup=dict(warmup) if warmup is not None else None)
+    path = write_report(
+        runs,
+        report_dir,
+        command=command,
+        config=config.to_dict(),
+        n_boot=bootstrap,
+        warmup=dict(warmup) if warmup is not None else None,
+    )
     print(path.read_text(encoding="utf-8").split("## Summary", 1)[1].split("\n## ", 1)[0])
     print(f"report: {path}")
     return path

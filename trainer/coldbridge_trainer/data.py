@@ -49,8 +49,12 @@ logger = logging.getLogger(__name__)
 COLUMNS = ("user_id", "item_id", "value", "timestamp")
 """Column names, also the column order of a header-less file."""
 
-_LAZY = {"CDRIB_DOMAINS": "cdrib", "CDRIB_SHARED_USERS": "cdrib", "load_cdrib": "cdrib",
-         "load_recbole": "recbole"}
+_LAZY = {
+    "CDRIB_DOMAINS": "cdrib",
+    "CDRIB_SHARED_USERS": "cdrib",
+    "load_cdrib": "cdrib",
+    "load_recbole": "recbole",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -232,8 +236,10 @@ def _header(path: Path, first: list[str]) -> tuple[list[str], bool]:
             raise ValueError(f"{path}:1: missing column(s) {sorted(missing)} in header")
         return names, True
     if not 2 <= len(names) <= len(COLUMNS):
-        raise ValueError(f"{path}:1: header-less file needs 2 to {len(COLUMNS)} columns "
-                         f"({', '.join(COLUMNS)}), got {len(names)}")
+        raise ValueError(
+            f"{path}:1: header-less file needs 2 to {len(COLUMNS)} columns "
+            f"({', '.join(COLUMNS)}), got {len(names)}"
+        )
     return list(COLUMNS[: len(names)]), False
 
 
@@ -313,8 +319,12 @@ def _warn_unseen(path: Path, items: np.ndarray, tgt: DomainData) -> None:
     if len(unseen):
         logger.warning(
             "%s: %d held-out row(s) name %d item(s) never seen in target training (e.g. %r); "
-            "no trained model can rank them above popularity 0", path,
-            int((~trained[items]).sum()), len(unseen), tgt.item_ids[int(unseen[0])])
+            "no trained model can rank them above popularity 0",
+            path,
+            int((~trained[items]).sum()),
+            len(unseen),
+            tgt.item_ids[int(unseen[0])],
+        )
 
 
 def _find(root: Path, stem: str) -> Path:

@@ -143,14 +143,18 @@ def sample_candidates(
         allowed = pool[~np.isin(pool, excl)]
         if len(allowed) < n_negatives:
             raise ValueError(
-                f"line {line}: only {len(allowed)} eligible negatives (< {n_negatives})")
+                f"line {line}: only {len(allowed)} eligible negatives (< {n_negatives})"
+            )
         out[line, 0] = pos
         out[line, 1:] = rng.choice(allowed, size=n_negatives, replace=False)
     return out
 
 
 def make_split(
-    dataset: CrossDomainDataset, split: HeldOut, n_negatives: int = 999, seed: int = 2022,
+    dataset: CrossDomainDataset,
+    split: HeldOut,
+    n_negatives: int = 999,
+    seed: int = 2022,
     exclude: str = "held_out",
 ) -> EvalSplit:
     """Prepare ``split`` (``dataset.valid`` or ``dataset.test``) for evaluation.
@@ -205,10 +209,13 @@ def _average(
 ) -> ProtocolMetrics:
     counts = np.bincount(line_user, minlength=n_users)
     seen = counts > 0
-    user = {k: float(np.mean(np.bincount(line_user, v, n_users)[seen] / counts[seen]))
-            for k, v in per_line.items()}
-    return ProtocolMetrics(Metrics({k: float(v.mean()) for k, v in per_line.items()}),
-                           Metrics(user))
+    user = {
+        k: float(np.mean(np.bincount(line_user, v, n_users)[seen] / counts[seen]))
+        for k, v in per_line.items()
+    }
+    return ProtocolMetrics(
+        Metrics({k: float(v.mean()) for k, v in per_line.items()}), Metrics(user)
+    )
 
 
 _COUNTERS = {"sampled": _sampled_counts, "full": _full_counts}
@@ -225,7 +232,9 @@ def line_metrics(
 
 
 def score_split(
-    scores: np.ndarray, ev: EvalSplit, ks: Sequence[int] = DEFAULT_KS,
+    scores: np.ndarray,
+    ev: EvalSplit,
+    ks: Sequence[int] = DEFAULT_KS,
     protocols: Sequence[str] = ("sampled", "full"),
 ) -> ScorerResult:
     """Metrics of one score matrix (rows = ``ev.users``) under the given protocols.
@@ -238,7 +247,8 @@ def score_split(
     """
     n = len(ev.users)
     return ScorerResult(
-        {p: _average(line_metrics(scores, ev, p, ks), ev.line_user, n) for p in protocols})
+        {p: _average(line_metrics(scores, ev, p, ks), ev.line_user, n) for p in protocols}
+    )
 
 
 def evaluate_scorers(
@@ -252,8 +262,9 @@ def evaluate_scorers(
         Split sizes, the candidates' digest and ``scorers: {name: score_split(...)}``.
     """
     results = {name: score_split(fn(ev.users), ev, ks) for name, fn in scorers.items()}
-    return SplitResult(len(ev.positives), len(ev.users), int(ev.candidates.shape[1]),
-                       ev.digest, results)
+    return SplitResult(
+        len(ev.positives), len(ev.users), int(ev.candidates.shape[1]), ev.digest, results
+    )
 
 
 def popularity_scorer(dataset: CrossDomainDataset) -> Scorer:
@@ -294,7 +305,8 @@ def cooccurrence_scorer(dataset: CrossDomainDataset) -> Scorer:
             s = src.user_index[uid]
             items = user_items[user_ptr[s] : user_ptr[s + 1]]
             peers = np.unique(
-                np.concatenate([item_users[item_ptr[i] : item_ptr[i + 1]] for i in items]))
+                np.concatenate([item_users[item_ptr[i] : item_ptr[i + 1]] for i in items])
+            )
             peers = to_tgt[peers[peers != s]]
             rows = [t_items[t_ptr[p] : t_ptr[p + 1]] for p in peers]
             got = np.concatenate(rows or [np.zeros(0, np.int64)])
@@ -310,8 +322,10 @@ def format_table(results: SplitResult, title: str = "") -> str:
     metrics = list(next(iter(scorers.values())).sampled.line)
     width = max(len(n) for n in scorers) + 2
     lines = [title] if title else []
-    lines.append(f"lines={results.n_lines} users={results.n_users} "
-                 f"candidates={results.n_candidates} sha256={results.candidates_sha256[:16]}")
+    lines.append(
+        f"lines={results.n_lines} users={results.n_users} "
+        f"candidates={results.n_candidates} sha256={results.candidates_sha256[:16]}"
+    )
     for proto in ("sampled", "full"):
         for avg in ("line", "user"):
             lines.append(f"[{proto}, {avg}-averaged]")

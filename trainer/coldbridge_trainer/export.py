@@ -5,7 +5,7 @@ The bundle is the only contract between the trainer and the server (see
 writes it. This module builds the four base graphs directly with :mod:`onnx.helper`
 from numpy weights (:class:`BaseWeights`), so it needs neither torch nor the server:
 the input/output names and the maths below are the contract, and
-``tests/test_export_parity.py`` checks that onnxruntime reproduces the torch
+``tests/bundle/test_export_parity.py`` checks that onnxruntime reproduces the torch
 modules within 1e-4.
 
 Graphs
@@ -155,8 +155,9 @@ def target_topk_graph(item_emb: np.ndarray, item_bias: np.ndarray) -> onnx.Model
     nodes = [
         helper.make_node("MatMul", ["user_embedding", "Vt"], ["dots"]),
         helper.make_node("Add", ["dots", "bias"], ["all_scores"]),
-        helper.make_node("TopK", ["all_scores", "k"], ["scores", "indices"],
-                         axis=-1, largest=1, sorted=1),
+        helper.make_node(
+            "TopK", ["all_scores", "k"], ["scores", "indices"], axis=-1, largest=1, sorted=1
+        ),
     ]
     graph = helper.make_graph(
         nodes,
@@ -234,17 +235,20 @@ class BaseWeights:
             raise ValueError("bridge_layers must contain at least one layer")
         d_s, d_t = np.shape(self.source_user_emb)[-1], np.shape(self.target_item_emb)[-1]
         if np.shape(layers[-1][0])[1] != d_t:
-            raise ValueError(f"target dims disagree: items {d_t}, bridge output "
-                             f"{np.shape(layers[-1][0])[1]}")
+            raise ValueError(
+                f"target dims disagree: items {d_t}, bridge output {np.shape(layers[-1][0])[1]}"
+            )
         if np.shape(layers[0][0])[0] != d_s or np.shape(self.encoder_weight)[1] != d_s:
             raise ValueError(f"source dim {d_s} disagrees with bridge input or encoder output")
         return {
             "source_encoder": source_encoder_graph(
-                self.source_item_emb, self.encoder_weight, self.encoder_bias),
+                self.source_item_emb, self.encoder_weight, self.encoder_bias
+            ),
             "bridge": bridge_graph(layers),
             "target_topk": target_topk_graph(self.target_item_emb, self.target_item_bias),
             "target_candidates": target_candidates_graph(
-                self.target_item_emb, self.target_item_bias),
+                self.target_item_emb, self.target_item_bias
+            ),
         }
 
     def arrays(self) -> dict[str, np.ndarray]:

@@ -1,11 +1,12 @@
 """Evaluation harness: train strategies over several seeds, select on valid, score test once.
 
-:func:`run_direction` trains, for every seed, the base pipeline (:func:`~coldbridge_trainer.train.fit`)
-and the requested strategies (:func:`~coldbridge_trainer.strategies.fit_strategies`), and
-keeps the **per-line** metrics of every scorer (random, popularity, co-occurrence and each
-strategy, through its server half) on the valid and the test cold users, under both protocols.
+:func:`run_direction` trains, for every seed, the base pipeline
+(:func:`~coldbridge_trainer.train.fit`) and the requested strategies
+(:func:`~coldbridge_trainer.strategies.fit_strategies`), and keeps the **per-line** metrics
+of every scorer (random, popularity, co-occurrence and each strategy, through its server
+half) on the valid and the test cold users, under both protocols.
 
-Leakage rules (checked by ``tests/test_no_leakage.py``):
+Leakage rules (checked by ``tests/trainer/test_no_leakage.py``):
 
 * training reads only ``source.train`` and ``target.train``;
 * model selection (bridge early stopping, every strategy's valid-fitted choices, the choice of
@@ -65,7 +66,9 @@ PerLine = dict[str, dict[str, np.ndarray]]
 
 def selection_split(dataset: CrossDomainDataset, config: TrainConfig) -> EvalSplit:
     """The valid cold users for model selection: negatives never depend on ``test``."""
-    return make_split(dataset, dataset.valid, config.eval_negatives, config.eval_seed, exclude="split")
+    return make_split(
+        dataset, dataset.valid, config.eval_negatives, config.eval_seed, exclude="split"
+    )
 
 
 def test_split(dataset: CrossDomainDataset, config: TrainConfig) -> EvalSplit:
@@ -145,7 +148,7 @@ def run_direction(
     registry: Mapping[str, Any] | None = None,
     step: Callable[[str], None] | None = None,
 ) -> DirectionRun:
-    """Train ``names`` for every seed on ``dataset``; per-line valid and test metrics of all scorers.
+    """Train ``names`` for every seed on ``dataset``; per-line valid/test metrics of all scorers.
 
     ``step(label)`` is called after each unit of work (progress bars): the baselines, each
     seed's base pipeline and each fitted strategy.
@@ -158,10 +161,15 @@ def run_direction(
     registry = registry if registry is not None else load_strategies(get_plugin_manager())
     step = step or (lambda _label: None)
     valid_ev, test_ev = selection_split(dataset, config), test_split(dataset, config)
-    run = DirectionRun(dataset.source.name, dataset.target.name, list(seeds), list(names), valid_ev, test_ev)
+    run = DirectionRun(
+        dataset.source.name, dataset.target.name, list(seeds), list(names), valid_ev, test_ev
+    )
     ks = config.ks
-    for name, make in (("random", random_scorer), ("popularity", popularity_scorer),
-                       ("cooccurrence", cooccurrence_scorer)):
+    for name, make in (
+        ("random", random_scorer),
+        ("popularity", popularity_scorer),
+        ("cooccurrence", cooccurrence_scorer),
+    ):
         scorer = make(dataset)
         run.valid[name] = [_per_line(scorer, valid_ev, ks)]
         run.test[name] = [_per_line(scorer, test_ev, ks)]
@@ -172,13 +180,22 @@ def run_direction(
         result = fit(dataset, cfg, valid_split=valid_ev)
         run.seconds[seed] = {"base": round(time.perf_counter() - t0, 2)}
         step(f"seed {seed}: base")
-        fitted = fit_strategies(result, valid_ev, list(names), registry=registry,
-                                on_fit=partial(_fitted_step, step, seed))
+        fitted = fit_strategies(
+            result,
+            valid_ev,
+            list(names),
+            registry=registry,
+            on_fit=partial(_fitted_step, step, seed),
+        )
         run.configs[seed] = {n: f.config for n, f in fitted.items()}
         for n, f in fitted.items():
             run.seconds[seed][n] = f.seconds
-            run.valid.setdefault(n, []).append(_per_line(strategy_scorer(f, result, valid_ev), valid_ev, ks))
-            run.test.setdefault(n, []).append(_per_line(strategy_scorer(f, result, test_ev), test_ev, ks))
+            run.valid.setdefault(n, []).append(
+                _per_line(strategy_scorer(f, result, valid_ev), valid_ev, ks)
+            )
+            run.test.setdefault(n, []).append(
+                _per_line(strategy_scorer(f, result, test_ev), test_ev, ks)
+            )
         del result, fitted
     run.best = select_best({n: run.valid[n] for n in names}, config.select_metric)
     return run
@@ -193,7 +210,9 @@ def select_best(valid: Mapping[str, list[PerLine]], metric: str = "MRR") -> str:
 
     Only valid numbers are passed in: the test split cannot influence the choice.
     """
-    means = {n: float(np.mean([r["sampled"][metric].mean() for r in runs])) for n, runs in valid.items()}
+    means = {
+        n: float(np.mean([r["sampled"][metric].mean() for r in runs])) for n, runs in valid.items()
+    }
     return max(means, key=lambda n: (means[n], n))
 
 
@@ -229,5 +248,10 @@ def _profile_worker(
     fit_strategies(result, valid, names)
     t2 = time.perf_counter()
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": round(t2 - t1, 2), "load_seconds": round(t1 - t0, 2),
-            "peak_rss_mib": round(rss_kib / 1024, 1), "strategies": names, "seed": cfg.seed}
+    return {
+        "seconds": round(t2 - t1, 2),
+        "load_seconds": round(t1 - t0, 2),
+        "peak_rss_mib": round(rss_kib / 1024, 1),
+        "strategies": names,
+        "seed": cfg.seed,
+    }

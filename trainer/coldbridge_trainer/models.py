@@ -58,8 +58,10 @@ class MatrixFactorization(nn.Module):
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(user_emb, item_emb, item_bias)`` as float32 numpy copies."""
-        w = [p.detach().numpy().astype(np.float32).copy()
-             for p in (self.user.weight, self.item.weight, self.bias.weight)]
+        w = [
+            p.detach().numpy().astype(np.float32).copy()
+            for p in (self.user.weight, self.item.weight, self.bias.weight)
+        ]
         return w[0], w[1], w[2][:, 0].copy()
 
 
@@ -95,8 +97,11 @@ def mean_pool(item_emb: np.ndarray, histories: list[np.ndarray], max_len: int) -
 
 
 def fit_encoder_ridge(
-    item_emb: np.ndarray, histories: list[np.ndarray], user_emb: np.ndarray,
-    ridge: float, max_len: int,
+    item_emb: np.ndarray,
+    histories: list[np.ndarray],
+    user_emb: np.ndarray,
+    ridge: float,
+    max_len: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Closed-form ridge ``W, b`` so that ``mean_pool(history) @ W + b ~ user_emb``.
 
@@ -117,14 +122,20 @@ def fit_encoder_ridge(
 class Bridge(nn.Module):
     """EMCDR mapping MLP: ``Linear`` layers with ReLU between, none after the last."""
 
-    def __init__(self, d_in: int, d_out: int, hidden: tuple[int, ...], generator: torch.Generator) -> None:
+    def __init__(
+        self, d_in: int, d_out: int, hidden: tuple[int, ...], generator: torch.Generator
+    ) -> None:
         super().__init__()
         sizes = [d_in, *hidden, d_out]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        self.layers = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
         with torch.no_grad():
             for layer in self.layers:
                 bound = 1.0 / np.sqrt(layer.in_features)
-                layer.weight.copy_((torch.rand(layer.weight.shape, generator=generator) * 2 - 1) * bound)
+                layer.weight.copy_(
+                    (torch.rand(layer.weight.shape, generator=generator) * 2 - 1) * bound
+                )
                 layer.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,8 +149,10 @@ class Bridge(nn.Module):
     def layer_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """``[(W [in, out], b [out]), ...]`` float32, the bundle format."""
         return [
-            (layer.weight.detach().numpy().T.astype(np.float32).copy(),
-             layer.bias.detach().numpy().astype(np.float32).copy())
+            (
+                layer.weight.detach().numpy().T.astype(np.float32).copy(),
+                layer.bias.detach().numpy().astype(np.float32).copy(),
+            )
             for layer in self.layers
         ]
 

@@ -75,8 +75,12 @@ def read_inter(path: Path | str) -> Interactions:
 
 def _take(rows: Interactions, keep: np.ndarray) -> Interactions:
     idx = np.flatnonzero(keep)
-    return Interactions([rows.users[i] for i in idx], [rows.items[i] for i in idx],
-                        rows.values[idx], None if rows.timestamps is None else rows.timestamps[idx])
+    return Interactions(
+        [rows.users[i] for i in idx],
+        [rows.items[i] for i in idx],
+        rows.values[idx],
+        None if rows.timestamps is None else rows.timestamps[idx],
+    )
 
 
 def _tuples(rows: Interactions) -> list[tuple[str, str, float, int]]:
@@ -92,15 +96,22 @@ def _cold_users(src: Interactions, tgt: Interactions, fraction: float, seed: int
     eligible = [u for u, n in counts.items() if u in in_src and n >= 2]
     n_cold = int(round(fraction * len(eligible)))
     if not 0 < n_cold < len(eligible):
-        raise ValueError(f"cold_fraction={fraction} of {len(eligible)} overlapping users with "
-                         "2+ target rows leaves no cold user or no overlapping training user")
+        raise ValueError(
+            f"cold_fraction={fraction} of {len(eligible)} overlapping users with "
+            "2+ target rows leaves no cold user or no overlapping training user"
+        )
     pick = np.random.default_rng(seed).choice(len(eligible), size=n_cold, replace=False)
     return {eligible[i] for i in sorted(pick.tolist())}
 
 
 def load_recbole(
-    source_inter: Path | str, target_inter: Path | str, *, source: str | None = None,
-    target: str | None = None, cold_fraction: float = 0.2, seed: int = 0,
+    source_inter: Path | str,
+    target_inter: Path | str,
+    *,
+    source: str | None = None,
+    target: str | None = None,
+    cold_fraction: float = 0.2,
+    seed: int = 0,
     feedback: str = "implicit",
 ) -> CrossDomainDataset:
     """Build a cross-domain dataset from a source and a target ``.inter`` file.
@@ -134,8 +145,13 @@ def load_recbole(
     timed = tgt.timestamps is not None
     valid_rows, test_rows = _interactions(valid, timed), _interactions(test, timed)
     src_domain = _domain(source or src_path.stem, src, [])
-    tgt_domain = _domain(target or tgt_path.stem, _take(tgt, ~is_cold),
-                         valid_rows.items + test_rows.items)
+    tgt_domain = _domain(
+        target or tgt_path.stem, _take(tgt, ~is_cold), valid_rows.items + test_rows.items
+    )
     return CrossDomainDataset(
-        src_domain, tgt_domain, _held_out(valid_rows, tgt_path, src_domain, tgt_domain),
-        _held_out(test_rows, tgt_path, src_domain, tgt_domain), feedback)
+        src_domain,
+        tgt_domain,
+        _held_out(valid_rows, tgt_path, src_domain, tgt_domain),
+        _held_out(test_rows, tgt_path, src_domain, tgt_domain),
+        feedback,
+    )

@@ -193,16 +193,25 @@ class SplitResult(ResultMapping):
     __hash__ = None  # type: ignore[assignment]  # holds a dict
 
     def _items(self) -> dict[str, Any]:
-        return {"n_lines": self.n_lines, "n_users": self.n_users,
-                "n_candidates": self.n_candidates, "candidates_sha256": self.candidates_sha256,
-                "scorers": self.scorers}
+        return {
+            "n_lines": self.n_lines,
+            "n_users": self.n_users,
+            "n_candidates": self.n_candidates,
+            "candidates_sha256": self.candidates_sha256,
+            "scorers": self.scorers,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SplitResult:
         """Inverse of :meth:`to_dict`."""
         scorers = {n: ScorerResult.from_dict(v) for n, v in data["scorers"].items()}
-        return cls(data["n_lines"], data["n_users"], data["n_candidates"],
-                   data["candidates_sha256"], scorers)
+        return cls(
+            data["n_lines"],
+            data["n_users"],
+            data["n_candidates"],
+            data["candidates_sha256"],
+            scorers,
+        )
 
 
 @dataclass(frozen=True)
@@ -221,8 +230,11 @@ class StrategyResult(ResultMapping):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StrategyResult:
         """Inverse of :meth:`to_dict`."""
-        return cls(SplitResult.from_dict(data["valid"]), SplitResult.from_dict(data["test"]),
-                   data["seconds"])
+        return cls(
+            SplitResult.from_dict(data["valid"]),
+            SplitResult.from_dict(data["test"]),
+            data["seconds"],
+        )
 
 
 @dataclass(frozen=True)
@@ -256,9 +268,14 @@ class TrainMetrics(ResultMapping):
     __hash__ = None  # type: ignore[assignment]  # holds dicts
 
     def _items(self) -> dict[str, Any]:
-        out = {"valid": self.valid, "test": self.test, "best_epoch": self.best_epoch,
-               "history": self.history, "n_overlap_users": self.n_overlap_users,
-               "seconds": self.seconds}
+        out = {
+            "valid": self.valid,
+            "test": self.test,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "n_overlap_users": self.n_overlap_users,
+            "seconds": self.seconds,
+        }
         return out if self.strategies is None else {**out, "strategies": self.strategies}
 
     def with_strategies(self, strategies: dict[str, StrategyResult]) -> TrainMetrics:
@@ -270,9 +287,13 @@ class TrainMetrics(ResultMapping):
         """Inverse of :meth:`to_dict`."""
         strategies = data.get("strategies")
         return cls(
-            SplitResult.from_dict(data["valid"]), SplitResult.from_dict(data["test"]),
-            data["best_epoch"], list(data["history"]), data["n_overlap_users"],
+            SplitResult.from_dict(data["valid"]),
+            SplitResult.from_dict(data["test"]),
+            data["best_epoch"],
+            list(data["history"]),
+            data["n_overlap_users"],
             dict(data["seconds"]),
-            None if strategies is None
+            None
+            if strategies is None
             else {n: StrategyResult.from_dict(v) for n, v in strategies.items()},
         )

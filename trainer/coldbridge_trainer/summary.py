@@ -81,8 +81,12 @@ class Difference(ResultMapping):
     __hash__ = None  # type: ignore[assignment]  # holds a list
 
     def _items(self) -> dict[str, Any]:
-        return {"diff": self.diff, "ci95": self.ci95, "real": self.real,
-                "p_not_better": self.p_not_better}
+        return {
+            "diff": self.diff,
+            "ci95": self.ci95,
+            "real": self.real,
+            "p_not_better": self.p_not_better,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Difference:
@@ -91,8 +95,10 @@ class Difference(ResultMapping):
 
 
 def _table(data: Mapping[str, Any], leaf: type[Cell] | type[Difference]) -> Table:
-    return {p: {h: {m: leaf.from_dict(c) for m, c in hv.items()} for h, hv in pv.items()}
-            for p, pv in data.items()}
+    return {
+        p: {h: {m: leaf.from_dict(c) for m, c in hv.items()} for h, hv in pv.items()}
+        for p, pv in data.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -179,20 +185,35 @@ class DirectionSummary(ResultMapping):
     __hash__ = None  # type: ignore[assignment]  # holds dicts
 
     def _items(self) -> dict[str, Any]:
-        return {"direction": self.direction, "seeds": self.seeds, "best": self.best,
-                "n_boot": self.n_boot, "test": self.test, "valid": self.valid,
-                "scorers": self.scorers, "valid_selection": self.valid_selection,
-                "seconds": self.seconds, "configs": self.configs, "profile": self.profile}
+        return {
+            "direction": self.direction,
+            "seeds": self.seeds,
+            "best": self.best,
+            "n_boot": self.n_boot,
+            "test": self.test,
+            "valid": self.valid,
+            "scorers": self.scorers,
+            "valid_selection": self.valid_selection,
+            "seconds": self.seconds,
+            "configs": self.configs,
+            "profile": self.profile,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DirectionSummary:
         """Inverse of :meth:`to_dict` (e.g. one entry of a saved ``results.json``)."""
         return cls(
-            data["direction"], list(data["seeds"]), data["best"], data["n_boot"],
-            dict(data["test"]), dict(data["valid"]),
+            data["direction"],
+            list(data["seeds"]),
+            data["best"],
+            data["n_boot"],
+            dict(data["test"]),
+            dict(data["valid"]),
             {n: ScorerSummary.from_dict(v) for n, v in data["scorers"].items()},
             {n: Selection.from_dict(v) for n, v in data["valid_selection"].items()},
-            dict(data["seconds"]), dict(data["configs"]), data.get("profile"),
+            dict(data["seconds"]),
+            dict(data["configs"]),
+            data.get("profile"),
         )
 
 
@@ -258,7 +279,8 @@ def _differences(name: str, cells: Mapping[str, Table], boots: Boots) -> Table:
                 point = cells[name][proto][how][m].mean - cells[REFERENCE][proto][how][m].mean
                 lo, hi = _interval(d)
                 diff.setdefault(proto, {}).setdefault(how, {})[m] = Difference(
-                    point, [lo, hi], bool(lo > 0 or hi < 0), float(np.mean(d <= 0)))
+                    point, [lo, hi], bool(lo > 0 or hi < 0), float(np.mean(d <= 0))
+                )
     return diff
 
 
@@ -279,12 +301,23 @@ def summarize(run: DirectionRun, n_boot: int = 1000, seed: int = 0) -> Direction
     cells = {name: _scorer_cells(run, name, idx, boots) for name in [*BASELINES, *run.strategies]}
     scorers = {
         name: ScorerSummary(c, None if name == REFERENCE else _differences(name, cells, boots))
-        for name, c in cells.items()}
+        for name, c in cells.items()
+    }
     return DirectionSummary(
-        direction=run.name, seeds=run.seeds, best=run.best, n_boot=n_boot,
-        test={"lines": len(ev.positives), "users": n_users,
-              "candidates": int(ev.candidates.shape[1]), "candidates_sha256": ev.digest},
+        direction=run.name,
+        seeds=run.seeds,
+        best=run.best,
+        n_boot=n_boot,
+        test={
+            "lines": len(ev.positives),
+            "users": n_users,
+            "candidates": int(ev.candidates.shape[1]),
+            "candidates_sha256": ev.digest,
+        },
         valid={"lines": len(vs.positives), "users": len(vs.users), "candidates_sha256": vs.digest},
-        scorers=scorers, valid_selection=_selection(run), seconds=run.seconds,
-        configs=run.configs, profile=run.profile,
+        scorers=scorers,
+        valid_selection=_selection(run),
+        seconds=run.seconds,
+        configs=run.configs,
+        profile=run.profile,
     )

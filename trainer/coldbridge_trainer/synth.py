@@ -83,7 +83,10 @@ def _items(rng: np.random.Generator, n: int, dim: int, pop: float) -> tuple[np.n
 
 
 def _sample_rows(
-    rng: np.random.Generator, cfg: SynthConfig, taste: np.ndarray, factors: np.ndarray,
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+    taste: np.ndarray,
+    factors: np.ndarray,
     bias: np.ndarray,
 ) -> list[list[tuple[int, float]]]:
     """Per user: list of (item index, score), drawn by Gumbel top-k."""
@@ -93,8 +96,9 @@ def _sample_rows(
     counts = np.maximum(rng.poisson(cfg.mean_items, size=len(taste)), cfg.min_items)
     counts = np.minimum(counts, factors.shape[0])
     order = np.argsort(-(cfg.temperature * scores + gumbel), axis=1, kind="stable")
-    return [[(int(i), float(scores[u, i])) for i in order[u, : counts[u]]]
-            for u in range(len(taste))]
+    return [
+        [(int(i), float(scores[u, i])) for i in order[u, : counts[u]]] for u in range(len(taste))
+    ]
 
 
 def _value(score: float, feedback: str) -> float:
@@ -102,7 +106,10 @@ def _value(score: float, feedback: str) -> float:
 
 
 def _rows(
-    users: list[str], picks: list[list[tuple[int, float]]], prefix: str, cfg: SynthConfig,
+    users: list[str],
+    picks: list[list[tuple[int, float]]],
+    prefix: str,
+    cfg: SynthConfig,
 ) -> list[tuple[str, str, float, int]]:
     out = []
     for user, items in zip(users, picks, strict=True):
@@ -113,7 +120,8 @@ def _rows(
 
 def _to_interactions(rows: list[tuple[str, str, float, int]]) -> Interactions:
     return Interactions(
-        [r[0] for r in rows], [r[1] for r in rows],
+        [r[0] for r in rows],
+        [r[1] for r in rows],
         np.asarray([r[2] for r in rows], dtype=np.float32),
         np.asarray([r[3] for r in rows], dtype=np.int64),
     )
@@ -140,8 +148,10 @@ def split_cold(
 
 
 def _select(users: list[str], picks: list, keep: list[bool]) -> tuple[list[str], list]:
-    return ([u for u, k in zip(users, keep, strict=True) if k],
-            [p for p, k in zip(picks, keep, strict=True) if k])
+    return (
+        [u for u, k in zip(users, keep, strict=True) if k],
+        [p for p, k in zip(picks, keep, strict=True) if k],
+    )
 
 
 def generate(config: SynthConfig | None = None) -> dict[str, Interactions]:
@@ -203,7 +213,11 @@ def write_dataset(out_dir: Path | str, config: SynthConfig | None = None) -> Pat
     out.mkdir(parents=True, exist_ok=True)
     for split, rows in generate(cfg).items():
         _write_csv(out / f"{split}.csv", rows)
-    meta = {"source": cfg.source_name, "target": cfg.target_name, "feedback": cfg.feedback,
-            "generator": {"name": "coldbridge.synth", **asdict(cfg)}}
+    meta = {
+        "source": cfg.source_name,
+        "target": cfg.target_name,
+        "feedback": cfg.feedback,
+        "generator": {"name": "coldbridge.synth", **asdict(cfg)},
+    }
     (out / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return out

@@ -49,7 +49,15 @@ from coldbridge_trainer.models import (
 )
 from coldbridge_trainer.results import SplitResult, TrainMetrics
 
-__all__ = ["TrainResult", "export_result", "fit", "fit_bridge", "fit_mf", "seed_everything", "train_and_export"]
+__all__ = [
+    "TrainResult",
+    "export_result",
+    "fit",
+    "fit_bridge",
+    "fit_mf",
+    "seed_everything",
+    "train_and_export",
+]
 
 
 @dataclass
@@ -90,7 +98,8 @@ class TrainResult:
         """Cold-user scorer through the stored source embeddings and the bridge."""
         index = self.dataset.source.user_index
         return lambda users: self.target_scores(
-            self.transfer(self.source_user_emb[[index[u] for u in users]]))
+            self.transfer(self.source_user_emb[[index[u] for u in users]])
+        )
 
     def encoder_scorer(self) -> Scorer:
         """Cold-user scorer through the source encoder over the users' histories."""
@@ -109,10 +118,14 @@ class TrainResult:
     def weights(self) -> BaseWeights:
         """The numpy weights the bundle's base graphs and arrays are built from."""
         return BaseWeights(
-            source_item_emb=self.source_item_emb, encoder_weight=self.encoder_weight,
-            encoder_bias=self.encoder_bias, source_user_emb=self.source_user_emb,
-            bridge_layers=self.bridge.layer_weights(), target_item_emb=self.target_item_emb,
-            target_item_bias=self.target_item_bias, target_user_emb=self.target_user_emb,
+            source_item_emb=self.source_item_emb,
+            encoder_weight=self.encoder_weight,
+            encoder_bias=self.encoder_bias,
+            source_user_emb=self.source_user_emb,
+            bridge_layers=self.bridge.layer_weights(),
+            target_item_emb=self.target_item_emb,
+            target_item_bias=self.target_item_bias,
+            target_user_emb=self.target_user_emb,
             target_item_popularity=self.dataset.target.popularity(),
         )
 
@@ -120,13 +133,18 @@ class TrainResult:
         """Everything the bundle holds: graphs, arrays, ids, strategies, metrics and config."""
         ds, weights = self.dataset, self.weights()
         return BundleContent(
-            domains=Sides(ds.source.name, ds.target.name), feedback=ds.feedback,
+            domains=Sides(ds.source.name, ds.target.name),
+            feedback=ds.feedback,
             items=Sides(ds.source.item_ids, ds.target.item_ids),
             users=Sides(ds.source.user_ids, ds.target.user_ids),
-            models=weights.models(), arrays=weights.arrays(),
-            encoder_max_history=self.config.encoder_max_history, strategy=self.default_strategy,
-            strategies={name: StrategyContent(f.cls.version, f.cls.output, f.config, f.parts)
-                        for name, f in self.strategies.items()},
+            models=weights.models(),
+            arrays=weights.arrays(),
+            encoder_max_history=self.config.encoder_max_history,
+            strategy=self.default_strategy,
+            strategies={
+                name: StrategyContent(f.cls.version, f.cls.output, f.config, f.parts)
+                for name, f in self.strategies.items()
+            },
             source_histories=ds.source.user_histories(),
             metrics=self.metrics.to_dict() if self.metrics else {},
             config=self.config.to_dict(),
@@ -143,8 +161,12 @@ def seed_everything(config: TrainConfig) -> torch.Generator:
 
 
 def _mf_loss(
-    model: MatrixFactorization, data: dict[str, torch.Tensor], batch: torch.Tensor,
-    config: TrainConfig, explicit: bool, gen: torch.Generator,
+    model: MatrixFactorization,
+    data: dict[str, torch.Tensor],
+    batch: torch.Tensor,
+    config: TrainConfig,
+    explicit: bool,
+    gen: torch.Generator,
 ) -> torch.Tensor:
     u, i = data["users"][batch], data["items"][batch]
     if explicit:
@@ -162,13 +184,18 @@ def fit_mf(
     model = MatrixFactorization(domain.n_users, domain.n_items, config.dim, gen)
     opt = torch.optim.SparseAdam(list(model.parameters()), lr=config.lr)
     values = domain.values - domain.values.mean() if explicit else domain.values
-    data = {"users": torch.from_numpy(domain.users), "items": torch.from_numpy(domain.items),
-            "values": torch.from_numpy(np.asarray(values, dtype=np.float32))}
+    data = {
+        "users": torch.from_numpy(domain.users),
+        "items": torch.from_numpy(domain.items),
+        "values": torch.from_numpy(np.asarray(values, dtype=np.float32)),
+    }
     bar = tqdm(range(config.epochs), desc=f"MF {domain.name}", disable=not config.progress)
     for _ in bar:
         perm, total = torch.randperm(len(domain.users), generator=gen), 0.0
         for start in range(0, len(perm), config.batch_size):
-            loss = _mf_loss(model, data, perm[start : start + config.batch_size], config, explicit, gen)
+            loss = _mf_loss(
+                model, data, perm[start : start + config.batch_size], config, explicit, gen
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -199,8 +226,12 @@ def _bridge_data(ds: CrossDomainDataset, src_user: np.ndarray, tgt: tuple) -> _B
     ptr = np.searchsorted(local[keep][order], np.arange(len(overlap) + 1))
     t_user, t_item, t_bias = (torch.from_numpy(a) for a in tgt)
     return _BridgeData(
-        torch.from_numpy(src_user[s_rows]), t_user[torch.from_numpy(t_rows)], t_item, t_bias,
-        torch.from_numpy(ds.target.items[keep][order]), torch.from_numpy(ptr),
+        torch.from_numpy(src_user[s_rows]),
+        t_user[torch.from_numpy(t_rows)],
+        t_item,
+        t_bias,
+        torch.from_numpy(ds.target.items[keep][order]),
+        torch.from_numpy(ptr),
     )
 
 
@@ -229,14 +260,18 @@ def fit_bridge(result: TrainResult, ev: EvalSplit, gen: torch.Generator) -> list
     """Train ``result.bridge`` in place with early stopping; returns the per-epoch history."""
     tgt = (result.target_user_emb, result.target_item_emb, result.target_item_bias)
     cfg, d = result.config, _bridge_data(result.dataset, result.source_user_emb, tgt)
-    opt = torch.optim.Adam(result.bridge.parameters(), lr=cfg.bridge_lr, weight_decay=cfg.bridge_weight_decay)
+    opt = torch.optim.Adam(
+        result.bridge.parameters(), lr=cfg.bridge_lr, weight_decay=cfg.bridge_weight_decay
+    )
     best, best_state, history = -np.inf, None, []
     bar = tqdm(range(cfg.bridge_epochs), desc="bridge", disable=not cfg.progress)
     for epoch in bar:
         result.bridge.train()
         perm = torch.randperm(len(d.x), generator=gen)
         for start in range(0, len(perm), cfg.bridge_batch_size):
-            loss = _bridge_loss(result.bridge, d, perm[start : start + cfg.bridge_batch_size], cfg, gen)
+            loss = _bridge_loss(
+                result.bridge, d, perm[start : start + cfg.bridge_batch_size], cfg, gen
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -261,15 +296,19 @@ def _best_epoch(history: list[dict], config: TrainConfig) -> int:
 def _evaluate(result: TrainResult, splits: dict[str, EvalSplit]) -> dict[str, SplitResult]:
     ds = result.dataset
     scorers = {
-        "bridge": result.scorer(), "bridge+encoder": result.encoder_scorer(),
-        "popularity": popularity_scorer(ds), "cooccurrence": cooccurrence_scorer(ds),
+        "bridge": result.scorer(),
+        "bridge+encoder": result.encoder_scorer(),
+        "popularity": popularity_scorer(ds),
+        "cooccurrence": cooccurrence_scorer(ds),
         "random": random_scorer(ds),
     }
     return {name: evaluate_scorers(scorers, ev, result.config.ks) for name, ev in splits.items()}
 
 
 def fit(
-    dataset: CrossDomainDataset, config: TrainConfig | None = None, valid_split: EvalSplit | None = None
+    dataset: CrossDomainDataset,
+    config: TrainConfig | None = None,
+    valid_split: EvalSplit | None = None,
 ) -> TrainResult:
     """Train the full EMCDR pipeline and evaluate it on the cold users.
 
@@ -303,18 +342,32 @@ def fit(
     if cfg.bridge_input == "encoder":
         src_user = (mean_pool(src_item, hist, cfg.encoder_max_history) @ w + b).astype(np.float32)
     result = TrainResult(
-        cfg, dataset, src_user, src_item, w, b, Bridge(cfg.dim, cfg.dim, cfg.bridge_hidden, gen),
-        tgt_user, tgt_item, tgt_bias,
+        cfg,
+        dataset,
+        src_user,
+        src_item,
+        w,
+        b,
+        Bridge(cfg.dim, cfg.dim, cfg.bridge_hidden, gen),
+        tgt_user,
+        tgt_item,
+        tgt_bias,
     )
     # Selection never reads test.txt: valid negatives exclude only the user's valid items.
-    splits = {"valid": valid_split if valid_split is not None else make_split(
-                  dataset, dataset.valid, cfg.eval_negatives, cfg.eval_seed, exclude="split"),
-              "test": make_split(dataset, dataset.test, cfg.eval_negatives, cfg.eval_seed)}
+    splits = {
+        "valid": valid_split
+        if valid_split is not None
+        else make_split(dataset, dataset.valid, cfg.eval_negatives, cfg.eval_seed, exclude="split"),
+        "test": make_split(dataset, dataset.test, cfg.eval_negatives, cfg.eval_seed),
+    }
     t1 = time.perf_counter()
     history = fit_bridge(result, splits["valid"], gen)
     scored = _evaluate(result, splits)
     result.metrics = TrainMetrics(
-        scored["valid"], scored["test"], best_epoch=_best_epoch(history, cfg), history=history,
+        scored["valid"],
+        scored["test"],
+        best_epoch=_best_epoch(history, cfg),
+        history=history,
         n_overlap_users=len(dataset.overlap_users()),
         seconds={"mf": round(t1 - t0, 2), "total": round(time.perf_counter() - t0, 2)},
     )
@@ -327,7 +380,9 @@ def export_result(result: TrainResult, out_dir: Path | str, version: str | None 
 
 
 def train_and_export(
-    dataset: CrossDomainDataset, config: TrainConfig | None, out_dir: Path | str,
+    dataset: CrossDomainDataset,
+    config: TrainConfig | None,
+    out_dir: Path | str,
     version: str | None = None,
 ) -> Path:
     """:func:`fit`, then write a bundle (with metrics and config) under ``out_dir``.

@@ -16,8 +16,19 @@ from coldbridge_plugins.hookspecs import hookimpl
 
 __all__ = ["BUILTINS", "builtin_strategies", "register_transfer_strategies"]
 
-BUILTINS = ("popular", "emcdr", "knn", "itemmap", "kernelmap", "peers", "softmap", "ptupcdr",
-            "cmf", "distill", "fusion")
+BUILTINS = (
+    "popular",
+    "emcdr",
+    "knn",
+    "itemmap",
+    "kernelmap",
+    "peers",
+    "softmap",
+    "ptupcdr",
+    "cmf",
+    "distill",
+    "fusion",
+)
 """Folder names of the built-ins, in registration order (each also the strategy's name)."""
 
 
@@ -34,9 +45,14 @@ def builtin_strategies() -> list[type[TransferStrategy]]:
 
 def _strategy_of(name: str) -> type[TransferStrategy]:
     module = importlib.import_module(f"{__name__}.{name}")
-    found = [obj for obj in vars(module).values()
-             if isinstance(obj, type) and issubclass(obj, TransferStrategy)
-             and obj.__module__ == module.__name__ and getattr(obj, "name", None) == name]
+    found = [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, TransferStrategy)
+        and obj.__module__ == module.__name__
+        and getattr(obj, "name", None) == name
+    ]
     if len(found) != 1:
         raise LookupError(f"builtin/{name}/ must define one strategy named {name!r}: {found}")
     return found[0]

@@ -55,9 +55,15 @@ _go_string: Callable[[float], str] = floatToGoString  # prometheus_client leaves
 class _Family(Collector):
     """A labelled metric family: children are created once and cached by label values."""
 
-    def __init__(self, name: str, documentation: str, labelnames: Iterable[str] = (),
-                 registry: CollectorRegistry | None = None, *,
-                 lock: threading.Lock | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Iterable[str] = (),
+        registry: CollectorRegistry | None = None,
+        *,
+        lock: threading.Lock | None = None,
+    ) -> None:
         self.name, self.documentation = name, documentation
         self.labelnames = tuple(labelnames)
         self.lock = self._lock = lock if lock is not None else threading.Lock()
@@ -155,9 +161,16 @@ class _HistogramChild:
 class FastHistogram(_Family):
     """A histogram with fixed bucket bounds (``+Inf`` is added)."""
 
-    def __init__(self, name: str, documentation: str, labelnames: Iterable[str] = (),
-                 registry: CollectorRegistry | None = None, *, buckets: Sequence[float],
-                 lock: threading.Lock | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Iterable[str] = (),
+        registry: CollectorRegistry | None = None,
+        *,
+        buckets: Sequence[float],
+        lock: threading.Lock | None = None,
+    ) -> None:
         bounds = sorted(float(b) for b in buckets if not math.isinf(b))
         if not bounds or len(set(bounds)) != len(bounds):
             raise ValueError(f"{name}: buckets must be distinct finite numbers")

@@ -79,8 +79,9 @@ class _Call:
 
     __slots__ = ("series", "access_log", "context", "start", "token", "rid")
 
-    def __init__(self, series: GrpcSeries, access_log: bool, context: grpc.ServicerContext,
-                 received: int) -> None:
+    def __init__(
+        self, series: GrpcSeries, access_log: bool, context: grpc.ServicerContext, received: int
+    ) -> None:
         self.series, self.access_log, self.context = series, access_log, context
         self.rid: str | None = None
         self.start = time.perf_counter()
@@ -100,9 +101,16 @@ class _Call:
         if self.access_log:
             service, method, _ = self.series.labels
             access_logger.info(
-                "%s/%s %s %.2fms", service, method, code, elapsed * 1000,
-                extra={"grpc_method": method, "grpc_code": code,
-                       "duration_ms": round(elapsed * 1000, 3)},
+                "%s/%s %s %.2fms",
+                service,
+                method,
+                code,
+                elapsed * 1000,
+                extra={
+                    "grpc_method": method,
+                    "grpc_code": code,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
             )
         if self.rid is not None or code != "OK":  # the status is not sent yet
             self.context.set_trailing_metadata(((REQUEST_ID_KEY, str(self)),))
@@ -129,7 +137,8 @@ class ServerInterceptor(_Interceptor):
         self._wrapped: dict[int, tuple[Any, Any]] = {}
 
     def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], Any],
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Any],
         details: grpc.HandlerCallDetails,
     ) -> Any:
         handler = continuation(details)
@@ -147,8 +156,12 @@ class ServerInterceptor(_Interceptor):
         shape = (handler.request_streaming, handler.response_streaming)
         _, service, method = full_method.split("/", 2)
         series = self._metrics.grpc_series(service, method, _TYPES[shape])
-        behaviour = (handler.unary_unary or handler.unary_stream
-                     or handler.stream_unary or handler.stream_stream)
+        behaviour = (
+            handler.unary_unary
+            or handler.unary_stream
+            or handler.stream_unary
+            or handler.stream_stream
+        )
         wrap = self._wrap_stream if shape[1] else self._wrap_unary
         return _FACTORIES[shape](
             wrap(behaviour, series, shape[0]),
@@ -156,8 +169,9 @@ class ServerInterceptor(_Interceptor):
             response_serializer=handler.response_serializer,
         )
 
-    def _begin(self, request: Any, context: grpc.ServicerContext, series: GrpcSeries,
-               streaming_in: bool) -> tuple[_Call, Any]:
+    def _begin(
+        self, request: Any, context: grpc.ServicerContext, series: GrpcSeries, streaming_in: bool
+    ) -> tuple[_Call, Any]:
         if not streaming_in:
             return _Call(series, self._access_log, context, 1), request
         call = _Call(series, self._access_log, context, 0)
@@ -169,8 +183,9 @@ class ServerInterceptor(_Interceptor):
 
         return call, counted(request)
 
-    def _wrap_unary(self, behaviour: Callable[..., Any], series: GrpcSeries,
-                    streaming_in: bool) -> Callable[..., Any]:
+    def _wrap_unary(
+        self, behaviour: Callable[..., Any], series: GrpcSeries, streaming_in: bool
+    ) -> Callable[..., Any]:
         access_log = self._access_log
 
         def handle_unary(request: Any, context: grpc.ServicerContext) -> Any:  # the hot path
@@ -182,8 +197,9 @@ class ServerInterceptor(_Interceptor):
 
         return handle if streaming_in else handle_unary
 
-    def _wrap_stream(self, behaviour: Callable[..., Any], series: GrpcSeries,
-                     streaming_in: bool) -> Callable[..., Iterator[Any]]:
+    def _wrap_stream(
+        self, behaviour: Callable[..., Any], series: GrpcSeries, streaming_in: bool
+    ) -> Callable[..., Iterator[Any]]:
         def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             call, request = self._begin(request, context, series, streaming_in)
             try:
@@ -198,8 +214,9 @@ class ServerInterceptor(_Interceptor):
         return handle
 
 
-def _respond(call: _Call, behaviour: Callable[..., Any], request: Any,
-             context: grpc.ServicerContext) -> Any:
+def _respond(
+    call: _Call, behaviour: Callable[..., Any], request: Any, context: grpc.ServicerContext
+) -> Any:
     """Run a single-response handler inside ``call``'s book-keeping."""
     try:
         response = behaviour(request, context)

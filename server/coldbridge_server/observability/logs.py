@@ -43,9 +43,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update(
-            (key, value) for key, value in vars(record).items() if key not in _RESERVED
-        )
+        entry.update((key, value) for key, value in vars(record).items() if key not in _RESERVED)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

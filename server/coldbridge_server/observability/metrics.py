@@ -64,29 +64,40 @@ class Metrics:
         r = registry
         lock = self._grpc_lock = threading.Lock()  # the grpc_server_* families (GrpcSeries)
         self.grpc_started = FastCounter(
-            "grpc_server_started_total", "RPCs started on the server.", _GRPC_LABELS, registry=r,
+            "grpc_server_started_total",
+            "RPCs started on the server.",
+            _GRPC_LABELS,
+            registry=r,
             lock=lock,
         )
         self.grpc_handled = FastCounter(
             "grpc_server_handled_total",
             "RPCs completed on the server, by status code.",
             (*_GRPC_LABELS, "grpc_code"),
-            registry=r, lock=lock,
+            registry=r,
+            lock=lock,
         )
         self.grpc_seconds = FastHistogram(
             "grpc_server_handling_seconds",
             "Time from RPC start to completion on the server.",
             _GRPC_LABELS,
             buckets=_LATENCY_BUCKETS,
-            registry=r, lock=lock,
+            registry=r,
+            lock=lock,
         )
         self.grpc_received = FastCounter(
-            "grpc_server_msg_received_total", "Stream messages received.", _GRPC_LABELS,
-            registry=r, lock=lock,
+            "grpc_server_msg_received_total",
+            "Stream messages received.",
+            _GRPC_LABELS,
+            registry=r,
+            lock=lock,
         )
         self.grpc_sent = FastCounter(
-            "grpc_server_msg_sent_total", "Stream messages sent.", _GRPC_LABELS,
-            registry=r, lock=lock,
+            "grpc_server_msg_sent_total",
+            "Stream messages sent.",
+            _GRPC_LABELS,
+            registry=r,
+            lock=lock,
         )
         self.recommendations = FastCounter(
             "coldbridge_recommendations_total",
@@ -96,28 +107,37 @@ class Metrics:
             registry=r,
         )
         self.fallbacks = FastCounter(
-            "coldbridge_fallbacks_total", "Answers served by the popularity fallback, by reason.",
-            ("reason",), registry=r,
+            "coldbridge_fallbacks_total",
+            "Answers served by the popularity fallback, by reason.",
+            ("reason",),
+            registry=r,
         )
         self.inference_seconds = FastHistogram(
-            "coldbridge_inference_seconds", "onnxruntime session run time, by model.",
-            ("model",), buckets=_LATENCY_BUCKETS, registry=r,
+            "coldbridge_inference_seconds",
+            "onnxruntime session run time, by model.",
+            ("model",),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.topk_batch_size = FastHistogram(
-            "coldbridge_topk_batch_size", "Recommend calls merged into one top-k model run.",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r,
+            "coldbridge_topk_batch_size",
+            "Recommend calls merged into one top-k model run.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
         )
         self.strategy_errors = FastCounter(
-            "coldbridge_strategy_errors_total", "Strategy failures at request time.",
-            ("strategy",), registry=r,
+            "coldbridge_strategy_errors_total",
+            "Strategy failures at request time.",
+            ("strategy",),
+            registry=r,
         )
         self.bundle_loads = FastCounter(
-            "coldbridge_bundle_loads_total", "Bundle load attempts, by result (ok, error).",
-            ("result",), registry=r,
+            "coldbridge_bundle_loads_total",
+            "Bundle load attempts, by result (ok, error).",
+            ("result",),
+            registry=r,
         )
-        self.bundle_info = Info(
-            "coldbridge_bundle", "The bundle being served.", registry=r
-        )
+        self.bundle_info = Info("coldbridge_bundle", "The bundle being served.", registry=r)
         self.ready = Gauge(
             "coldbridge_ready", "1 once the bundle is loaded and warmed up, else 0.", registry=r
         )
@@ -126,48 +146,62 @@ class Metrics:
     def _init_online(self, r: CollectorRegistry) -> None:
         # --- online learning (coldbridge.v1.Events; recorded by the streaming package) ---
         self.events_received = FastCounter(
-            "coldbridge_events_received_total", "Streamed events received, by domain.",
-            ("domain",), registry=r,
+            "coldbridge_events_received_total",
+            "Streamed events received, by domain.",
+            ("domain",),
+            registry=r,
         )
         self.events_applied = FastCounter(
             "coldbridge_events_applied_total",
-            "Streamed events durably logged and applied, by domain.", ("domain",), registry=r,
+            "Streamed events durably logged and applied, by domain.",
+            ("domain",),
+            registry=r,
         )
         self.events_rejected = FastCounter(
-            "coldbridge_events_rejected_total", "Streamed events rejected, by domain and reason.",
-            ("domain", "reason"), registry=r,
+            "coldbridge_events_rejected_total",
+            "Streamed events rejected, by domain and reason.",
+            ("domain", "reason"),
+            registry=r,
         )
         self.event_apply_seconds = FastHistogram(
             "coldbridge_event_apply_seconds",
             "Time to validate, log (commit) and apply one group of batches.",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.ack_lag_seconds = FastHistogram(
-            "coldbridge_ack_lag_seconds", "Time from receiving a batch to sending its ack.",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "coldbridge_ack_lag_seconds",
+            "Time from receiving a batch to sending its ack.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.event_log_events = Gauge(
             "coldbridge_event_log_events", "Events in the durable event log.", registry=r
         )
         self.users = Gauge(
-            "coldbridge_users", "Users with online state, by lifecycle stage.", ("stage",),
+            "coldbridge_users",
+            "Users with online state, by lifecycle stage.",
+            ("stage",),
             registry=r,
         )
         self.online_updates_per_user = FastHistogram(
             "coldbridge_online_updates_per_user",
             "The user's total number of online updates, observed at each update (high "
             "buckets filling up = users warming up).",
-            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r,
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=r,
         )
         self.prequential_hits = FastCounter(
             "coldbridge_prequential_hits_total",
             "Target events whose item was in the user's top-K before learning from it.",
-            ("strategy", "stage"), registry=r,
+            ("strategy", "stage"),
+            registry=r,
         )
         self.prequential_events = FastCounter(
             "coldbridge_prequential_events_total",
             "Target events evaluated prequentially (hit rate = hits / events).",
-            ("strategy", "stage"), registry=r,
+            ("strategy", "stage"),
+            registry=r,
         )
 
     def grpc_series(self, service: str, method: str, rpc_type: str) -> GrpcSeries:
@@ -208,7 +242,11 @@ class Metrics:
         self.inference_seconds.labels(model).observe(seconds)
 
     def count_answer(
-        self, provenance: Enum, strategy: str, fallback_reason: str, stage: Enum,
+        self,
+        provenance: Enum,
+        strategy: str,
+        fallback_reason: str,
+        stage: Enum,
     ) -> None:
         """Count one Recommend/Score answer (and its fallback reason, if any).
 
@@ -218,8 +256,10 @@ class Metrics:
         key = (provenance, strategy, stage, fallback_reason)
         found = self._answers.get(key)
         if found is None:
-            found = (self.recommendations.labels(provenance.value, strategy, stage.value),
-                     self.fallbacks.labels(fallback_reason) if fallback_reason else None)
+            found = (
+                self.recommendations.labels(provenance.value, strategy, stage.value),
+                self.fallbacks.labels(fallback_reason) if fallback_reason else None,
+            )
             self._answers[key] = found
         answers, fallbacks = found
         answers.inc()
@@ -243,8 +283,9 @@ class GrpcSeries:
         The lock the five families were built with.
     """
 
-    def __init__(self, metrics: Metrics, labels: tuple[str, str, str],
-                 lock: threading.Lock) -> None:
+    def __init__(
+        self, metrics: Metrics, labels: tuple[str, str, str], lock: threading.Lock
+    ) -> None:
         self.labels = labels
         self._lock = lock
         self._started = metrics.grpc_started.labels(*labels)

@@ -60,8 +60,13 @@ class TopkBatcher:
     >>> batcher.close()
     """
 
-    def __init__(self, topk: TopkFn, *, max_batch: int = 64,
-                 observe_batch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        topk: TopkFn,
+        *,
+        max_batch: int = 64,
+        observe_batch: Callable[[int], None] | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self._topk = topk
@@ -70,8 +75,9 @@ class TopkBatcher:
         self._queue: deque[_Pending] = deque()
         self._cv = threading.Condition()
         self._closed = False
-        self._worker = threading.Thread(target=self._run, name="coldbridge-topk-batcher",
-                                        daemon=True)
+        self._worker = threading.Thread(
+            target=self._run, name="coldbridge-topk-batcher", daemon=True
+        )
         self._worker.start()
 
     def topk(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -128,8 +128,9 @@ class RecommendationEngine:
 
         ``strategy`` names the transfer strategy for a cold user ("" = A/B arm or default).
         """
-        self._check_request(user_id, exclude_item_ids=exclude_item_ids,
-                            source_item_ids=source_item_ids)
+        self._check_request(
+            user_id, exclude_item_ids=exclude_item_ids, source_item_ids=source_item_ids
+        )
         if k <= 0:
             raise InvalidRequestError("k", f"must be >= 1, got {k}")
         if k > self.limits.max_k:
@@ -146,7 +147,10 @@ class RecommendationEngine:
         return self._answer(items, user, unknown)
 
     def score(
-        self, user_id: str, item_ids: Sequence[str], source_item_ids: Sequence[str] = (),
+        self,
+        user_id: str,
+        item_ids: Sequence[str],
+        source_item_ids: Sequence[str] = (),
         strategy: str = "",
     ) -> Scored:
         """Scores of the known ``item_ids`` for ``user_id``, in request order."""
@@ -188,12 +192,22 @@ class RecommendationEngine:
                     field, f"{len(ids)} ids exceed max_request_ids={self.limits.max_request_ids}"
                 )
 
-    def _answer(self, items: list[tuple[str, float]], user: ResolvedUser,
-                unknown_targets: tuple[str, ...]) -> Scored:
+    def _answer(
+        self, items: list[tuple[str, float]], user: ResolvedUser, unknown_targets: tuple[str, ...]
+    ) -> Scored:
         if self.metrics is not None:
-            self.metrics.count_answer(user.provenance, user.strategy or self.router.default,
-                                      user.fallback_reason, user.stage)
+            self.metrics.count_answer(
+                user.provenance,
+                user.strategy or self.router.default,
+                user.fallback_reason,
+                user.stage,
+            )
         unknown = tuple(dict.fromkeys((*unknown_targets, *user.unknown_source_ids)))
-        return Scored(items, user.provenance, user.fallback_reason, unknown, user.stage,
-                      user.strategy or self.router.default)
-
+        return Scored(
+            items,
+            user.provenance,
+            user.fallback_reason,
+            unknown,
+            user.stage,
+            user.strategy or self.router.default,
+        )

@@ -79,8 +79,15 @@ class UserResolver:
         Target events after which an online user is WARM.
     """
 
-    def __init__(self, bundle: Bundle, scorer: OnnxScorer, router: StrategyRouter,
-                 *, states: UserStates | None = None, warm_threshold: int = 10) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        scorer: OnnxScorer,
+        router: StrategyRouter,
+        *,
+        states: UserStates | None = None,
+        warm_threshold: int = 10,
+    ) -> None:
         self.bundle = bundle
         self.scorer = scorer
         self.router = router
@@ -89,8 +96,9 @@ class UserResolver:
         self._bridged: dict[tuple[str, int], np.ndarray] = {}
         self._lock = threading.Lock()
 
-    def resolve(self, user_id: str, source_item_ids: Sequence[str] = (),
-                strategy: str = "") -> ResolvedUser:
+    def resolve(
+        self, user_id: str, source_item_ids: Sequence[str] = (), strategy: str = ""
+    ) -> ResolvedUser:
         """Resolve ``user_id``; ``source_item_ids`` is an optional source-domain history.
 
         ``strategy`` names the transfer strategy to use ("" = the router's choice: sticky
@@ -104,12 +112,24 @@ class UserResolver:
         row = self.bundle.target_user_index.get(user_id)
         if row is not None:
             vector = self.bundle.target_user_embeddings[row] if online is None else online.vector
-            return ResolvedUser(Provenance.WARM_TARGET, vector, unknown_source_ids=unknown,
-                                stage=Stage.WARM, seen=seen, strategy=name)
+            return ResolvedUser(
+                Provenance.WARM_TARGET,
+                vector,
+                unknown_source_ids=unknown,
+                stage=Stage.WARM,
+                seen=seen,
+                strategy=name,
+            )
         if online is not None:
             return dataclasses.replace(self._online(user_id, online, unknown), strategy=name)
-        transferred = ResolvedUser(Provenance.TRANSFERRED, None, unknown_source_ids=unknown,
-                                   stage=Stage.TRANSFERRED, seen=seen, strategy=name)
+        transferred = ResolvedUser(
+            Provenance.TRANSFERRED,
+            None,
+            unknown_source_ids=unknown,
+            stage=Stage.TRANSFERRED,
+            seen=seen,
+            strategy=name,
+        )
         src_row = self.bundle.source_user_index.get(user_id)
         if known:
             history = np.asarray(known, dtype=np.int64)
@@ -161,26 +181,34 @@ class UserResolver:
 
     def _online(self, user_id: str, state: UserState, unknown: tuple[str, ...]) -> ResolvedUser:
         bridged = state.prior is not None or user_id in self.bundle.source_user_index
-        stage = stage_of(state, bundle_target=False, has_source=bridged,
-                         warm_threshold=self.warm_threshold)
+        stage = stage_of(
+            state, bundle_target=False, has_source=bridged, warm_threshold=self.warm_threshold
+        )
         provenance = Provenance.TRANSFERRED if bridged else Provenance.ONLINE
-        return ResolvedUser(provenance, state.vector, unknown_source_ids=unknown, stage=stage,
-                            seen=state.seen)
+        return ResolvedUser(
+            provenance, state.vector, unknown_source_ids=unknown, stage=stage, seen=state.seen
+        )
 
     def _stored(self, row: int) -> ColdUsers:
-        return ColdUsers(self.bundle.source_user_embeddings[row : row + 1],
-                         [self.bundle.source_history(row)])
+        return ColdUsers(
+            self.bundle.source_user_embeddings[row : row + 1], [self.bundle.source_history(row)]
+        )
 
-    def _served(self, base: ResolvedUser, name: str, users: ColdUsers,
-                row: int | None) -> ResolvedUser:
+    def _served(
+        self, base: ResolvedUser, name: str, users: ColdUsers, row: int | None
+    ) -> ResolvedUser:
         """Run strategy ``name`` (cached per stored user for embeddings); failure -> fallback."""
         embedding = self.router.output(name) == "embedding"
         cached = self._bridged.get((name, row)) if row is not None and embedding else None
         if cached is None:
             out = self.router.run(name, users)
             if out is None:
-                return dataclasses.replace(base, provenance=Provenance.FALLBACK,
-                                           fallback_reason="strategy_error", stage=Stage.NEW)
+                return dataclasses.replace(
+                    base,
+                    provenance=Provenance.FALLBACK,
+                    fallback_reason="strategy_error",
+                    stage=Stage.NEW,
+                )
             cached = out[0]
             if row is not None and embedding:
                 with self._lock:
@@ -198,9 +226,7 @@ class UserResolver:
         return np.asarray(self.scorer.bridge(users.source_embeddings), dtype=np.float32)
 
 
-def split_known(
-    ids: Sequence[str], index: Mapping[str, int]
-) -> tuple[list[int], tuple[str, ...]]:
+def split_known(ids: Sequence[str], index: Mapping[str, int]) -> tuple[list[int], tuple[str, ...]]:
     """Split ``ids`` into indices of known ids (order and duplicates kept) and unknown ids.
 
     Unknown ids are returned in first-seen order, each once.

@@ -73,17 +73,27 @@ class StrategyRouter:
         If the default or a weighted strategy is neither in the bundle nor servable.
     """
 
-    def __init__(self, bundle: Bundle, registry: Mapping[str, type[TransferStrategy]],
-                 bridge: Callable[[np.ndarray], np.ndarray], *, default: str = "",
-                 weights: Mapping[str, float] | None = None, metrics: Metrics | None = None,
-                 threads: int = 1) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        registry: Mapping[str, type[TransferStrategy]],
+        bridge: Callable[[np.ndarray], np.ndarray],
+        *,
+        default: str = "",
+        weights: Mapping[str, float] | None = None,
+        metrics: Metrics | None = None,
+        threads: int = 1,
+    ) -> None:
         self.bundle, self.metrics = bundle, metrics
         specs = {n: s for n, s in bundle.strategies.items() if n in registry}
         common: dict[str, Any] = dict(
-            bridge=bridge, target_item_embeddings=bundle.target_item_embeddings,
-            target_item_bias=bundle.target_item_bias)
+            bridge=bridge,
+            target_item_embeddings=bundle.target_item_embeddings,
+            target_item_bias=bundle.target_item_bias,
+        )
         self.instances: dict[str, TransferStrategy] = build_strategies(
-            specs, registry, threads=threads, **common)
+            specs, registry, threads=threads, **common
+        )
         if bundle.strategy in registry and bundle.strategy not in self.instances:
             parts = StrategyParts(peers=self.instances, **common)
             self.instances[bundle.strategy] = registry[bundle.strategy](parts)
@@ -92,8 +102,10 @@ class StrategyRouter:
         for name in (self.default, *self.weights):
             if name not in self.instances:
                 raise ConfigError(
-                    "strategy", f"bundle {bundle.version} cannot serve strategy {name!r}; "
-                    f"servable: {sorted(self.instances)}, registered: {sorted(registry)}")
+                    "strategy",
+                    f"bundle {bundle.version} cannot serve strategy {name!r}; "
+                    f"servable: {sorted(self.instances)}, registered: {sorted(registry)}",
+                )
         self._arms = [(n, w) for n, w in self.weights.items() if w > 0]
         self._total = sum(w for _, w in self._arms)
 
@@ -107,8 +119,10 @@ class StrategyRouter:
         """
         if requested:
             if requested not in self.instances:
-                raise InvalidRequestError("strategy", f"unknown strategy {requested!r}; "
-                                          f"available: {sorted(self.instances)}")
+                raise InvalidRequestError(
+                    "strategy",
+                    f"unknown strategy {requested!r}; available: {sorted(self.instances)}",
+                )
             return requested
         if not self._arms:
             return self.default

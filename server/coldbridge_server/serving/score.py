@@ -127,8 +127,12 @@ class OnnxScorer:
             cand = self.score(tgt, np.zeros((1, 1), np.int64))
         except Exception as exc:  # onnxruntime raises its own, undocumented, types
             raise ModelLoadError(f"model warm-up failed: {exc}") from exc
-        expected = [(src, (1, self.source_dim)), (tgt, (1, self.target_dim)),
-                    (scores, (1, 1)), (cand, (1, 1))]
+        expected = [
+            (src, (1, self.source_dim)),
+            (tgt, (1, self.target_dim)),
+            (scores, (1, 1)),
+            (cand, (1, 1)),
+        ]
         for array, shape in expected:
             if array.shape != shape:
                 raise ModelLoadError(f"warm-up output shape {array.shape}, expected {shape}")

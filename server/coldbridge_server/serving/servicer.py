@@ -31,8 +31,12 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     ) -> recommender_pb2.RecommendResponse:
         with map_errors(context):
             result = self.engine.recommend(
-                request.user_id, request.k, request.exclude_item_ids, request.source_item_ids,
-                exclude_seen=request.exclude_seen, strategy=request.strategy,
+                request.user_id,
+                request.k,
+                request.exclude_item_ids,
+                request.source_item_ids,
+                exclude_seen=request.exclude_seen,
+                strategy=request.strategy,
             )
         return recommender_pb2.RecommendResponse(
             items=_items(result),
@@ -49,7 +53,9 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     ) -> recommender_pb2.ScoreResponse:
         with map_errors(context):
             result = self.engine.score(
-                request.user_id, request.item_ids, request.source_item_ids,
+                request.user_id,
+                request.item_ids,
+                request.source_item_ids,
                 strategy=request.strategy,
             )
         return recommender_pb2.ScoreResponse(

@@ -95,9 +95,15 @@ class Ingestor:
         Optional Prometheus metrics.
     """
 
-    def __init__(self, open_store: Callable[[], EventStore], updater: OnlineUpdater, *,
-                 queue_size: int = 16, snapshot_every: int = 50_000,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        open_store: Callable[[], EventStore],
+        updater: OnlineUpdater,
+        *,
+        queue_size: int = 16,
+        snapshot_every: int = 50_000,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._open_store = open_store
         self._store: EventStore | None = None
         self.updater = updater
@@ -231,8 +237,13 @@ class Ingestor:
             ids.add(event.event_id)
         return problem
 
-    def _resolve(self, batches: list[Pending], accepted: list[list[Event]],
-                 rejections: list[list[Rejection]], last: int) -> None:
+    def _resolve(
+        self,
+        batches: list[Pending],
+        accepted: list[list[Event]],
+        rejections: list[list[Rejection]],
+        last: int,
+    ) -> None:
         position = last - sum(len(a) for a in accepted)
         for pending, ok, bad in zip(batches, accepted, rejections, strict=True):
             position += len(ok)
@@ -264,4 +275,3 @@ class Ingestor:
             self.metrics.event_log_events.set(self.store.count)
             for stage, count in self.updater.stages.items():
                 self.metrics.set_users(stage, count)
-

@@ -163,7 +163,10 @@ class ColdStartEmbeddings(reco.base.Ranker):
         return float(self._items[row] @ self.user_vector(user) + self._bias[row])
 
     def learn_one(
-        self, user: typing.Hashable, item: typing.Hashable, y: typing.Any,
+        self,
+        user: typing.Hashable,
+        item: typing.Hashable,
+        y: typing.Any,
         x: dict[str, typing.Any] | None = None,
     ) -> None:
         row = typing.cast(int, item)
@@ -188,19 +191,27 @@ class ColdStartEmbeddings(reco.base.Ranker):
         if self.release_after is None or self.u_updates[user] < self.release_after:
             gradient = gradient + self.l2 * self.u_deltas[user]
         self.u_deltas[user] = typing.cast(
-            np.ndarray, self._optimizer.step(self.u_deltas[user], gradient))
+            np.ndarray, self._optimizer.step(self.u_deltas[user], gradient)
+        )
         self.u_updates[user] += 1
 
     @property
     def can_learn_many(self) -> bool:
         """Whether :meth:`learn_many` takes its vectorised path (no negative sampling, a
         constant learning rate, an ``optim.SGD`` optimizer); else it loops :meth:`learn_one`."""
-        return (self.n_negatives == 0 and type(self._optimizer) is optim.SGD
-                and type(self._optimizer.lr) is optim.schedulers.Constant)
+        return (
+            self.n_negatives == 0
+            and type(self._optimizer) is optim.SGD
+            and type(self._optimizer.lr) is optim.schedulers.Constant
+        )
 
-    def learn_many(self, users: typing.Sequence[typing.Hashable], items: typing.Sequence[int],
-                   ys: typing.Sequence[typing.Any],
-                   capture: typing.Collection[int] = ()) -> dict[int, np.ndarray]:
+    def learn_many(
+        self,
+        users: typing.Sequence[typing.Hashable],
+        items: typing.Sequence[int],
+        ys: typing.Sequence[typing.Any],
+        capture: typing.Collection[int] = (),
+    ) -> dict[int, np.ndarray]:
         """Learn from the events ``(users[j], items[j], ys[j])`` as :meth:`learn_one` would,
         one after the other, and return the user vector right before event ``j`` for each
         ``j`` in ``capture`` (float64, ``prior + residual``).
@@ -243,13 +254,25 @@ class ColdStartEmbeddings(reco.base.Ranker):
             waves[k].append(j)
         captured: dict[int, np.ndarray] = {}
         for wave in waves:
-            self._learn_wave([users[j] for j in wave], [items[j] for j in wave],
-                             [ys[j] for j in wave], wave, capture, captured)
+            self._learn_wave(
+                [users[j] for j in wave],
+                [items[j] for j in wave],
+                [ys[j] for j in wave],
+                wave,
+                capture,
+                captured,
+            )
         return captured
 
-    def _learn_wave(self, users: list[typing.Hashable], items: list[int], ys: list[typing.Any],
-                    wave: list[int], capture: typing.Collection[int],
-                    captured: dict[int, np.ndarray]) -> None:
+    def _learn_wave(
+        self,
+        users: list[typing.Hashable],
+        items: list[int],
+        ys: list[typing.Any],
+        wave: list[int],
+        capture: typing.Collection[int],
+        captured: dict[int, np.ndarray],
+    ) -> None:
         """One event per user, all users distinct: learn_one's single-row path, vectorised."""
         dim = self._items.shape[1]
         deltas, priors = self.u_deltas, self.u_priors
@@ -267,11 +290,20 @@ class ColdStartEmbeddings(reco.base.Ranker):
                     captured[j] = current[row].copy()
         y_pred = ((vectors * current).sum(axis=1) + self._bias[items]).tolist()
         clip, implicit, explicit = self.clip_gradient, self._implicit, self._explicit
-        g = np.array([
-            min(max(implicit.gradient(float(y), p) if isinstance(y, (bool, np.bool_))
-                    else explicit.gradient(float(y), p), -clip), clip)
-            for y, p in zip(ys, y_pred, strict=True)
-        ])
+        g = np.array(
+            [
+                min(
+                    max(
+                        implicit.gradient(float(y), p)
+                        if isinstance(y, (bool, np.bool_))
+                        else explicit.gradient(float(y), p),
+                        -clip,
+                    ),
+                    clip,
+                )
+                for y, p in zip(ys, y_pred, strict=True)
+            ]
+        )
         gradient = g[:, None] * vectors
         updates = self.u_updates
         release = self.release_after

@@ -37,10 +37,15 @@ def recover(store: EventStore, updater: OnlineUpdater) -> int:
             updater.apply(event, event.timestamp, evaluate=False)
             replayed += 1
     if replayed or not same_bundle:
-        store.write_snapshot(updater.states, store.last_seq, bundle.version,
-                             replace=not same_bundle)
-    logger.info("online state: %d users, %d events replayed after log position %d",
-                len(updater.states), replayed, seq)
+        store.write_snapshot(
+            updater.states, store.last_seq, bundle.version, replace=not same_bundle
+        )
+    logger.info(
+        "online state: %d users, %d events replayed after log position %d",
+        len(updater.states),
+        replayed,
+        seq,
+    )
     return replayed
 
 

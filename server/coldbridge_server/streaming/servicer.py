@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import grpc
 from coldbridge.v1 import events_pb2, events_pb2_grpc
@@ -32,9 +32,9 @@ __all__ = ["EVENTS_SERVICE_NAME", "EventsServicer"]
 EVENTS_SERVICE_NAME: str = events_pb2.DESCRIPTOR.services_by_name["Events"].full_name
 _DOMAIN = {events_pb2.DOMAIN_SOURCE: Domain.SOURCE, events_pb2.DOMAIN_TARGET: Domain.TARGET}
 _KIND = {events_pb2.EVENT_KIND_IMPLICIT: Kind.IMPLICIT, events_pb2.EVENT_KIND_RATING: Kind.RATING}
-_REASON = {reason: cast(events_pb2.RejectionReason,
-                        events_pb2.RejectionReason.Value("REJECTION_REASON_" + reason.name))
-           for reason in Reason}
+_REASON = {
+    reason: events_pb2.RejectionReason.Value("REJECTION_REASON_" + reason.name) for reason in Reason
+}
 _END = object()
 
 
@@ -57,9 +57,16 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         Optional Prometheus metrics.
     """
 
-    def __init__(self, ingestor: Ingestor, model: ServingModel, states: UserStates, *,
-                 max_batch_events: int, window: int = 16,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        model: ServingModel,
+        states: UserStates,
+        *,
+        max_batch_events: int,
+        window: int = 16,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.ingestor = ingestor
         self.bundle: Bundle = ingestor.bundle
         self.model = model
@@ -72,8 +79,12 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         self, request_iterator: Iterator[events_pb2.EventBatch], context: grpc.ServicerContext
     ) -> Iterator[events_pb2.EventAck]:
         acks: queue.Queue[Any] = queue.Queue(maxsize=self.window)
-        threading.Thread(target=self._read, args=(request_iterator, acks, context),
-                         name="coldbridge-stream-reader", daemon=True).start()
+        threading.Thread(
+            target=self._read,
+            args=(request_iterator, acks, context),
+            name="coldbridge-stream-reader",
+            daemon=True,
+        ).start()
         while (item := acks.get()) is not _END:
             with map_errors(context):
                 if isinstance(item, ColdbridgeError):
@@ -99,8 +110,10 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
             view = self.model.describe(request.user_id)
         state = self.states.get(request.user_id)
         reply = events_pb2.UserState(
-            user_id=request.user_id, stage=stage_pb(view.stage),
-            provenance=provenance_pb(view.provenance), strategy=view.strategy,
+            user_id=request.user_id,
+            stage=stage_pb(view.stage),
+            provenance=provenance_pb(view.provenance),
+            strategy=view.strategy,
             bundle_version=self.bundle.version,
         )
         if state is not None:
@@ -109,8 +122,12 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
             reply.last_update_time.FromNanoseconds(int(state.last_update * 1e9))
         return reply
 
-    def _read(self, requests: Iterable[events_pb2.EventBatch], acks: queue.Queue[Any],
-              context: grpc.ServicerContext) -> None:
+    def _read(
+        self,
+        requests: Iterable[events_pb2.EventBatch],
+        acks: queue.Queue[Any],
+        context: grpc.ServicerContext,
+    ) -> None:
         previous: int | None = None
         try:
             for batch in requests:
@@ -136,17 +153,25 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         assert self.metrics is not None
         target = sum(1 for event in events if event.domain is Domain.TARGET)
         source = sum(1 for event in events if event.domain is Domain.SOURCE)
-        for domain, n in (("target", target), ("source", source),
-                          ("unknown", len(events) - target - source)):
+        for domain, n in (
+            ("target", target),
+            ("source", source),
+            ("unknown", len(events) - target - source),
+        ):
             if n:
                 self.metrics.count_events("received", domain, n)
 
     def _ack(self, sequence: int, result: BatchResult, received: float) -> events_pb2.EventAck:
         ack = events_pb2.EventAck(
-            sequence=sequence, accepted=result.accepted, log_position=result.log_position,
-            rejections=[events_pb2.EventRejection(index=r.index, event_id=r.event_id,
-                                                  reason=_REASON[r.reason], message=r.message)
-                        for r in result.rejections],
+            sequence=sequence,
+            accepted=result.accepted,
+            log_position=result.log_position,
+            rejections=[
+                events_pb2.EventRejection(
+                    index=r.index, event_id=r.event_id, reason=_REASON[r.reason], message=r.message
+                )
+                for r in result.rejections
+            ],
         )
         if self.metrics is not None:
             self.metrics.ack_lag_seconds.observe(time.perf_counter() - received)
@@ -158,8 +183,15 @@ def _event(message: events_pb2.Event) -> Event:
     when = 0.0
     if message.HasField("timestamp"):
         when = message.timestamp.seconds + message.timestamp.nanos * 1e-9
-    return Event(message.event_id, message.user_id, message.item_id, _DOMAIN.get(message.domain),
-                 _KIND.get(message.kind), message.value, when)
+    return Event(
+        message.event_id,
+        message.user_id,
+        message.item_id,
+        _DOMAIN.get(message.domain),
+        _KIND.get(message.kind),
+        message.value,
+        when,
+    )
 
 
 def _put(acks: queue.Queue[Any], item: object, context: grpc.ServicerContext) -> bool:

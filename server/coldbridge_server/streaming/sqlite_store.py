@@ -94,8 +94,9 @@ class SqliteEventStore(EventStore):
 
     def append(self, events: Sequence[Event], received_at: float) -> int:
         """Append ``events`` in one committed transaction; return the last log position."""
-        rows = [_row(seq, event, received_at)
-                for seq, event in enumerate(events, self._last_seq + 1)]
+        rows = [
+            _row(seq, event, received_at) for seq, event in enumerate(events, self._last_seq + 1)
+        ]
         with self._transaction():
             self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", rows)
         self._last_seq += len(rows)
@@ -109,11 +110,15 @@ class SqliteEventStore(EventStore):
 
     def events_after(self, seq: int) -> Iterator[tuple[int, Event]]:
         """``(seq, event)`` of the log after position ``seq``, in log order."""
-        query = ("SELECT seq, event_id, user_id, item_id, domain, kind, value, event_time "
-                 "FROM events WHERE seq > ? ORDER BY seq")
+        query = (
+            "SELECT seq, event_id, user_id, item_id, domain, kind, value, event_time "
+            "FROM events WHERE seq > ? ORDER BY seq"
+        )
         for row in self._db.execute(query, (seq,)):
-            yield row[0], Event(row[1], row[2], row[3], Domain(row[4]), Kind(row[5]),
-                                row[6], row[7])
+            yield (
+                row[0],
+                Event(row[1], row[2], row[3], Domain(row[4]), Kind(row[5]), row[6], row[7]),
+            )
 
     def snapshot_info(self) -> tuple[str, int]:
         """``(bundle_version, snapshot_seq)`` of the stored snapshot (``("", 0)`` if none)."""
@@ -125,8 +130,9 @@ class SqliteEventStore(EventStore):
         for user_id, counters, prior, delta in self._db.execute("SELECT * FROM user_state"):
             yield _decode(user_id, json.loads(counters), prior, delta)
 
-    def write_snapshot(self, states: Iterable[UserState], seq: int, bundle_version: str,
-                       *, replace: bool = False) -> None:
+    def write_snapshot(
+        self, states: Iterable[UserState], seq: int, bundle_version: str, *, replace: bool = False
+    ) -> None:
         """Upsert ``states`` and mark the snapshot as covering the log up to ``seq``.
 
         ``replace`` first drops every stored state (a snapshot of all users).
@@ -136,8 +142,10 @@ class SqliteEventStore(EventStore):
             if replace:
                 self._db.execute("DELETE FROM user_state")
             self._db.executemany("INSERT OR REPLACE INTO user_state VALUES (?,?,?,?)", rows)
-            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)",
-                                 [("snapshot_seq", str(seq)), ("bundle_version", bundle_version)])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?,?)",
+                [("snapshot_seq", str(seq)), ("bundle_version", bundle_version)],
+            )
 
     def close(self) -> None:
         """Close the database and release the directory lock."""
@@ -164,8 +172,17 @@ _Row = tuple[int, str, str, str, str, str, float, float, float]
 
 def _row(seq: int, event: Event, received_at: float) -> _Row:
     """The ``events`` row of a validated event (its domain and kind are set)."""
-    return (seq, event.event_id, event.user_id, event.item_id, _DOMAIN_NAMES[event.domain],
-            _KIND_NAMES[event.kind], event.value, event.timestamp or received_at, received_at)
+    return (
+        seq,
+        event.event_id,
+        event.user_id,
+        event.item_id,
+        _DOMAIN_NAMES[event.domain],
+        _KIND_NAMES[event.kind],
+        event.value,
+        event.timestamp or received_at,
+        received_at,
+    )
 
 
 def _lock(state_dir: Path) -> IO[bytes]:
@@ -190,24 +207,41 @@ def _array(blob: bytes | None, dtype: type[np.generic]) -> np.ndarray | None:
     return None if blob is None else np.frombuffer(blob, dtype=dtype).copy()
 
 
-_COUNTERS = ('{"source_history": [%s], "source_events": %d, "target_events": %d, '
-             '"online_updates": %d, "last_update": %r, "seen": [%s]}')
+_COUNTERS = (
+    '{"source_history": [%s], "source_events": %d, "target_events": %d, '
+    '"online_updates": %d, "last_update": %r, "seen": [%s]}'
+)
 
 
 def _encode(s: UserState) -> tuple[str, str, bytes | None, bytes | None]:
     # the JSON that json.dumps writes for these counters, formatted directly (2-3x faster)
-    counters = _COUNTERS % (", ".join(map(str, s.source_history)), s.source_events,
-                            s.target_events, s.online_updates, float(s.last_update),
-                            ", ".join(map(str, sorted(s.seen))))
+    counters = _COUNTERS % (
+        ", ".join(map(str, s.source_history)),
+        s.source_events,
+        s.target_events,
+        s.online_updates,
+        float(s.last_update),
+        ", ".join(map(str, sorted(s.seen))),
+    )
     return s.user_id, counters, _blob(s.prior, np.float32), _blob(s.delta, np.float64)
 
 
-def _decode(user_id: str, c: dict[str, Any], prior_blob: bytes | None,
-            delta_blob: bytes | None) -> UserState:
+def _decode(
+    user_id: str, c: dict[str, Any], prior_blob: bytes | None, delta_blob: bytes | None
+) -> UserState:
     """A stored state; ``vector`` is left to the caller (it needs the bundle's prior)."""
     prior, delta = _array(prior_blob, np.float32), _array(delta_blob, np.float64)
     if prior is not None:
         prior.setflags(write=False)
-    return UserState(user_id, tuple(c["source_history"]), prior, delta, None,
-                     c["source_events"], c["target_events"], c["online_updates"],
-                     c["last_update"], frozenset(c["seen"]))
+    return UserState(
+        user_id,
+        tuple(c["source_history"]),
+        prior,
+        delta,
+        None,
+        c["source_events"],
+        c["target_events"],
+        c["online_updates"],
+        c["last_update"],
+        frozenset(c["seen"]),
+    )

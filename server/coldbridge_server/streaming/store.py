@@ -93,8 +93,9 @@ class EventStore(abc.ABC):
         """The user states of the stored snapshot (``vector`` left ``None``)."""
 
     @abc.abstractmethod
-    def write_snapshot(self, states: Iterable[UserState], seq: int, bundle_version: str,
-                       *, replace: bool = False) -> None:
+    def write_snapshot(
+        self, states: Iterable[UserState], seq: int, bundle_version: str, *, replace: bool = False
+    ) -> None:
         """Upsert ``states`` and mark the snapshot as covering the log up to ``seq``.
 
         ``replace`` first drops every stored state (the snapshot then holds all users).

@@ -69,11 +69,20 @@ class _Work:
     learner); ``seen`` holds the items of this run only.
     """
 
-    __slots__ = ("old", "prior", "target_events", "online_updates", "seen", "bundle_target",
-                 "served", "old_prior")
+    __slots__ = (
+        "old",
+        "prior",
+        "target_events",
+        "online_updates",
+        "seen",
+        "bundle_target",
+        "served",
+        "old_prior",
+    )
 
-    def __init__(self, old: UserState | None, prior: np.ndarray | None,
-                 bundle_target: bool) -> None:
+    def __init__(
+        self, old: UserState | None, prior: np.ndarray | None, bundle_target: bool
+    ) -> None:
         self.old, self.prior, self.bundle_target = old, prior, bundle_target
         self.target_events = 0 if old is None else old.target_events
         self.online_updates = 0 if old is None else old.online_updates
@@ -116,10 +125,18 @@ class OnlineUpdater:
         Number of users with online state per stage value.
     """
 
-    def __init__(self, bundle: Bundle, model: ServingModel, states: UserStates,
-                 learner: ColdStartEmbeddings, *, warm_threshold: int = 10,
-                 prequential_k: int = 10, prequential_sample_rate: float = 1.0,
-                 observe: Callable[[str, str, bool], None] | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        model: ServingModel,
+        states: UserStates,
+        learner: ColdStartEmbeddings,
+        *,
+        warm_threshold: int = 10,
+        prequential_k: int = 10,
+        prequential_sample_rate: float = 1.0,
+        observe: Callable[[str, str, bool], None] | None = None,
+    ) -> None:
         self.bundle = bundle
         self.model = model
         self.states = states
@@ -142,8 +159,9 @@ class OnlineUpdater:
         assert state is not None
         return state
 
-    def apply_many(self, events: Iterable[Event], now: float, *,
-                   evaluate: bool = True) -> list[int]:
+    def apply_many(
+        self, events: Iterable[Event], now: float, *, evaluate: bool = True
+    ) -> list[int]:
         """Apply ``events`` in order and publish the new states; return each event's
         ``online_updates`` of its user after it.
 
@@ -169,8 +187,7 @@ class OnlineUpdater:
         self.flush_prequential()
         return updates
 
-    def _apply_targets(self, events: list[Event], now: float, cut: int,
-                       updates: list[int]) -> None:
+    def _apply_targets(self, events: list[Event], now: float, cut: int, updates: list[int]) -> None:
         """Learn from target events (in order) with one :meth:`learn_many`, publish each
         user once, append each event's ``online_updates`` to ``updates``."""
         work: dict[str, _Work] = {}
@@ -187,8 +204,7 @@ class OnlineUpdater:
             if cut and _crc(event.event_id) < cut:
                 # the vector served right before this event: known for a user's first event
                 # here, else captured by learn_many
-                sampled.append((self._stage_before(pending, uid), pending.served, item,
-                                len(uids)))
+                sampled.append((self._stage_before(pending, uid), pending.served, item, len(uids)))
             uids.append(uid)
             items.append(item)
             ys.append(True if event.kind is Kind.IMPLICIT else float(event.value))
@@ -218,8 +234,8 @@ class OnlineUpdater:
         hits = [item in self._popular_top for _, _, item in samples]
         rows = [(n, vector) for n, (_, vector, _) in enumerate(samples) if vector is not None]
         for lo in range(0, len(rows), _CHUNK):
-            chunk = [n for n, _ in rows[lo:lo + _CHUNK]]
-            _, top = self.model.topk(np.stack([v for _, v in rows[lo:lo + _CHUNK]]), self.k)
+            chunk = [n for n, _ in rows[lo : lo + _CHUNK]]
+            _, top = self.model.topk(np.stack([v for _, v in rows[lo : lo + _CHUNK]]), self.k)
             items = np.array([samples[n][2] for n in chunk])
             in_top = (np.asarray(top) == items[:, None]).any(axis=1).tolist()
             for n, hit in zip(chunk, in_top, strict=True):
@@ -246,9 +262,12 @@ class OnlineUpdater:
     def stage(self, state: UserState) -> Stage:
         """Lifecycle stage of a user with online state ``state``."""
         uid = state.user_id
-        return stage_of(state, bundle_target=uid in self.bundle.target_user_index,
-                        has_source=uid in self.bundle.source_user_index,
-                        warm_threshold=self.warm_threshold)
+        return stage_of(
+            state,
+            bundle_target=uid in self.bundle.target_user_index,
+            has_source=uid in self.bundle.source_user_index,
+            warm_threshold=self.warm_threshold,
+        )
 
     def _prior(self, state: UserState) -> np.ndarray | None:
         if state.prior is not None:
@@ -298,19 +317,37 @@ class OnlineUpdater:
         delta = self.learner.u_deltas[uid].copy()
         vector = _vector(pending.prior, delta)
         if old is None:
-            new = UserState(uid, (), None, delta, vector, 0, events, pending.online_updates,
-                            now, frozenset(seen))
+            new = UserState(
+                uid,
+                (),
+                None,
+                delta,
+                vector,
+                0,
+                events,
+                pending.online_updates,
+                now,
+                frozenset(seen),
+            )
         else:
-            new = UserState(uid, old.source_history, old.prior, delta, vector,
-                            old.source_events, events, pending.online_updates, now,
-                            old.seen | seen)
+            new = UserState(
+                uid,
+                old.source_history,
+                old.prior,
+                delta,
+                vector,
+                old.source_events,
+                events,
+                pending.online_updates,
+                now,
+                old.seen | seen,
+            )
         self.states.publish(new)
         warm = pending.bundle_target or events >= self.warm_threshold
         self.stages[(Stage.WARM if warm else Stage.WARMING).value] += 1
 
     def _fold_in(self, state: UserState, event: Event, now: float) -> UserState:
-        counted = dataclasses.replace(state, source_events=state.source_events + 1,
-                                      last_update=now)
+        counted = dataclasses.replace(state, source_events=state.source_events + 1, last_update=now)
         uid, b = state.user_id, self.bundle
         if uid in b.source_user_index or uid in b.target_user_index:
             return counted
@@ -318,8 +355,13 @@ class OnlineUpdater:
         history = (*state.source_history, b.source_item_index[event.item_id])[-keep:]
         prior = self.model.bridge_history(history)
         vector = None if state.delta is None else _vector(prior, state.delta)
-        return dataclasses.replace(counted, source_history=history, prior=prior, vector=vector,
-                                   online_updates=state.online_updates + 1)
+        return dataclasses.replace(
+            counted,
+            source_history=history,
+            prior=prior,
+            vector=vector,
+            online_updates=state.online_updates + 1,
+        )
 
 
 def _vector(prior: np.ndarray | None, delta: np.ndarray) -> np.ndarray:

@@ -106,9 +106,14 @@ def is_plain_target(event: Event, target_items: Mapping[str, int]) -> bool:
     The writer's fast path: ``True`` implies ``validate(event, bundle) is None``; ``False``
     means "call :func:`validate`" (the event may still be valid).
     """
-    return (event.domain is Domain.TARGET and event.kind is Kind.IMPLICIT
-            and bool(event.event_id) and bool(event.user_id) and bool(event.item_id)
-            and event.item_id in target_items)
+    return (
+        event.domain is Domain.TARGET
+        and event.kind is Kind.IMPLICIT
+        and bool(event.event_id)
+        and bool(event.user_id)
+        and bool(event.item_id)
+        and event.item_id in target_items
+    )
 
 
 def check_batch(sequence: int, previous: int | None, size: int, max_events: int) -> None:

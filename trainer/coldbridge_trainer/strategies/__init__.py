@@ -77,8 +77,11 @@ def fit_strategies(
         ctx.fitted[name] = fitted
         servers = build_strategies(
             {n: {"parts": f.parts, "config": f.config} for n, f in ctx.fitted.items()},
-            {n: f.cls for n, f in ctx.fitted.items()}, bridge=_bridge(result),
-            target_item_embeddings=result.target_item_emb, target_item_bias=result.target_item_bias)
+            {n: f.cls for n, f in ctx.fitted.items()},
+            bridge=_bridge(result),
+            target_item_embeddings=result.target_item_emb,
+            target_item_bias=result.target_item_bias,
+        )
         for n, f in ctx.fitted.items():
             f.server = servers[n]
         fitted.seconds = round(time.perf_counter() - t0, 2)
@@ -105,12 +108,22 @@ def strategy_scorer(fitted: FittedStrategy, ctx_result: TrainResult, valid: Eval
 
 def bundle_strategies(fitted: Mapping[str, FittedStrategy]) -> dict[str, dict[str, Any]]:
     """The ``strategies`` argument of :func:`coldbridge_trainer.export.write_bundle`."""
-    return {name: {"version": f.cls.version, "output": f.cls.output, "config": f.config,
-                   "parts": f.parts, "seconds": f.seconds} for name, f in fitted.items()}
+    return {
+        name: {
+            "version": f.cls.version,
+            "output": f.cls.output,
+            "config": f.config,
+            "parts": f.parts,
+            "seconds": f.seconds,
+        }
+        for name, f in fitted.items()
+    }
 
 
 def attach_strategies(
-    result: TrainResult, names: Sequence[str], default: str = "emcdr",
+    result: TrainResult,
+    names: Sequence[str],
+    default: str = "emcdr",
     registry: Mapping[str, type[TransferStrategy]] | None = None,
 ) -> TrainResult:
     """Fit ``names`` on ``result``, evaluate them on valid/test, and make them part of its bundle.
@@ -124,8 +137,10 @@ def attach_strategies(
     from coldbridge_trainer.results import StrategyResult
 
     cfg, ds = result.config, result.dataset
-    splits = {"valid": make_split(ds, ds.valid, cfg.eval_negatives, cfg.eval_seed, exclude="split"),
-              "test": make_split(ds, ds.test, cfg.eval_negatives, cfg.eval_seed)}  # selection: valid only
+    splits = {
+        "valid": make_split(ds, ds.valid, cfg.eval_negatives, cfg.eval_seed, exclude="split"),
+        "test": make_split(ds, ds.test, cfg.eval_negatives, cfg.eval_seed),
+    }  # selection: valid only
     registry = registry if registry is not None else load_strategies(get_plugin_manager())
     if default not in registry:
         raise ValueError(f"default strategy {default!r} is not registered: {sorted(registry)}")
@@ -133,10 +148,16 @@ def attach_strategies(
     result.strategies, result.default_strategy = dict(fitted), default
     if result.metrics is None:
         raise ValueError("attach_strategies needs a fitted result (result.metrics is None)")
-    result.metrics = result.metrics.with_strategies({
-        name: StrategyResult(
-            **{s: evaluate_scorers({name: strategy_scorer(f, result, ev)}, ev, cfg.ks)
-               for s, ev in splits.items()}, seconds=f.seconds)
-        for name, f in fitted.items()
-    })
+    result.metrics = result.metrics.with_strategies(
+        {
+            name: StrategyResult(
+                **{
+                    s: evaluate_scorers({name: strategy_scorer(f, result, ev)}, ev, cfg.ks)
+                    for s, ev in splits.items()
+                },
+                seconds=f.seconds,
+            )
+            for name, f in fitted.items()
+        }
+    )
     return result

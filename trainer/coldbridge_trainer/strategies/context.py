@@ -68,8 +68,10 @@ class TrainContext:
         """Source rows and target rows of the overlapping users (same order)."""
         ds = self.result.dataset
         overlap = ds.overlap_users()
-        return (np.array([ds.source.user_index[u] for u in overlap], dtype=np.int64),
-                np.array([ds.target.user_index[u] for u in overlap], dtype=np.int64))
+        return (
+            np.array([ds.source.user_index[u] for u in overlap], dtype=np.int64),
+            np.array([ds.target.user_index[u] for u in overlap], dtype=np.int64),
+        )
 
     def target_matrix(self, target_rows: np.ndarray) -> np.ndarray:
         """Binary ``[len(rows), N_t]`` target interactions of the given target users."""
@@ -86,8 +88,12 @@ class TrainContext:
         torch.manual_seed(self.seed)
         return torch.Generator().manual_seed(self.seed)
 
-    def valid_score(self, scores_fn: Callable[[ColdUsers], np.ndarray], metric: str = "MRR",
-                    protocol: str = "sampled") -> float:
+    def valid_score(
+        self,
+        scores_fn: Callable[[ColdUsers], np.ndarray],
+        metric: str = "MRR",
+        protocol: str = "sampled",
+    ) -> float:
         """``metric`` (line-averaged) on the valid cold users of a ``ColdUsers -> scores`` fn.
 
         ``protocol`` is ``sampled`` (the benchmark's 999 negatives) or ``full`` (every target
@@ -96,7 +102,9 @@ class TrainContext:
         compete like any other item.
         """
         scores = scores_fn(self.cold_users(self.valid.users))
-        return float(score_split(scores, self.valid, protocols=(protocol,))[protocol]["line"][metric])
+        return float(
+            score_split(scores, self.valid, protocols=(protocol,))[protocol]["line"][metric]
+        )
 
     def embedding_scores(self, emb: np.ndarray) -> np.ndarray:
         """Base target scores ``u @ V_t^T + b_t``."""

@@ -28,8 +28,9 @@ _CACHE: OrderedDict[tuple[str, int, float], tuple[int, np.ndarray, np.ndarray]] 
 _CACHE_SIZE = 4  # one evaluation run: both domains of one direction, a few settings
 
 
-def ease_neighbours(users: np.ndarray, items: np.ndarray, n_items: int, lam: float, k: int,
-                    threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def ease_neighbours(
+    users: np.ndarray, items: np.ndarray, n_items: int, lam: float, k: int, threads: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` positive EASE weights into each item: ``(idx int64 [n, k], w float32 [n, k])``.
 
     ``users``/``items`` are the training interactions (duplicates count once). Items
@@ -43,7 +44,9 @@ def ease_neighbours(users: np.ndarray, items: np.ndarray, n_items: int, lam: flo
     if lam <= 0:
         raise ValueError(f"EASE lambda must be > 0, got {lam}")
     k = max(1, min(int(k), n_items - 1))
-    pairs = np.unique(np.stack([np.asarray(users, np.int64), np.asarray(items, np.int64)], 1), axis=0)
+    pairs = np.unique(
+        np.stack([np.asarray(users, np.int64), np.asarray(items, np.int64)], 1), axis=0
+    )
     key = (hashlib.sha256(pairs.tobytes()).hexdigest(), int(n_items), float(lam))
     cached = _CACHE.get(key)
     if cached is None or cached[0] < k:
@@ -63,7 +66,9 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _neighbours(pairs: np.ndarray, n_items: int, lam: float, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+def _neighbours(
+    pairs: np.ndarray, n_items: int, lam: float, k: int, threads: int
+) -> tuple[np.ndarray, np.ndarray]:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -95,11 +100,19 @@ def _gram(pairs: np.ndarray, n_items: int) -> torch.Tensor:
     sizes = np.diff(np.r_[starts, len(pairs)])
     # for user u with items I_u: every (a, b) in I_u x I_u
     rows = np.repeat(pairs[:, 1], np.repeat(sizes, sizes))
-    cols = np.concatenate([np.tile(pairs[s:s + n, 1], n) for s, n in zip(starts.tolist(), sizes.tolist())]
-                          or [np.zeros(0, np.int64)])
+    cols = np.concatenate(
+        [
+            np.tile(pairs[s : s + n, 1], n)
+            for s, n in zip(starts.tolist(), sizes.tolist(), strict=True)
+        ]
+        or [np.zeros(0, np.int64)]
+    )
     gram = torch.zeros(n_items, n_items, dtype=torch.float64)
-    gram.index_put_((torch.from_numpy(rows), torch.from_numpy(cols)),
-                    torch.ones(len(rows), dtype=torch.float64), accumulate=True)
+    gram.index_put_(
+        (torch.from_numpy(rows), torch.from_numpy(cols)),
+        torch.ones(len(rows), dtype=torch.float64),
+        accumulate=True,
+    )
     return gram
 
 
@@ -109,8 +122,8 @@ def smooth(p: np.ndarray, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
     out = np.empty_like(p)
     step = max(1, (1 << 24) // max(idx.size, 1))  # rows per chunk: the gather stays near 64 MiB
     for start in range(0, len(p), step):
-        part = p[start:start + step]
-        out[start:start + step] = part + (part[:, idx] * w[None]).sum(2, dtype=np.float32)
+        part = p[start : start + step]
+        out[start : start + step] = part + (part[:, idx] * w[None]).sum(2, dtype=np.float32)
     return out
 
 

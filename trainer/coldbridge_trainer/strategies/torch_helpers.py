@@ -14,7 +14,9 @@ __all__ = ["early_stopping", "overlap_positives", "sample_pairs", "torch_layers"
 
 def torch_layers(layers: torch.nn.ModuleList) -> list[tuple[np.ndarray, np.ndarray]]:
     """``[(W [in, out], b [out])]`` float32 of a list of ``nn.Linear``."""
-    return [(lin.weight.detach().numpy().T.copy(), lin.bias.detach().numpy().copy()) for lin in layers]
+    return [
+        (lin.weight.detach().numpy().T.copy(), lin.bias.detach().numpy().copy()) for lin in layers
+    ]
 
 
 def overlap_positives(ctx: TrainContext, t_rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,16 +27,28 @@ def overlap_positives(ctx: TrainContext, t_rows: np.ndarray) -> tuple[torch.Tens
     return torch.from_numpy(items.astype(np.int64)), torch.from_numpy(ptr.astype(np.int64))
 
 
-def sample_pairs(items: torch.Tensor, ptr: torch.Tensor, batch: torch.Tensor, n_items: int,
-                 negatives: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """One positive per user of ``batch`` (uniform over their items) and ``negatives`` random items."""
+def sample_pairs(
+    items: torch.Tensor,
+    ptr: torch.Tensor,
+    batch: torch.Tensor,
+    n_items: int,
+    negatives: int,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One positive per user of ``batch`` (uniform over their items) and ``negatives`` random "
+    "items."""
     start, count = ptr[batch], ptr[batch + 1] - ptr[batch]
     pos = items[start + (torch.rand(len(batch), generator=gen) * count).long()]
     return pos, torch.randint(n_items, (len(batch), negatives), generator=gen)
 
 
-def early_stopping(epochs: int, patience: int, step: Callable[[], None],
-                   evaluate: Callable[[], float], module: torch.nn.Module) -> list[float]:
+def early_stopping(
+    epochs: int,
+    patience: int,
+    step: Callable[[], None],
+    evaluate: Callable[[], float],
+    module: torch.nn.Module,
+) -> list[float]:
     """Run ``step`` per epoch, keep the state with the best ``evaluate``; returns the history."""
     best, state, history = -np.inf, None, []
     for epoch in range(epochs):

@@ -29,7 +29,9 @@ class CmfTrainer(StrategyTrainer):
 
     name = "cmf"
 
-    def __init__(self, epochs: int | None = None, target_weight: float = 1.0, ridge: float = 1.0) -> None:
+    def __init__(
+        self, epochs: int | None = None, target_weight: float = 1.0, ridge: float = 1.0
+    ) -> None:
         self.epochs, self.target_weight, self.ridge = epochs, target_weight, ridge
 
     def fit(self, ctx: TrainContext) -> None:
@@ -48,8 +50,10 @@ class CmfTrainer(StrategyTrainer):
                 e.weight.zero_()
         params = [users.weight, *(e.weight for e in items), *(e.weight for e in bias)]
         opt = torch.optim.SparseAdam(params, lr=cfg.lr)
-        data = [(m[torch.from_numpy(d.users)], torch.from_numpy(d.items), d.n_items)
-                for m, d in ((s_map, ds.source), (t_map, ds.target))]
+        data = [
+            (m[torch.from_numpy(d.users)], torch.from_numpy(d.items), d.n_items)
+            for m, d in ((s_map, ds.source), (t_map, ds.target))
+        ]
         for _ in range(self.epochs or cfg.epochs):
             for dom, (u_all, i_all, n_items) in enumerate(data):
                 perm = torch.randperm(len(u_all), generator=gen)
@@ -60,7 +64,9 @@ class CmfTrainer(StrategyTrainer):
                     s_pos = (u * items[dom](i)).sum(-1) + bias[dom](i).squeeze(-1)
                     s_neg = (u.unsqueeze(1) * items[dom](neg)).sum(-1) + bias[dom](neg).squeeze(-1)
                     reg = u.pow(2).sum(-1).mean() + items[dom](i).pow(2).sum(-1).mean()
-                    loss = (self.target_weight if dom else 1.0) * bpr_loss(s_pos, s_neg) + cfg.weight_decay * reg
+                    loss = (self.target_weight if dom else 1.0) * bpr_loss(
+                        s_pos, s_neg
+                    ) + cfg.weight_decay * reg
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
@@ -68,7 +74,9 @@ class CmfTrainer(StrategyTrainer):
         self.src_items = items[0].weight.detach().numpy().astype(np.float32).copy()
         self.tgt_items = items[1].weight.detach().numpy().astype(np.float32).copy()
         self.tgt_bias = bias[1].weight.detach().numpy()[:, 0].astype(np.float32).copy()
-        self.w, self.b = fit_encoder_ridge(self.src_items, ctx.histories, u_np[s_map.numpy()], self.ridge, MAX_HISTORY)
+        self.w, self.b = fit_encoder_ridge(
+            self.src_items, ctx.histories, u_np[s_map.numpy()], self.ridge, MAX_HISTORY
+        )
 
     def parts(self) -> dict[str, ModelProto | np.ndarray]:
         nodes = [
@@ -76,13 +84,21 @@ class CmfTrainer(StrategyTrainer):
             helper.make_node("MatMul", ["user", "Vt"], ["dots"]),
             helper.make_node("Add", ["dots", "bt"], ["output"]),
         ]
-        inits = [init("E", self.src_items), init("W", self.w), init("b", self.b),
-                 init("Vt", np.ascontiguousarray(self.tgt_items.T)), init("bt", self.tgt_bias),
-                 init("one", np.array([1.0], np.float32)), init("axis1", np.array([1], np.int64)),
-                 init("axis2", np.array([2], np.int64))]
+        inits = [
+            init("E", self.src_items),
+            init("W", self.w),
+            init("b", self.b),
+            init("Vt", np.ascontiguousarray(self.tgt_items.T)),
+            init("bt", self.tgt_bias),
+            init("one", np.array([1.0], np.float32)),
+            init("axis1", np.array([1], np.int64)),
+            init("axis2", np.array([2], np.int64)),
+        ]
         return {"transfer": make_model(nodes, "cmf", history_inputs(), len(self.tgt_bias), inits)}
 
     def reference(self, users: ColdUsers) -> np.ndarray:
         idx, mask = pad_histories(users.histories, MAX_HISTORY)
-        mean = (self.src_items[idx] * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1.0)
+        mean = (self.src_items[idx] * mask[..., None]).sum(1) / np.maximum(
+            mask.sum(1, keepdims=True), 1.0
+        )
         return ((mean @ self.w + self.b) @ self.tgt_items.T + self.tgt_bias).astype(np.float32)

@@ -50,7 +50,9 @@ class EmcdrTrainer(StrategyTrainer):
 
     def reference(self, users: ColdUsers) -> np.ndarray:
         with torch.no_grad():
-            return self.bridge(torch.as_tensor(users.source_embeddings, dtype=torch.float32)).numpy()
+            return self.bridge(
+                torch.as_tensor(users.source_embeddings, dtype=torch.float32)
+            ).numpy()
 
     def config(self) -> dict[str, str]:
         return {"mapping": self.mapping}

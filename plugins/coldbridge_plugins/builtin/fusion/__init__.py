@@ -24,8 +24,13 @@ def standardise(scores: np.ndarray) -> np.ndarray:
     return z
 
 
-def blend(member_scores: list[np.ndarray], cold: np.ndarray, warm: np.ndarray,
-          counts: np.ndarray, shrinkage: float) -> np.ndarray:
+def blend(
+    member_scores: list[np.ndarray],
+    cold: np.ndarray,
+    warm: np.ndarray,
+    counts: np.ndarray,
+    shrinkage: float,
+) -> np.ndarray:
     """``sum_m ((1 - g) cold_m + g warm_m) z(scores_m)`` with ``g = n / (n + shrinkage)``."""
     g = (counts / (counts + shrinkage))[:, None]
     out = np.zeros_like(member_scores[0], dtype=np.float64)
@@ -51,5 +56,10 @@ class Fusion(TransferStrategy):
     def transfer(self, users: ColdUsers) -> np.ndarray:
         cfg = self.parts.config
         members = [self.parts.peers[m].scores(users) for m in cfg["members"]]
-        return blend(members, np.asarray(cfg["cold"]), np.asarray(cfg["warm"]),
-                     users.counts().astype(np.float64), float(cfg.get("shrinkage", 5.0)))
+        return blend(
+            members,
+            np.asarray(cfg["cold"]),
+            np.asarray(cfg["warm"]),
+            users.counts().astype(np.float64),
+            float(cfg.get("shrinkage", 5.0)),
+        )

@@ -30,11 +30,23 @@ class FusionTrainer(StrategyTrainer):
 
     name = "fusion"
 
-    def __init__(self, members: tuple[str, ...] | None = None, grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0),
-                 shrinkage: float = 5.0, objective: str = "balanced") -> None:
+    def __init__(
+        self,
+        members: tuple[str, ...] | None = None,
+        grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0),
+        shrinkage: float = 5.0,
+        objective: str = "balanced",
+    ) -> None:
         if objective not in OBJECTIVES:
-            raise ValueError(f"fusion objective must be one of {list(OBJECTIVES)}, got {objective!r}")
-        self.members_arg, self.grid, self.shrinkage, self.objective = members, grid, shrinkage, objective
+            raise ValueError(
+                f"fusion objective must be one of {list(OBJECTIVES)}, got {objective!r}"
+            )
+        self.members_arg, self.grid, self.shrinkage, self.objective = (
+            members,
+            grid,
+            shrinkage,
+            objective,
+        )
 
     def fit(self, ctx: TrainContext) -> None:
         names = self.members_arg or tuple(n for n in ctx.fitted if n not in ("popular", "fusion"))
@@ -65,7 +77,9 @@ class FusionTrainer(StrategyTrainer):
         emb = [i for i, n in enumerate(names) if ctx.fitted[n].cls.output == "embedding"]
         self.warm = np.eye(len(names))[max(emb, key=lambda i: singles[i])] if emb else self.cold
 
-    def _blend(self, member_scores: list[np.ndarray], cold: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    def _blend(
+        self, member_scores: list[np.ndarray], cold: np.ndarray, counts: np.ndarray
+    ) -> np.ndarray:
         return blend(member_scores, cold, getattr(self, "warm", cold), counts, self.shrinkage)
 
     def parts(self) -> dict[str, np.ndarray]:
@@ -76,5 +90,10 @@ class FusionTrainer(StrategyTrainer):
         return self._blend(scores, self.cold, users.counts().astype(np.float64))
 
     def config(self) -> dict[str, object]:
-        return {"members": list(self.members), "cold": self.cold.tolist(), "warm": self.warm.tolist(),
-                "shrinkage": self.shrinkage, "objective": self.objective}
+        return {
+            "members": list(self.members),
+            "cold": self.cold.tolist(),
+            "warm": self.warm.tolist(),
+            "shrinkage": self.shrinkage,
+            "objective": self.objective,
+        }

@@ -47,14 +47,19 @@ class ItemMapTrainer(StrategyTrainer):
 
     name = "itemmap"
 
-    def __init__(self, lambdas: tuple[float, ...] = (30.0, 100.0, 300.0, 1000.0, 3000.0),
-                 prior_weights: tuple[float, ...] = (0.5, 1.0, 2.0)) -> None:
+    def __init__(
+        self,
+        lambdas: tuple[float, ...] = (30.0, 100.0, 300.0, 1000.0, 3000.0),
+        prior_weights: tuple[float, ...] = (0.5, 1.0, 2.0),
+    ) -> None:
         self.lambdas, self.prior_weights = lambdas, prior_weights
 
     def fit(self, ctx: TrainContext) -> None:
         s_rows, t_rows = ctx.overlap_rows()
         n_src = ctx.result.dataset.source.n_items
-        used = np.unique(np.concatenate([ctx.histories[r] for r in s_rows] or [np.zeros(0, np.int64)]))
+        used = np.unique(
+            np.concatenate([ctx.histories[r] for r in s_rows] or [np.zeros(0, np.int64)])
+        )
         self.remap = np.full(n_src, len(used), dtype=np.int64)  # unused items -> the zero row
         self.remap[used] = np.arange(len(used))
         x = np.zeros((len(s_rows), len(used) + 1))
@@ -69,7 +74,8 @@ class ItemMapTrainer(StrategyTrainer):
         qty, self.xt = q.T @ yc, np.ascontiguousarray(xc.T.astype(np.float32))
         c0 = mx @ xc.T  # the centring of the cold user's bag, folded into the bias
         tie = tie_breaker(ctx)
-        # select on valid without forming A for every lambda: scores = ((kx - c0) Q / (eig + lam)) Q^T Y_c
+        # select on valid without forming A for every lambda:
+        # scores = ((kx - c0) Q / (eig + lam)) Q^T Y_c
         valid_users = ctx.cold_users(ctx.valid.users)
         kq = (self._kx(valid_users) - c0) @ q
         best, choice = -np.inf, (self.lambdas[0], self.prior_weights[0])
@@ -82,7 +88,10 @@ class ItemMapTrainer(StrategyTrainer):
                     best, choice = metric, (lam, w)
         self.lam, self.prior = choice
         a = (q / (eig + self.lam)) @ qty
-        self.a, self.bias = a.astype(np.float32), (self.prior * my - c0 @ a + tie).astype(np.float32)
+        self.a, self.bias = (
+            a.astype(np.float32),
+            (self.prior * my - c0 @ a + tie).astype(np.float32),
+        )
 
     def _kx(self, users: ColdUsers) -> np.ndarray:
         return history_rows(self.xt, self.remap, users)
@@ -93,8 +102,14 @@ class ItemMapTrainer(StrategyTrainer):
             helper.make_node("MatMul", ["kx", "A"], ["mapped"]),
             helper.make_node("Add", ["mapped", "bias"], ["output"]),
         ]
-        inits = [init("remap", self.remap), init("Xt", self.xt), init("A", self.a), init("bias", self.bias),
-                 init("axis1", np.array([1], np.int64)), init("axis2", np.array([2], np.int64))]
+        inits = [
+            init("remap", self.remap),
+            init("Xt", self.xt),
+            init("A", self.a),
+            init("bias", self.bias),
+            init("axis1", np.array([1], np.int64)),
+            init("axis2", np.array([2], np.int64)),
+        ]
         return {"transfer": make_model(nodes, "itemmap", history_inputs(), self.a.shape[1], inits)}
 
     def reference(self, users: ColdUsers) -> np.ndarray:

@@ -63,15 +63,27 @@ class KernelMapTrainer(StrategyTrainer):
 
     name = "kernelmap"
 
-    def __init__(self, smoothing: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0), etas: tuple[float, ...] = (0.0, 0.5),
-                 lambdas: tuple[float, ...] = (10.0, 30.0, 100.0), betas: tuple[float, ...] = (0.0, 3.0, 10.0, 30.0),
-                 ease_lambda: float = 200.0, neighbours: int = 64, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        smoothing: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0),
+        etas: tuple[float, ...] = (0.0, 0.5),
+        lambdas: tuple[float, ...] = (10.0, 30.0, 100.0),
+        betas: tuple[float, ...] = (0.0, 3.0, 10.0, 30.0),
+        ease_lambda: float = 200.0,
+        neighbours: int = 64,
+        threads: int | None = None,
+    ) -> None:
         for label, grid in (("smoothing", smoothing), ("etas", etas), ("betas", betas)):
             if not grid or min(grid) < 0:
                 raise ValueError(f"{label} must be a non-empty tuple of values >= 0, got {grid}")
         if not lambdas or min(lambdas) <= 0:
             raise ValueError(f"lambdas must be a non-empty tuple of values > 0, got {lambdas}")
-        self.smoothing, self.etas, self.lambdas, self.betas = tuple(smoothing), tuple(etas), tuple(lambdas), tuple(betas)
+        self.smoothing, self.etas, self.lambdas, self.betas = (
+            tuple(smoothing),
+            tuple(etas),
+            tuple(lambdas),
+            tuple(betas),
+        )
         self.ease_lambda, self.neighbours, self.threads = ease_lambda, neighbours, threads
 
     def fit(self, ctx: TrainContext) -> None:
@@ -81,10 +93,18 @@ class KernelMapTrainer(StrategyTrainer):
         n_src = ds.source.n_items
         src_nbr = tgt_nbr = (None, None)
         if any(g > 0 for g in self.smoothing):
-            src_nbr = ease_neighbours(ds.source.users, ds.source.items, n_src, self.ease_lambda, self.neighbours, threads)
+            src_nbr = ease_neighbours(
+                ds.source.users, ds.source.items, n_src, self.ease_lambda, self.neighbours, threads
+            )
         if any(b > 0 for b in self.betas):
-            tgt_nbr = ease_neighbours(ds.target.users, ds.target.items, ds.target.n_items, self.ease_lambda,
-                                      self.neighbours, threads)
+            tgt_nbr = ease_neighbours(
+                ds.target.users,
+                ds.target.items,
+                ds.target.n_items,
+                self.ease_lambda,
+                self.neighbours,
+                threads,
+            )
         x = self._bags([ctx.histories[r] for r in s_rows], n_src)
         valid_users = ctx.cold_users(ctx.valid.users)
         xv = self._bags(list(valid_users.histories), n_src)
@@ -96,7 +116,7 @@ class KernelMapTrainer(StrategyTrainer):
             eig, q = np.linalg.eigh(z @ z.T)
             kq = (expand(xv, *src_nbr, g).astype(np.float64) @ z.T) @ q
             for eta in self.etas:
-                qty = q.T @ (y / sizes ** eta)
+                qty = q.T @ (y / sizes**eta)
                 for lam in self.lambdas:
                     s = ((kq / (eig + lam)) @ qty).astype(np.float32)
                     for beta in self.betas:
@@ -129,34 +149,52 @@ class KernelMapTrainer(StrategyTrainer):
         if self.g > 0 and idx is not None and w is not None:
             # (B_s Z^T)[i] = sum_j B_s[i, j] Z^T[j]; B_s[idx[j, k], j] = w[j, k]
             for start in range(0, len(idx), 512):
-                part_idx = torch.from_numpy(np.array(idx[start:start + 512])).reshape(-1)
-                part_w = torch.from_numpy(np.array(w[start:start + 512]))
-                contrib = (self.g * part_w[:, :, None] * zt[start:start + 512, None, :]).reshape(-1, zt.shape[1])
+                part_idx = torch.from_numpy(np.array(idx[start : start + 512])).reshape(-1)
+                part_w = torch.from_numpy(np.array(w[start : start + 512]))
+                contrib = (self.g * part_w[:, :, None] * zt[start : start + 512, None, :]).reshape(
+                    -1, zt.shape[1]
+                )
                 rows.index_add_(0, part_idx, contrib)
         full = rows.numpy()
         used = np.flatnonzero(np.abs(full).sum(1) > 0)
         self.remap = np.full(len(full), len(used), dtype=np.int64)
         self.remap[used] = np.arange(len(used))
-        self.xt = np.ascontiguousarray(np.vstack([full[used], np.zeros((1, full.shape[1]), np.float32)]))
+        self.xt = np.ascontiguousarray(
+            np.vstack([full[used], np.zeros((1, full.shape[1]), np.float32)])
+        )
 
     def _mapped(self, users: ColdUsers) -> np.ndarray:
         return (history_rows(self.xt, self.remap, users) @ self.a).astype(np.float32)
 
     def parts(self) -> dict[str, ModelProto | np.ndarray]:
         nodes = [*history_rows_nodes("kx"), helper.make_node("MatMul", ["kx", "A"], ["mapped"])]
-        inits = [init("remap", self.remap), init("Xt", self.xt), init("A", self.a),
-                 init("axis1", np.array([1], np.int64)), init("axis2", np.array([2], np.int64))]
+        inits = [
+            init("remap", self.remap),
+            init("Xt", self.xt),
+            init("A", self.a),
+            init("axis1", np.array([1], np.int64)),
+            init("axis2", np.array([2], np.int64)),
+        ]
         if self.nbr_idx is not None:
             nodes += smooth_nodes("mapped", "output")
             inits += [init("nbr_idx", self.nbr_idx), init("nbr_w", self.nbr_w)]
         else:
             nodes.append(helper.make_node("Identity", ["mapped"], ["output"]))
-        return {"transfer": make_model(nodes, "kernelmap", history_inputs(), self.a.shape[1], inits)}
+        return {
+            "transfer": make_model(nodes, "kernelmap", history_inputs(), self.a.shape[1], inits)
+        }
 
     def reference(self, users: ColdUsers) -> np.ndarray:
         s = self._mapped(users)
         return s if self.nbr_idx is None else smooth(s, self.nbr_idx, self.nbr_w)
 
     def config(self) -> dict[str, float]:
-        return {"smoothing": self.g, "eta": self.eta, "lambda": self.lam, "beta": self.beta,
-                "ease_lambda": self.ease_lambda, "neighbours": self.neighbours, "valid_mrr": round(self.best, 5)}
+        return {
+            "smoothing": self.g,
+            "eta": self.eta,
+            "lambda": self.lam,
+            "beta": self.beta,
+            "ease_lambda": self.ease_lambda,
+            "neighbours": self.neighbours,
+            "valid_mrr": round(self.best, 5),
+        }

@@ -28,13 +28,16 @@ class KnnTrainer(StrategyTrainer):
 
     name = "knn"
 
-    def __init__(self, ks: tuple[int, ...] = (10, 30, 100),
-                 temperatures: tuple[float, ...] = (0.05, 0.2)) -> None:
+    def __init__(
+        self, ks: tuple[int, ...] = (10, 30, 100), temperatures: tuple[float, ...] = (0.05, 0.2)
+    ) -> None:
         self.ks, self.temperatures = ks, temperatures
 
     def fit(self, ctx: TrainContext) -> None:
         s_rows, t_rows = ctx.overlap_rows()
-        self.src = _normalise(ctx.result.source_user_emb[s_rows].astype(np.float32)).astype(np.float32)
+        self.src = _normalise(ctx.result.source_user_emb[s_rows].astype(np.float32)).astype(
+            np.float32
+        )
         self.tgt = ctx.result.target_user_emb[t_rows].astype(np.float32)
         best = -np.inf
         for k, temp in itertools.product(self.ks, self.temperatures):
@@ -59,10 +62,15 @@ class KnnTrainer(StrategyTrainer):
             helper.make_node("Mul", ["nbrs", "w3"], ["weighted"]),
             helper.make_node("ReduceSum", ["weighted", "axis1"], ["output"], keepdims=0),
         ]
-        inits = [init("St", np.ascontiguousarray(self.src.T)), init("T", self.tgt),
-                 init("k", np.array([self.k], np.int64)), init("temp", np.array([self.temperature], np.float32)),
-                 init("eps", np.array([1e-12], np.float32)), init("axis1", np.array([1], np.int64)),
-                 init("axis2", np.array([2], np.int64))]
+        inits = [
+            init("St", np.ascontiguousarray(self.src.T)),
+            init("T", self.tgt),
+            init("k", np.array([self.k], np.int64)),
+            init("temp", np.array([self.temperature], np.float32)),
+            init("eps", np.array([1e-12], np.float32)),
+            init("axis1", np.array([1], np.int64)),
+            init("axis2", np.array([2], np.int64)),
+        ]
         return {"transfer": make_model(nodes, "knn", [source_input(d_s)], self.tgt.shape[1], inits)}
 
     def reference(self, users: ColdUsers) -> np.ndarray:

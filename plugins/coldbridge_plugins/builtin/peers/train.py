@@ -46,7 +46,9 @@ def target_walk(ctx: TrainContext, y: np.ndarray) -> np.ndarray:
     i_deg = np.maximum(np.bincount(pairs[:, 1], minlength=n_i), 1).astype(np.float32)
     idx = torch.from_numpy(pairs.T.copy())
     ones = torch.ones(len(pairs))
-    ui = torch.sparse_coo_tensor(idx, ones, (n_u, n_i), check_invariants=True).coalesce()  # user x item
+    ui = torch.sparse_coo_tensor(
+        idx, ones, (n_u, n_i), check_invariants=True
+    ).coalesce()  # user x item
     step1 = torch.sparse.mm(ui, torch.from_numpy((y / i_deg).T.astype(np.float32)))  # [U_t, B]
     step2 = torch.sparse.mm(ui.t().coalesce(), step1 / torch.from_numpy(u_deg)[:, None])  # [N_t, B]
     return step2.T.numpy().astype(np.float64)
@@ -57,15 +59,21 @@ class PeersTrainer(StrategyTrainer):
 
     name = "peers"
 
-    def __init__(self, powers: tuple[float, ...] = (0.0, 0.5, 1.0), smoothing: tuple[float, ...] = (0.0, 0.5),
-                 prior_weights: tuple[float, ...] = (0.0, 0.03)) -> None:
+    def __init__(
+        self,
+        powers: tuple[float, ...] = (0.0, 0.5, 1.0),
+        smoothing: tuple[float, ...] = (0.0, 0.5),
+        prior_weights: tuple[float, ...] = (0.0, 0.03),
+    ) -> None:
         self.powers, self.smoothing, self.prior_weights = powers, smoothing, prior_weights
 
     def fit(self, ctx: TrainContext) -> None:
         torch.set_num_threads(min(torch.get_num_threads(), 2))
         s_rows, t_rows = ctx.overlap_rows()
         n_src = ctx.result.dataset.source.n_items
-        used = np.unique(np.concatenate([ctx.histories[r] for r in s_rows] or [np.zeros(0, np.int64)]))
+        used = np.unique(
+            np.concatenate([ctx.histories[r] for r in s_rows] or [np.zeros(0, np.int64)])
+        )
         self.remap = np.full(n_src, len(used), dtype=np.int64)  # unused items -> the zero row
         self.remap[used] = np.arange(len(used))
         xt = np.zeros((len(used) + 1, len(s_rows)), dtype=np.float32)
@@ -95,7 +103,9 @@ class PeersTrainer(StrategyTrainer):
 
     def _weights(self, counts: np.ndarray) -> np.ndarray:
         pos = counts > 0
-        return np.where(pos, np.power(np.where(pos, counts, 1.0), self.power), 0.0).astype(np.float32)
+        return np.where(pos, np.power(np.where(pos, counts, 1.0), self.power), 0.0).astype(
+            np.float32
+        )
 
     def parts(self) -> dict[str, ModelProto | np.ndarray]:
         nodes = [
@@ -110,10 +120,18 @@ class PeersTrainer(StrategyTrainer):
             helper.make_node("Div", ["num", "den"], ["walked"]),
             helper.make_node("Add", ["walked", "bias"], ["output"]),
         ]
-        inits = [init("remap", self.remap), init("Xt", self.xt), init("M", self.m), init("ny", self.ny),
-                 init("bias", self.bias), init("power", np.array(self.power, np.float32)),
-                 init("zero", np.array(0.0, np.float32)), init("one", np.array(1.0, np.float32)),
-                 init("axis1", np.array([1], np.int64)), init("axis2", np.array([2], np.int64))]
+        inits = [
+            init("remap", self.remap),
+            init("Xt", self.xt),
+            init("M", self.m),
+            init("ny", self.ny),
+            init("bias", self.bias),
+            init("power", np.array(self.power, np.float32)),
+            init("zero", np.array(0.0, np.float32)),
+            init("one", np.array(1.0, np.float32)),
+            init("axis1", np.array([1], np.int64)),
+            init("axis2", np.array([2], np.int64)),
+        ]
         return {"transfer": make_model(nodes, "peers", history_inputs(), self.m.shape[1], inits)}
 
     def reference(self, users: ColdUsers) -> np.ndarray:

@@ -22,10 +22,19 @@ class PopularTrainer(StrategyTrainer):
         self.d_s = ctx.result.source_user_emb.shape[1]
 
     def parts(self) -> dict[str, ModelProto | np.ndarray]:
-        nodes = [helper.make_node("MatMul", ["source_embedding", "Z"], ["zero"]),
-                 helper.make_node("Add", ["zero", "mean"], ["output"])]
-        inits = [init("Z", np.zeros((self.d_s, len(self.mean)), np.float32)), init("mean", self.mean)]
-        return {"transfer": make_model(nodes, "popular", [source_input(self.d_s)], len(self.mean), inits)}
+        nodes = [
+            helper.make_node("MatMul", ["source_embedding", "Z"], ["zero"]),
+            helper.make_node("Add", ["zero", "mean"], ["output"]),
+        ]
+        inits = [
+            init("Z", np.zeros((self.d_s, len(self.mean)), np.float32)),
+            init("mean", self.mean),
+        ]
+        return {
+            "transfer": make_model(
+                nodes, "popular", [source_input(self.d_s)], len(self.mean), inits
+            )
+        }
 
     def reference(self, users: ColdUsers) -> np.ndarray:
         return np.tile(self.mean, (len(users), 1))

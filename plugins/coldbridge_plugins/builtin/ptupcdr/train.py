@@ -35,7 +35,9 @@ MAX_HISTORY = 256
 class PtupcdrNet(nn.Module):
     """Attention characteristic encoder + meta network generating ``[d_s, d_t]`` bridges."""
 
-    def __init__(self, item_emb: np.ndarray, d_s: int, d_t: int, attn_hidden: int, meta_hidden: int) -> None:
+    def __init__(
+        self, item_emb: np.ndarray, d_s: int, d_t: int, attn_hidden: int, meta_hidden: int
+    ) -> None:
         super().__init__()
         d = item_emb.shape[1]
         self.register_buffer("E", torch.as_tensor(item_emb, dtype=torch.float32))
@@ -60,11 +62,29 @@ class PtupcdrTrainer(StrategyTrainer):
 
     name = "ptupcdr"
 
-    def __init__(self, attn_hidden: int = 32, meta_hidden: int = 64, epochs: int = 60,
-                 patience: int = 10, lr: float = 0.0005, batch_size: int = 128, negatives: int = 8,
-                 mse_weight: float = 0.0) -> None:
-        self.attn_hidden, self.meta_hidden, self.epochs, self.patience = attn_hidden, meta_hidden, epochs, patience
-        self.lr, self.batch_size, self.negatives, self.mse_weight = lr, batch_size, negatives, mse_weight
+    def __init__(
+        self,
+        attn_hidden: int = 32,
+        meta_hidden: int = 64,
+        epochs: int = 60,
+        patience: int = 10,
+        lr: float = 0.0005,
+        batch_size: int = 128,
+        negatives: int = 8,
+        mse_weight: float = 0.0,
+    ) -> None:
+        self.attn_hidden, self.meta_hidden, self.epochs, self.patience = (
+            attn_hidden,
+            meta_hidden,
+            epochs,
+            patience,
+        )
+        self.lr, self.batch_size, self.negatives, self.mse_weight = (
+            lr,
+            batch_size,
+            negatives,
+            mse_weight,
+        )
 
     def fit(self, ctx: TrainContext) -> None:
         gen, res = ctx.generator(), ctx.result
@@ -72,11 +92,17 @@ class PtupcdrTrainer(StrategyTrainer):
         d_s, d_t = res.source_user_emb.shape[1], res.target_item_emb.shape[1]
         self.net = PtupcdrNet(res.source_item_emb, d_s, d_t, self.attn_hidden, self.meta_hidden)
         with torch.no_grad():  # start every personal bridge at the global least-squares map
-            x, y = res.source_user_emb[s_rows].astype(np.float64), res.target_user_emb[t_rows].astype(np.float64)
+            x, y = (
+                res.source_user_emb[s_rows].astype(np.float64),
+                res.target_user_emb[t_rows].astype(np.float64),
+            )
             w = np.linalg.solve(x.T @ x + np.eye(d_s), x.T @ y)
             self.net.meta[1].bias.copy_(torch.as_tensor(w.reshape(-1), dtype=torch.float32))
         items, ptr = overlap_positives(ctx, t_rows)
-        s, t = torch.from_numpy(res.source_user_emb[s_rows]), torch.from_numpy(res.target_user_emb[t_rows])
+        s, t = (
+            torch.from_numpy(res.source_user_emb[s_rows]),
+            torch.from_numpy(res.target_user_emb[t_rows]),
+        )
         v, b = torch.from_numpy(res.target_item_emb), torch.from_numpy(res.target_item_bias)
         hist = [ctx.histories[r] for r in s_rows]
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
@@ -121,10 +147,16 @@ class PtupcdrTrainer(StrategyTrainer):
             helper.make_node("MatMul", ["s3", "bridge"], ["t3"]),
             helper.make_node("Squeeze", ["t3", "axis1"], ["output"]),
         ]
-        inits = [init("E", net.E.numpy()), *att_inits, *meta_inits,
-                 init("one", np.array([1.0], np.float32)), init("big", np.array([1e9], np.float32)),
-                 init("axis1", np.array([1], np.int64)), init("axis2", np.array([2], np.int64)),
-                 init("bridge_shape", np.array([-1, d_s, d_t], np.int64))]
+        inits = [
+            init("E", net.E.numpy()),
+            *att_inits,
+            *meta_inits,
+            init("one", np.array([1.0], np.float32)),
+            init("big", np.array([1e9], np.float32)),
+            init("axis1", np.array([1], np.int64)),
+            init("axis2", np.array([2], np.int64)),
+            init("bridge_shape", np.array([-1, d_s, d_t], np.int64)),
+        ]
         inputs = [source_input(d_s), *history_inputs()]
         return {"transfer": make_model(nodes, "ptupcdr", inputs, d_t, inits)}
 
@@ -135,5 +167,8 @@ class PtupcdrTrainer(StrategyTrainer):
             return self.net(s, torch.from_numpy(idx), torch.from_numpy(mask)).numpy()
 
     def config(self) -> dict[str, int]:
-        return {"best_epoch": int(np.argmax(self.history)) + 1, "attn_hidden": self.attn_hidden,
-                "meta_hidden": self.meta_hidden}
+        return {
+            "best_epoch": int(np.argmax(self.history)) + 1,
+            "attn_hidden": self.attn_hidden,
+            "meta_hidden": self.meta_hidden,
+        }

@@ -60,10 +60,22 @@ class SoftMapTrainer(StrategyTrainer):
 
     name = "softmap"
 
-    def __init__(self, hidden: int = 64, dropout: float = 0.5, lr: float = 3e-3, weight_decay: float = 0.0,
-                 epochs: int = 30, patience: int = 3, batch: int = 128, eval_every: int = 3,
-                 threads: int | None = None, members: int = 3, ease_lambda: float = 200.0,
-                 neighbours: int = 32, betas: tuple[float, ...] = (0.0, 0.3, 1.0, 3.0)) -> None:
+    def __init__(
+        self,
+        hidden: int = 64,
+        dropout: float = 0.5,
+        lr: float = 3e-3,
+        weight_decay: float = 0.0,
+        epochs: int = 30,
+        patience: int = 3,
+        batch: int = 128,
+        eval_every: int = 3,
+        threads: int | None = None,
+        members: int = 3,
+        ease_lambda: float = 200.0,
+        neighbours: int = 32,
+        betas: tuple[float, ...] = (0.0, 0.3, 1.0, 3.0),
+    ) -> None:
         if members < 1:
             raise ValueError(f"members must be >= 1, got {members}")
         if not betas or min(betas) < 0:
@@ -87,15 +99,23 @@ class SoftMapTrainer(StrategyTrainer):
         y = torch.from_numpy(ctx.target_matrix(t_rows).astype(np.float32))
         self.nets, self.bests = [], []
         for m in range(self.members):
-            net, best = self._fit_one(ctx, ctx.seed + 7919 * m, idx, mask, y, ds.source.n_items, ds.target.n_items)
+            net, best = self._fit_one(
+                ctx, ctx.seed + 7919 * m, idx, mask, y, ds.source.n_items, ds.target.n_items
+            )
             self.nets.append(net)
             self.bests.append(best)
         self.beta, self.nbr_idx, self.nbr_w = 0.0, None, None
         if not any(b > 0 for b in self.betas):
             self.best = ctx.valid_score(self.reference)
             return
-        nbr_idx, nbr_w = ease_neighbours(ds.target.users, ds.target.items, ds.target.n_items,
-                                         self.ease_lambda, self.neighbours, threads)
+        nbr_idx, nbr_w = ease_neighbours(
+            ds.target.users,
+            ds.target.items,
+            ds.target.n_items,
+            self.ease_lambda,
+            self.neighbours,
+            threads,
+        )
         probs = self._probs(ctx.cold_users(ctx.valid.users))
         best, choice = -np.inf, 0.0
         for beta in self.betas:
@@ -107,8 +127,16 @@ class SoftMapTrainer(StrategyTrainer):
         if self.beta > 0:
             self.nbr_idx, self.nbr_w = nbr_idx, (self.beta * nbr_w).astype(np.float32)
 
-    def _fit_one(self, ctx: TrainContext, seed: int, idx: torch.Tensor, mask: torch.Tensor, y: torch.Tensor,
-                 n_src: int, n_tgt: int) -> tuple[SoftMapNet, float]:
+    def _fit_one(
+        self,
+        ctx: TrainContext,
+        seed: int,
+        idx: torch.Tensor,
+        mask: torch.Tensor,
+        y: torch.Tensor,
+        n_src: int,
+        n_tgt: int,
+    ) -> tuple[SoftMapNet, float]:
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         net = SoftMapNet(n_src, n_tgt, self.hidden)
@@ -119,7 +147,7 @@ class SoftMapTrainer(StrategyTrainer):
             net.train()
             perm = torch.randperm(n, generator=gen)
             for start in range(0, n, self.batch):
-                b = perm[start:start + self.batch]
+                b = perm[start : start + self.batch]
                 m = mask[b]
                 keep = (torch.rand(m.shape, generator=gen) >= self.dropout).float() * m
                 w = keep / (1.0 - self.dropout) / m.sum(1, keepdim=True).clamp(min=1).sqrt()
@@ -183,17 +211,26 @@ class SoftMapTrainer(StrategyTrainer):
             helper.make_node("Softmax", ["biased"], ["probs"], axis=2),
             helper.make_node("ReduceMean", ["probs"], ["p"], axes=[0], keepdims=0),  # [B, n_tgt]
         ]
-        inits = [init("E", e), init("b1", b1), init("D", d), init("b", b),
-                 init("members_shape", np.array([0, len(nets), h], np.int64)),
-                 init("one", np.array(1.0, np.float32)),
-                 init("axis1", np.array([1], np.int64)), init("axis2", np.array([2], np.int64)),
-                 init("tiny", np.array(TINY, np.float32))]
+        inits = [
+            init("E", e),
+            init("b1", b1),
+            init("D", d),
+            init("b", b),
+            init("members_shape", np.array([0, len(nets), h], np.int64)),
+            init("one", np.array(1.0, np.float32)),
+            init("axis1", np.array([1], np.int64)),
+            init("axis2", np.array([2], np.int64)),
+            init("tiny", np.array(TINY, np.float32)),
+        ]
         q = "p"
         if self.nbr_idx is not None:
             nodes += smooth_nodes("p", "q")
             inits += [init("nbr_idx", self.nbr_idx), init("nbr_w", self.nbr_w)]
             q = "q"
-        nodes += [helper.make_node("Max", [q, "tiny"], ["floored"]), helper.make_node("Log", ["floored"], ["output"])]
+        nodes += [
+            helper.make_node("Max", [q, "tiny"], ["floored"]),
+            helper.make_node("Log", ["floored"], ["output"]),
+        ]
         return {"transfer": make_model(nodes, "softmap", history_inputs(), d.shape[2], inits)}
 
     def reference(self, users: ColdUsers) -> np.ndarray:
@@ -203,6 +240,13 @@ class SoftMapTrainer(StrategyTrainer):
         return np.log(np.maximum(p, TINY)).astype(np.float32)
 
     def config(self) -> dict[str, float]:
-        return {"hidden": self.hidden, "dropout": self.dropout, "members": self.members,
-                "member_valid_mrr": [round(b, 5) for b in self.bests], "ease_lambda": self.ease_lambda,
-                "neighbours": self.neighbours, "beta": self.beta, "valid_mrr": round(self.best, 5)}
+        return {
+            "hidden": self.hidden,
+            "dropout": self.dropout,
+            "members": self.members,
+            "member_valid_mrr": [round(b, 5) for b in self.bests],
+            "ease_lambda": self.ease_lambda,
+            "neighbours": self.neighbours,
+            "beta": self.beta,
+            "valid_mrr": round(self.best, 5),
+        }
