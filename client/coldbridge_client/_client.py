@@ -48,10 +48,10 @@ class Client:
     options
         Further channel options, e.g. ``[("grpc.max_receive_message_length", 8 << 20)]``.
 
-    Examples
-    --------
-    >>> with Client("localhost:50051") as client:  # doctest: +SKIP
-    ...     reply = client.recommend("alice", k=10, timeout=0.5)
+    Usage (needs a running server; ``tests/client/test_client.py`` runs the same calls)::
+
+        with Client("localhost:50051") as client:
+            reply = client.recommend("alice", k=10, timeout=0.5)
     """
 
     def __init__(
