@@ -8,7 +8,7 @@
 
 Each module computes exactly the maths of the matching ONNX graph in
 :mod:`coldbridge_trainer.export`; ``*_weights`` helpers return numpy arrays in the
-:func:`~coldbridge_trainer.export.write_bundle` format.
+layout of :class:`~coldbridge_trainer.export.BaseWeights`.
 """
 
 from __future__ import annotations

@@ -32,7 +32,6 @@ __all__ = [
     "StrategyTrainer",
     "TrainContext",
     "attach_strategies",
-    "bundle_strategies",
     "fit_strategies",
     "ordered_names",
     "strategy_scorer",
@@ -104,20 +103,6 @@ def strategy_scorer(fitted: FittedStrategy, ctx_result: TrainResult, valid: Eval
     ctx = TrainContext(ctx_result, valid)
     assert fitted.server is not None
     return lambda users: fitted.server.scores(ctx.cold_users(users))  # type: ignore[union-attr]
-
-
-def bundle_strategies(fitted: Mapping[str, FittedStrategy]) -> dict[str, dict[str, Any]]:
-    """The ``strategies`` argument of :func:`coldbridge_trainer.export.write_bundle`."""
-    return {
-        name: {
-            "version": f.cls.version,
-            "output": f.cls.output,
-            "config": f.config,
-            "parts": f.parts,
-            "seconds": f.seconds,
-        }
-        for name, f in fitted.items()
-    }
 
 
 def attach_strategies(
