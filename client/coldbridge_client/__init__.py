@@ -29,6 +29,7 @@ from coldbridge.v1.events_pb2 import (
 )
 from coldbridge.v1.events_pb2_grpc import EventsStub
 from coldbridge.v1.recommender_pb2 import (
+    Blend,
     GetModelInfoRequest,
     LifecycleStage,
     ModelInfo,
@@ -61,6 +62,7 @@ from coldbridge_client._errors import (
 from coldbridge_client._stream import EventStream
 
 __all__ = [
+    "Blend",
     "Client",
     "ClientError",
     "DEFAULT_RECONNECT",

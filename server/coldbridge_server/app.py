@@ -200,7 +200,12 @@ def build_engine(
         threads=threads,
     )
     resolver = UserResolver(
-        bundle, scorer, router, states=states, warm_threshold=settings.warm_threshold
+        bundle,
+        scorer,
+        router,
+        states=states,
+        warm_threshold=settings.warm_threshold,
+        history=bundle.history if settings.history_blend else None,
     )
     batcher = None
     if settings.topk_batch_size > 1:

@@ -20,6 +20,7 @@ import coldbridge_bundle
 import numpy as np
 from coldbridge_bundle import ARRAY_KEYS, MODEL_KEYS, SUPPORTED_FORMAT_VERSIONS
 from coldbridge_bundle import FORMAT as BUNDLE_FORMAT
+from coldbridge_bundle.history import HistoryModel
 
 from coldbridge_server.errors import BundleError
 
@@ -73,6 +74,7 @@ class Bundle:
     """
     source_history_items: np.ndarray | None = None
     source_history_ptr: np.ndarray | None = None
+    history: HistoryModel | None = None
 
     def source_history(self, row: int) -> np.ndarray:
         """Source item indices of bundle source user ``row`` (empty if the bundle has none)."""

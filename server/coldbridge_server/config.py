@@ -152,6 +152,12 @@ class Settings:
         "Sticky A/B split of cold users over strategies, e.g. 'itemmap=0.5,emcdr=0.5' (by "
         "sha256 of the user id); empty = everyone gets the default.",
     )
+    history_blend: bool = _setting(
+        True,
+        "Blend each user's transferred scores with the bundle's item-to-item scores of their "
+        "streamed target events, weighted by their number of events (docs/streaming.md); "
+        "off, or with a bundle without a history model, the transferred list alone is served.",
+    )
     prequential_sample_rate: float = _setting(
         0.1,
         "Fraction of target events evaluated prequentially, chosen deterministically by "

@@ -32,6 +32,7 @@ from typing import Protocol
 import numpy as np
 
 __all__ = [
+    "Blend",
     "Provenance",
     "ServingModel",
     "Stage",
@@ -95,12 +96,33 @@ class UserState:
 
 
 @dataclass(frozen=True)
+class Blend:
+    """How much a user's own target history counts in their served list (proto ``Blend``).
+
+    Attributes
+    ----------
+    history_weight
+        ``a(n)`` of the served scores ``(1 - a) z(transferred) + a z(history)``; 0 means
+        the transferred list alone (no events yet, no history model, or the blend is off).
+    target_events
+        Applied target-domain events of the user (``n``).
+    history_items
+        Distinct target items of those events (the history that was scored).
+    """
+
+    history_weight: float = 0.0
+    target_events: int = 0
+    history_items: int = 0
+
+
+@dataclass(frozen=True)
 class UserView:
     """How serving would answer for a user right now (``GetUserState`` reports it)."""
 
     stage: Stage
     provenance: Provenance
     strategy: str
+    blend: Blend = Blend()
 
 
 def stage_of(

@@ -20,10 +20,10 @@ from contextlib import contextmanager
 import grpc
 from coldbridge.v1 import recommender_pb2
 
-from coldbridge_server.core import Provenance, Stage
+from coldbridge_server.core import Blend, Provenance, Stage
 from coldbridge_server.errors import ColdbridgeError, InvalidRequestError, NotReadyError
 
-__all__ = ["map_errors", "provenance_pb", "stage_pb", "status_code"]
+__all__ = ["blend_pb", "map_errors", "provenance_pb", "stage_pb", "status_code"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +77,12 @@ def provenance_pb(provenance: Provenance) -> recommender_pb2.Provenance.ValueTyp
 def stage_pb(stage: Stage) -> recommender_pb2.LifecycleStage.ValueType:
     """The proto enum value of ``stage``."""
     return _STAGE[stage]
+
+
+def blend_pb(blend: Blend) -> recommender_pb2.Blend:
+    """The proto message of ``blend``."""
+    return recommender_pb2.Blend(
+        history_weight=blend.history_weight,
+        target_events=blend.target_events,
+        history_items=blend.history_items,
+    )

@@ -315,6 +315,7 @@ class UserState(_message.Message):
     ONLINE_UPDATES_FIELD_NUMBER: _builtins.int
     LAST_UPDATE_TIME_FIELD_NUMBER: _builtins.int
     SEEN_ITEMS_FIELD_NUMBER: _builtins.int
+    BLEND_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user id."""
     stage: _recommender_pb2.LifecycleStage.ValueType
@@ -337,6 +338,12 @@ class UserState(_message.Message):
     def last_update_time(self) -> _timestamp_pb2.Timestamp:
         """When the user's state last changed (unset if never)."""
 
+    @_builtins.property
+    def blend(self) -> _recommender_pb2.Blend:
+        """How the next Recommend (without a request history) blends the user's
+        transferred scores with the history scores of their target events.
+        """
+
     def __init__(
         self,
         *,
@@ -350,10 +357,11 @@ class UserState(_message.Message):
         online_updates: _builtins.int = ...,
         last_update_time: _timestamp_pb2.Timestamp | None = ...,
         seen_items: _builtins.int = ...,
+        blend: _recommender_pb2.Blend | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_update_time", b"last_update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["blend", b"blend", "last_update_time", b"last_update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bundle_version", b"bundle_version", "last_update_time", b"last_update_time", "online_updates", b"online_updates", "provenance", b"provenance", "seen_items", b"seen_items", "source_events", b"source_events", "stage", b"stage", "strategy", b"strategy", "target_events", b"target_events", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blend", b"blend", "bundle_version", b"bundle_version", "last_update_time", b"last_update_time", "online_updates", b"online_updates", "provenance", b"provenance", "seen_items", b"seen_items", "source_events", b"source_events", "stage", b"stage", "strategy", b"strategy", "target_events", b"target_events", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

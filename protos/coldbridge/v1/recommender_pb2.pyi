@@ -223,6 +223,7 @@ class RecommendResponse(_message.Message):
     FALLBACK_REASON_FIELD_NUMBER: _builtins.int
     UNKNOWN_ITEM_IDS_FIELD_NUMBER: _builtins.int
     STAGE_FIELD_NUMBER: _builtins.int
+    BLEND_FIELD_NUMBER: _builtins.int
     provenance: Global___Provenance.ValueType
     """How the user was resolved."""
     model_version: _builtins.str
@@ -247,6 +248,10 @@ class RecommendResponse(_message.Message):
         bundle does not know; they were ignored. Request order, duplicates kept once.
         """
 
+    @_builtins.property
+    def blend(self) -> Global___Blend:
+        """How much the user's own streamed target events counted in the answer."""
+
     def __init__(
         self,
         *,
@@ -257,14 +262,52 @@ class RecommendResponse(_message.Message):
         fallback_reason: _builtins.str = ...,
         unknown_item_ids: _abc.Iterable[_builtins.str] | None = ...,
         stage: Global___LifecycleStage.ValueType = ...,
+        blend: Global___Blend | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["blend", b"blend"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fallback_reason", b"fallback_reason", "items", b"items", "model_version", b"model_version", "provenance", b"provenance", "stage", b"stage", "strategy", b"strategy", "unknown_item_ids", b"unknown_item_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blend", b"blend", "fallback_reason", b"fallback_reason", "items", b"items", "model_version", b"model_version", "provenance", b"provenance", "stage", b"stage", "strategy", b"strategy", "unknown_item_ids", b"unknown_item_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecommendResponse: _TypeAlias = RecommendResponse  # noqa: Y015
+
+@_typing.final
+class Blend(_message.Message):
+    """How a user's served list blends their transferred scores with the history
+    scores of their own streamed target events:
+      served = (1 - history_weight) * z(transferred) + history_weight * z(history)
+    (z = standardised over the catalogue). history_weight grows with the number of
+    target events (fitted by the trainer on valid users); 0 = the transferred list
+    alone (no target events, no history model in the bundle, or the server runs
+    with history_blend off).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HISTORY_WEIGHT_FIELD_NUMBER: _builtins.int
+    TARGET_EVENTS_FIELD_NUMBER: _builtins.int
+    HISTORY_ITEMS_FIELD_NUMBER: _builtins.int
+    history_weight: _builtins.float
+    """Weight of the history part, in [0, 1)."""
+    target_events: _builtins.int
+    """Applied target-domain events of the user."""
+    history_items: _builtins.int
+    """Distinct target items of those events (the history that was scored)."""
+    def __init__(
+        self,
+        *,
+        history_weight: _builtins.float = ...,
+        target_events: _builtins.int = ...,
+        history_items: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["history_items", b"history_items", "history_weight", b"history_weight", "target_events", b"target_events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Blend: _TypeAlias = Blend  # noqa: Y015
 
 @_typing.final
 class ScoreRequest(_message.Message):
@@ -317,6 +360,7 @@ class ScoreResponse(_message.Message):
     STRATEGY_FIELD_NUMBER: _builtins.int
     FALLBACK_REASON_FIELD_NUMBER: _builtins.int
     STAGE_FIELD_NUMBER: _builtins.int
+    BLEND_FIELD_NUMBER: _builtins.int
     provenance: Global___Provenance.ValueType
     """How the user was resolved."""
     model_version: _builtins.str
@@ -337,6 +381,10 @@ class ScoreResponse(_message.Message):
         does not know; they were not scored / ignored. Request order, each once.
         """
 
+    @_builtins.property
+    def blend(self) -> Global___Blend:
+        """How much the user's own streamed target events counted in the scores."""
+
     def __init__(
         self,
         *,
@@ -347,10 +395,11 @@ class ScoreResponse(_message.Message):
         strategy: _builtins.str = ...,
         fallback_reason: _builtins.str = ...,
         stage: Global___LifecycleStage.ValueType = ...,
+        blend: Global___Blend | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["blend", b"blend"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fallback_reason", b"fallback_reason", "items", b"items", "model_version", b"model_version", "provenance", b"provenance", "stage", b"stage", "strategy", b"strategy", "unknown_item_ids", b"unknown_item_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blend", b"blend", "fallback_reason", b"fallback_reason", "items", b"items", "model_version", b"model_version", "provenance", b"provenance", "stage", b"stage", "strategy", b"strategy", "unknown_item_ids", b"unknown_item_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -30,14 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from coldbridge_server.bundle import Bundle
-from coldbridge_server.core import Provenance, Stage
+from coldbridge_server.core import Blend, Provenance, Stage
 from coldbridge_server.errors import InvalidRequestError, NotReadyError
 from coldbridge_server.observability.metrics import Metrics
 from coldbridge_server.serving.batch import TopkBatcher
 from coldbridge_server.serving.resolve import ResolvedUser, UserResolver, split_known
 from coldbridge_server.serving.score import OnnxScorer
 
-__all__ = ["Limits", "RecommendationEngine", "Scored"]
+__all__ = ["Limits", "RecommendationEngine", "Scored", "top_indices"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Scored:
     """Answer of :meth:`RecommendationEngine.recommend` and :meth:`~RecommendationEngine.score`.
 
     ``items`` are ``(item_id, score)`` pairs: best first for recommend, request order for
-    score.
+    score. ``blend`` says how much the user's own target history counted.
     """
 
     items: list[tuple[str, float]]
@@ -62,6 +62,27 @@ class Scored:
     unknown_item_ids: tuple[str, ...]
     stage: Stage = Stage.NEW
     strategy: str = ""
+    blend: Blend = Blend()
+
+
+def top_indices(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` best ``scores``, best first, ties by index (a stable argsort's head).
+
+    Partitions first, so ranking ``N`` items costs ``O(N + n log n)``, not ``O(N log N)``.
+
+    Examples
+    --------
+    >>> top_indices(np.array([1.0, 3.0, 2.0, 3.0, 0.0]), 3).tolist()
+    [1, 3, 2]
+    """
+    if n >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    kth = scores[np.argpartition(-scores, n - 1)[:n]].min()
+    above = np.flatnonzero(scores > kth)
+    chosen = np.concatenate([above, np.flatnonzero(scores == kth)[: n - len(above)]])
+    return chosen[np.lexsort((chosen, -scores[chosen]))]
 
 
 class RecommendationEngine:
@@ -169,8 +190,8 @@ class RecommendationEngine:
         return self._answer(items, user, unknown)
 
     def _top(self, user: ResolvedUser, n: int) -> tuple[np.ndarray, np.ndarray]:
-        if user.scores is not None:  # item-to-item strategy: rank its scores (ties by index)
-            order = np.argsort(-user.scores, kind="stable")[:n]
+        if user.scores is not None:  # score strategy or history blend (ties by index)
+            order = top_indices(user.scores, n)
             return order, user.scores[order]
         if user.vector is None:
             order = self._popular[:n]
@@ -210,4 +231,5 @@ class RecommendationEngine:
             unknown,
             user.stage,
             user.strategy or self.router.default,
+            user.blend,
         )

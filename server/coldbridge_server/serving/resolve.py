@@ -19,6 +19,13 @@ Rules (docs/ARCHITECTURE.md, "Resolution"), first match wins. Online state (stre
 4. Otherwise no vector: the caller ranks by popularity (:attr:`Provenance.FALLBACK`),
    with ``fallback_reason`` ``"unknown_user"`` or, when a history was supplied but none
    of its items is known, ``"no_known_source_items"``.
+
+Then the history part (:mod:`coldbridge_server.serving.blend`): a user with applied target
+events, when the resolver has a history model (the bundle's, unless ``history_blend`` is
+off), is answered with :attr:`ResolvedUser.scores`: their transferred scores (from the
+strategy that serves them) blended with the history scores of their events; stage and
+provenance stay those of the rules above, :attr:`ResolvedUser.blend` says how much the
+history counted.
 """
 
 from __future__ import annotations
@@ -30,10 +37,20 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
+from coldbridge_bundle.history import HistoryModel
 from coldbridge_plugins import ColdUsers
 
 from coldbridge_server.bundle import Bundle
-from coldbridge_server.core import Provenance, Stage, UserState, UserStates, UserView, stage_of
+from coldbridge_server.core import (
+    Blend,
+    Provenance,
+    Stage,
+    UserState,
+    UserStates,
+    UserView,
+    stage_of,
+)
+from coldbridge_server.serving.blend import HistoryBlender
 from coldbridge_server.serving.route import StrategyRouter
 from coldbridge_server.serving.score import OnnxScorer
 
@@ -48,7 +65,8 @@ class ResolvedUser:
     ``unknown_source_ids`` lists the supplied source ids the bundle does not know.
     ``seen`` holds the target item indices of the user's applied streamed events.
     ``scores`` ``[N_t]`` replaces ``vector`` for item-to-item strategies (``output="scores"``);
-    ``strategy`` names the strategy chosen for the user.
+    ``strategy`` names the strategy chosen for the user; ``blend`` how much the user's own
+    target history counted in ``scores`` (``history_weight`` 0: not at all).
     """
 
     provenance: Provenance
@@ -59,6 +77,7 @@ class ResolvedUser:
     seen: frozenset[int] = frozenset()
     scores: np.ndarray | None = None
     strategy: str = ""
+    blend: Blend = Blend()
 
 
 class UserResolver:
@@ -77,6 +96,9 @@ class UserResolver:
         Published online user states (default: none, as without streamed events).
     warm_threshold
         Target events after which an online user is WARM.
+    history
+        Item-to-item model whose history scores are blended in for users with target events
+        (``None``: the transferred answer alone, as before the history part existed).
     """
 
     def __init__(
@@ -87,12 +109,14 @@ class UserResolver:
         *,
         states: UserStates | None = None,
         warm_threshold: int = 10,
+        history: HistoryModel | None = None,
     ) -> None:
         self.bundle = bundle
         self.scorer = scorer
         self.router = router
         self.states = states if states is not None else UserStates()
         self.warm_threshold = warm_threshold
+        self.blender = None if history is None else HistoryBlender(bundle, scorer, router, history)
         self._bridged: dict[tuple[str, int], np.ndarray] = {}
         self._lock = threading.Lock()
 
@@ -106,9 +130,28 @@ class UserResolver:
         """
         known, unknown = split_known(source_item_ids, self.bundle.source_item_index)
         state = self.states.get(user_id)  # one read: a consistent snapshot of the user
+        name = self.router.choose(user_id, strategy)
+        user = self._transferred(user_id, source_item_ids, known, unknown, state, name)
+        if state is None or state.target_events <= 0:
+            return user
+        if self.blender is None or not state.seen:
+            return dataclasses.replace(user, blend=Blend(0.0, state.target_events, len(state.seen)))
+        warm = user.provenance is Provenance.WARM_TARGET
+        scores, blend = self.blender.blend(state, name, user.vector, known=known, warm=warm)
+        return dataclasses.replace(user, vector=None, scores=scores, blend=blend)
+
+    def _transferred(
+        self,
+        user_id: str,
+        source_item_ids: Sequence[str],
+        known: list[int],
+        unknown: tuple[str, ...],
+        state: UserState | None,
+        name: str,
+    ) -> ResolvedUser:
+        """The resolution rules 1-4 of the module docstring (no history part)."""
         seen = state.seen if state is not None else frozenset()
         online = state if state is not None and state.vector is not None else None
-        name = self.router.choose(user_id, strategy)
         row = self.bundle.target_user_index.get(user_id)
         if row is not None:
             vector = self.bundle.target_user_embeddings[row] if online is None else online.vector
@@ -145,7 +188,9 @@ class UserResolver:
     def describe(self, user_id: str) -> UserView:
         """How :meth:`resolve` answers for ``user_id`` without a request history."""
         user = self.resolve(user_id)
-        return UserView(user.stage, user.provenance, user.strategy or self.router.default)
+        return UserView(
+            user.stage, user.provenance, user.strategy or self.router.default, user.blend
+        )
 
     def topk(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The serving model's top ``k`` of ``vectors [B, d_t]`` (see ``OnnxScorer.topk``)."""

@@ -13,7 +13,7 @@ import grpc
 from coldbridge.v1 import recommender_pb2, recommender_pb2_grpc
 
 from coldbridge_server.serving.engine import RecommendationEngine, Scored
-from coldbridge_server.status import map_errors, provenance_pb, stage_pb
+from coldbridge_server.status import blend_pb, map_errors, provenance_pb, stage_pb
 
 __all__ = ["SERVICE_NAME", "RecommenderServicer"]
 
@@ -46,6 +46,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             fallback_reason=result.fallback_reason,
             unknown_item_ids=result.unknown_item_ids,
             stage=stage_pb(result.stage),
+            blend=blend_pb(result.blend),
         )
 
     def Score(  # noqa: N802 - gRPC method name
@@ -66,6 +67,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             strategy=result.strategy or self.engine.bundle.strategy,
             fallback_reason=result.fallback_reason,
             stage=stage_pb(result.stage),
+            blend=blend_pb(result.blend),
         )
 
     def GetModelInfo(  # noqa: N802 - gRPC method name

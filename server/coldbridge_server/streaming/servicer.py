@@ -23,7 +23,7 @@ from coldbridge_server.bundle import Bundle
 from coldbridge_server.core import ServingModel, UserStates
 from coldbridge_server.errors import ColdbridgeError, InvalidRequestError
 from coldbridge_server.observability.metrics import Metrics
-from coldbridge_server.status import map_errors, provenance_pb, stage_pb
+from coldbridge_server.status import blend_pb, map_errors, provenance_pb, stage_pb
 from coldbridge_server.streaming.ingest import BatchResult, Ingestor, Pending
 from coldbridge_server.streaming.validate import Domain, Event, Kind, Reason, check_batch
 
@@ -115,6 +115,7 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
             provenance=provenance_pb(view.provenance),
             strategy=view.strategy,
             bundle_version=self.bundle.version,
+            blend=blend_pb(view.blend),
         )
         if state is not None:
             reply.source_events, reply.target_events = state.source_events, state.target_events
