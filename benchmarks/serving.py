@@ -11,6 +11,15 @@ this machine is shared and absolute numbers drift.
 Usage::
 
     python benchmarks/serving.py --items 10000 100000 --requests 4000 --concurrency 8
+
+``--history`` measures the history part instead (issue 15): the same bundle with an
+item-to-item history model (``--neighbours`` random positive weights per item), the same
+``--history-events`` target events streamed for each of ``--history-users`` users through
+``StreamEvents``, then the same Recommend load over those users against the server with the
+history part on and with ``COLDBRIDGE_HISTORY_BLEND=0``; the ratio on / off is the figure
+(target >= 0.9)::
+
+    python benchmarks/serving.py --history --items 10000 --requests 4000 --concurrency 8
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 for sub in ("bundle", "server", "trainer", "protos", "plugins"):
     sys.path.insert(0, str(ROOT / sub))
 
-from coldbridge.v1 import recommender_pb2  # noqa: E402
+from coldbridge.v1 import events_pb2, events_pb2_grpc, recommender_pb2  # noqa: E402
 
 METHOD = "/coldbridge.v1.Recommender/Recommend"
 
@@ -112,6 +121,58 @@ def serve_bare(port: int, k: int) -> None:
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     server.wait_for_termination()
+
+
+def history_model(n_items: int, neighbours: int, seed: int = 0) -> object:
+    """A history model of random positive weights (cost depends on sizes, not values)."""
+    from coldbridge_bundle.history import HistoryModel
+
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n_items, size=(n_items, neighbours))
+    w = rng.uniform(0.01, 1.0, size=(n_items, neighbours))
+    return HistoryModel.from_neighbours(
+        idx, w, events=(1, 2, 3, 5, 10), history_weight=(0.3, 0.4, 0.5, 0.6, 0.7)
+    )
+
+
+def serve_with_history(neighbours: int) -> None:
+    """``python -m coldbridge_server`` with a history model attached to the bundle.
+
+    Until the trainer writes the bundle's history section, the benchmark attaches the model
+    to the loaded bundle (``Bundle.history``), exactly where the server reads it.
+    """
+    import dataclasses
+
+    from coldbridge_server import Settings, load_bundle
+    from coldbridge_server.app import serve
+
+    settings = Settings.from_env()
+    bundle = load_bundle(settings.bundle_path)
+    model = history_model(len(bundle.target_item_ids), neighbours)
+    serve(settings, bundle=dataclasses.replace(bundle, history=model))
+
+
+def stream_history(port: int, users: list[str], n_items: int, per_user: int) -> None:
+    """``per_user`` implicit target events for each of ``users`` (same items every run)."""
+    rng = np.random.default_rng(1)
+    events = [
+        events_pb2.Event(
+            event_id=f"{user}-{j}",
+            user_id=user,
+            item_id=f"t{int(item)}",
+            domain=events_pb2.DOMAIN_TARGET,
+            kind=events_pb2.EVENT_KIND_IMPLICIT,
+        )
+        for user in users
+        for j, item in enumerate(rng.integers(0, n_items, size=per_user))
+    ]
+    batches = [
+        events_pb2.EventBatch(sequence=i + 1, events=events[start : start + 1000])
+        for i, start in enumerate(range(0, len(events), 1000))
+    ]
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        acks = list(events_pb2_grpc.EventsStub(channel).StreamEvents(iter(batches)))
+    assert sum(a.accepted for a in acks) == len(events), "events were rejected"
 
 
 def load(port: int, users: list[str], requests: int, concurrency: int, k: int) -> dict[str, float]:
@@ -202,6 +263,59 @@ def bench_one(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str
     return results
 
 
+def bench_history(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+    """Recommend for users with a streamed history: the history part on vs off."""
+    bundle = make_bundle(workdir / f"items{n_items}", n_items, args.users, args.dim)
+    users = [f"h{i}" for i in range(args.history_users)]  # cold users: online vectors
+    results: dict[str, object] = {"items": n_items}
+    cmd = [sys.executable, __file__, "--history-server", str(args.neighbours)]
+    for name, blend in (("on", "1"), ("off", "0")):
+        port = free_port()
+        env = {
+            "COLDBRIDGE_BUNDLE_PATH": str(bundle),
+            "COLDBRIDGE_HISTORY_BLEND": blend,
+            "COLDBRIDGE_STATE_DIR": str(workdir / f"state-history-{name}-{n_items}"),
+            "COLDBRIDGE_STATE_SYNC": "NORMAL",
+            "COLDBRIDGE_PORT": str(port),
+            "COLDBRIDGE_HOST": "127.0.0.1",
+            "COLDBRIDGE_METRICS_PORT": "-1",
+            "PYTHONPATH": os.pathsep.join(
+                str(ROOT / s) for s in ("bundle", "server", "plugins", "protos", "trainer")
+            ),
+        }
+        proc = start(cmd, env)
+        try:
+            wait_serving(port)
+            stream_history(port, users, n_items, args.history_events)
+            load(port, users, min(200, args.requests), args.concurrency, args.k)  # warm-up
+            results[name] = load(port, users, args.requests, args.concurrency, args.k)
+        finally:
+            stop(proc)
+    return results
+
+
+def main_history(args: argparse.Namespace) -> int:
+    print(
+        f"# history part: users={args.history_users} events/user={args.history_events} "
+        f"neighbours={args.neighbours} dim={args.dim} k={args.k} requests={args.requests} "
+        f"concurrency={args.concurrency}"
+    )
+    print("| target items | history on QPS | p50 ms | p99 ms | off QPS | p50 ms | p99 ms | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n_items in args.items:
+            r = bench_history(n_items, args, Path(tmp))
+            on, off = r["on"], r["off"]
+            assert isinstance(on, dict) and isinstance(off, dict)
+            print(
+                f"| {n_items:,} | {on['qps']:.0f} | {on['p50_ms']:.2f} | {on['p99_ms']:.2f} | "
+                f"{off['qps']:.0f} | {off['p50_ms']:.2f} | {off['p99_ms']:.2f} | "
+                f"{on['qps'] / off['qps']:.2f} |",
+                flush=True,
+            )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -212,11 +326,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--history", action="store_true", help="measure the history part on vs off instead"
+    )
+    parser.add_argument("--history-users", type=int, default=2000)
+    parser.add_argument("--history-events", type=int, default=10)
+    parser.add_argument("--neighbours", type=int, default=50)
     parser.add_argument("--bare-server", nargs=2, metavar=("PORT", "K"), help=argparse.SUPPRESS)
+    parser.add_argument("--history-server", type=int, metavar="NEIGHBOURS", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_server:
         serve_bare(int(args.bare_server[0]), int(args.bare_server[1]))
         return 0
+    if args.history_server is not None:
+        serve_with_history(args.history_server)
+        return 0
+    if args.history:
+        return main_history(args)
     print(
         f"# serving benchmark: users={args.users} dim={args.dim} k={args.k} "
         f"requests={args.requests} concurrency={args.concurrency}"

@@ -41,7 +41,7 @@ __all__ = ["HistoryBlender", "vector_scores"]
 
 def vector_scores(bundle: Bundle, vector: np.ndarray) -> np.ndarray:
     """``V_t @ u + b_t`` for one target vector (float32 ``[N_t]``)."""
-    out = bundle.target_item_embeddings @ vector + bundle.target_item_bias
+    out = np.einsum("ij,j->i", bundle.target_item_embeddings, vector) + bundle.target_item_bias
     return np.asarray(out, dtype=np.float32)
 
 
