@@ -225,14 +225,15 @@ def test_the_blend_over_the_servers_own_transferred_scores_and_off_switch(
 ) -> None:
     """Restart on the same state: identical lists (replay); off = a bundle without history."""
     state = tmp_path / "state"
+    items = [f"v{i}" for i in range(50)]
     with serving(bundle, state) as s:
         _stream_all(s)
         live = {u: s.recommend(u) for u in USERS}
+        served = {u: _scores(s, u, items) for u in USERS}
     with serving(bundle, state) as s:
         replayed = {u: s.recommend(u) for u in USERS}
     with serving(bundle, state, history_blend=False) as s:
         off = {u: s.recommend(u) for u in USERS}
-        items = [f"v{i}" for i in range(50)]
         transferred = {
             u: np.array(
                 [i.score for i in s.rec.Score(pb.ScoreRequest(user_id=u, item_ids=items)).items],
@@ -249,4 +250,14 @@ def test_the_blend_over_the_servers_own_transferred_scores_and_off_switch(
         if user in HISTORIES:
             expected = reference(transferred[user], HISTORIES[user])
             assert [i.item_id for i in live[user].items] == expected, user
+            blended, _ = history_model().blend(
+                transferred[user], HISTORIES[user], len(HISTORIES[user])
+            )
+            np.testing.assert_allclose(served[user], blended, rtol=1e-4, atol=1e-4)
             assert [i.item_id for i in off[user].items] != [i.item_id for i in live[user].items]
+
+
+def _scores(s: Served, user: str, items: list[str]) -> np.ndarray:
+    reply = s.rec.Score(pb.ScoreRequest(user_id=user, item_ids=items))
+    assert reply.blend == s.recommend(user).blend
+    return np.array([i.score for i in reply.items], dtype=np.float32)

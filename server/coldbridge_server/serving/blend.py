@@ -21,11 +21,25 @@ nothing at all                         popularity
 =====================================  ================================================
 
 Vector scores are ``V_t @ u + b_t``, the same numbers the ONNX top-k model ranks by.
+
+**Fast path for vector users.** When the transferred part is a vector ``u``, the blend is an
+affine map of the vector scores plus a sparse bonus on the history's items::
+
+    served_j = scale * (V_t u + b_t)_j + shift + bonus_j
+
+with ``scale = (1 - a) / std(T)`` (> 0), ``shift`` from the two means and ``bonus_j =
+a H_j / std(H)`` on the items ``H`` is non-zero for. The mean and standard deviation of ``T``
+over the catalogue come from precomputed moments of ``V_t`` and ``b_t`` in ``O(d^2)``, so
+the top-``n`` of the blend is the top-``n`` of the model's own top-``(n + |support|)`` (run by
+the batched ONNX top-k) merged with the support items: exactly the ranking of
+:meth:`HistoryModel.blend`, without scoring the whole catalogue in Python per request
+(:class:`AffineBlend`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from coldbridge_bundle.history import HistoryModel
@@ -36,13 +50,52 @@ from coldbridge_server.core import Blend, UserState
 from coldbridge_server.serving.route import StrategyRouter
 from coldbridge_server.serving.score import OnnxScorer
 
-__all__ = ["HistoryBlender", "vector_scores"]
+__all__ = ["AffineBlend", "HistoryBlender", "vector_scores", "vector_scores_at"]
+
+_EPS = 1e-12
 
 
 def vector_scores(bundle: Bundle, vector: np.ndarray) -> np.ndarray:
     """``V_t @ u + b_t`` for one target vector (float32 ``[N_t]``)."""
     out = np.einsum("ij,j->i", bundle.target_item_embeddings, vector) + bundle.target_item_bias
     return np.asarray(out, dtype=np.float32)
+
+
+def vector_scores_at(bundle: Bundle, vector: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``(V_t @ u + b_t)[idx]`` (float64)."""
+    rows = bundle.target_item_embeddings[idx].astype(np.float64)
+    out = np.einsum("ij,j->i", rows, vector.astype(np.float64)) + bundle.target_item_bias[idx]
+    return np.asarray(out, dtype=np.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class AffineBlend:
+    """A vector user's served scores: ``scale * (V_t u + b_t) + shift + bonus`` (module docs).
+
+    ``support`` (sorted int64) lists the items with a history bonus, ``bonus`` their bonus.
+    """
+
+    vector: np.ndarray
+    scale: float
+    shift: float
+    support: np.ndarray
+    bonus: np.ndarray
+
+    def in_support(self, idx: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of ``idx`` carry a history bonus."""
+        if not len(self.support):
+            return np.zeros(len(idx), dtype=bool)
+        pos = np.minimum(np.searchsorted(self.support, idx), len(self.support) - 1)
+        return np.asarray(self.support[pos] == idx)
+
+    def served(self, idx: np.ndarray, transferred: np.ndarray) -> np.ndarray:
+        """Served scores (float64) of items ``idx`` whose vector scores are ``transferred``."""
+        out = self.scale * np.asarray(transferred, dtype=np.float64) + self.shift
+        if len(self.support):
+            pos = np.minimum(np.searchsorted(self.support, idx), len(self.support) - 1)
+            hit = self.support[pos] == idx
+            out[hit] += self.bonus[pos[hit]]
+        return out
 
 
 class HistoryBlender:
@@ -67,6 +120,42 @@ class HistoryBlender:
         self.scorer = scorer
         self.router = router
         self.history = history
+        items = np.asarray(bundle.target_item_embeddings, dtype=np.float64)
+        bias = np.asarray(bundle.target_item_bias, dtype=np.float64)
+        n = len(items)
+        self._mean_v, self._mean_b = items.mean(axis=0), float(bias.mean())
+        self._gram, self._cross = items.T @ items / n, items.T @ bias / n
+        self._mean_b2 = float(bias @ bias / n)
+
+    def affine(self, state: UserState, vector: np.ndarray) -> tuple[AffineBlend | None, Blend]:
+        """The fast path's served scores of a vector user (``None``: ``a = 0`` or ``T`` flat)."""
+        n_events = state.target_events
+        blend = Blend(self.history.weight(n_events), n_events, len(state.seen))
+        u = np.asarray(vector, dtype=np.float64)
+        mean_t = float(self._mean_v @ u) + self._mean_b
+        var_t = float(u @ self._gram @ u + 2 * self._cross @ u) + self._mean_b2 - mean_t**2
+        a, std_t = blend.history_weight, float(np.sqrt(max(var_t, 0.0)))
+        if a <= 0.0 or std_t <= 1e-6 * max(1.0, abs(mean_t)):
+            return None, blend
+        support, h = self._sparse_history(state.seen)
+        n_items = self.history.n_items
+        mean_h = float(h.sum()) / n_items
+        std_h = float(np.sqrt(max(float(h @ h) / n_items - mean_h**2, 0.0)))
+        shift, bonus = -(1.0 - a) * mean_t / std_t, np.zeros(len(support))
+        if std_h > _EPS:
+            shift -= a * mean_h / std_h
+            bonus = a * h / std_h
+        return AffineBlend(u, (1.0 - a) / std_t, shift, support, bonus), blend
+
+    def _sparse_history(self, items: frozenset[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The non-zero history scores of ``items``: (sorted item indices, float64 scores)."""
+        model = self.history
+        rows = np.fromiter(items, dtype=np.int64, count=len(items))
+        sel = np.concatenate([np.arange(model.ptr[r], model.ptr[r + 1]) for r in rows])
+        support, inverse = np.unique(model.cols[sel], return_inverse=True)
+        h = np.bincount(inverse, weights=model.weights[sel].astype(np.float64))
+        keep = h != 0
+        return support[keep].astype(np.int64), h[keep]
 
     def blend(
         self,
@@ -107,7 +196,7 @@ class HistoryBlender:
         warm: bool = False,
     ) -> np.ndarray:
         """The user's scores without the history part (table of the module docstring)."""
-        if not warm and self.router.output(name) == "scores":
+        if not self.uses_vector(state, name, known=known, warm=warm):
             users = self._source_users(state, known)
             out = None if users is None else self.router.run(name, users)
             if out is not None:
@@ -115,6 +204,15 @@ class HistoryBlender:
         if vector is None:
             return np.asarray(self.bundle.target_item_popularity, dtype=np.float32)
         return vector_scores(self.bundle, vector)
+
+    def uses_vector(
+        self, state: UserState, name: str, *, known: Sequence[int] = (), warm: bool = False
+    ) -> bool:
+        """Whether the transferred part is the user's vector (not a score strategy's output)."""
+        if warm or self.router.output(name) != "scores":
+            return True
+        has_source = len(known) or state.source_history
+        return not (has_source or state.user_id in self.bundle.source_user_index)
 
     def _source_users(self, state: UserState, known: Sequence[int]) -> ColdUsers | None:
         """The user's freshest source data: request history, streamed events, stored row."""

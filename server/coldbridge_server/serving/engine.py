@@ -34,6 +34,7 @@ from coldbridge_server.core import Blend, Provenance, Stage
 from coldbridge_server.errors import InvalidRequestError, NotReadyError
 from coldbridge_server.observability.metrics import Metrics
 from coldbridge_server.serving.batch import TopkBatcher
+from coldbridge_server.serving.blend import AffineBlend, vector_scores_at
 from coldbridge_server.serving.resolve import ResolvedUser, UserResolver, split_known
 from coldbridge_server.serving.score import OnnxScorer
 
@@ -179,7 +180,10 @@ class RecommendationEngine:
         known, unknown = split_known(item_ids, self.bundle.target_item_index)
         user = self.resolver.resolve(user_id, source_item_ids, strategy)
         idx = np.asarray(known, dtype=np.int64)
-        if user.scores is not None:
+        if user.blended is not None:
+            vector = user.blended.vector[None, :]
+            scores = user.blended.served(idx, self.scorer.score(vector, idx[None, :])[0])
+        elif user.scores is not None:
             scores = user.scores[idx]
         elif user.vector is None:
             scores = self.bundle.target_item_popularity[idx]
@@ -190,17 +194,43 @@ class RecommendationEngine:
         return self._answer(items, user, unknown)
 
     def _top(self, user: ResolvedUser, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if user.blended is not None:
+            return self._top_blended(user.blended, n)
         if user.scores is not None:  # score strategy or history blend (ties by index)
             order = top_indices(user.scores, n)
             return order, user.scores[order]
         if user.vector is None:
             order = self._popular[:n]
             return order, self.bundle.target_item_popularity[order]
+        return self._top_vector(user.vector, n)
+
+    def _top_vector(self, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         if self._batcher is not None:
-            scores, indices = self._batcher.topk(user.vector, n)
+            scores, indices = self._batcher.topk(vector, n)
             return indices, scores
-        scores, indices = self.scorer.topk(user.vector[None, :], n)
+        scores, indices = self.scorer.topk(vector[None, :], n)
         return indices[0], scores[0]
+
+    def _top_blended(self, blended: AffineBlend, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` of the blend: the support merged with the model's top items outside it.
+
+        Outside the support the blend orders items as the vector does, so the model's top
+        list holding ``n`` items outside the support is enough; ``2n`` almost always does,
+        else ``n + |support|`` always does.
+        """
+        vector32, support = np.asarray(blended.vector, dtype=np.float32), blended.support
+        total, wide = len(self._popular), min(2 * n, len(self._popular))
+        indices, _ = self._top_vector(vector32, wide)
+        outside = indices[~blended.in_support(indices)]
+        if len(outside) < n and wide < total:
+            indices, _ = self._top_vector(vector32, min(n + len(support), total))
+            outside = indices[~blended.in_support(indices)]
+        candidates = np.concatenate([outside, support])
+        served = vector_scores_at(self.bundle, blended.vector, candidates) * blended.scale
+        served += blended.shift
+        served[len(outside) :] += blended.bonus
+        order = np.lexsort((candidates, -served))[:n]
+        return candidates[order], served[order].astype(np.float32)
 
     def _check_request(self, user_id: str, **id_lists: Sequence[str]) -> None:
         if not self._ready.is_set():

@@ -50,7 +50,7 @@ from coldbridge_server.core import (
     UserView,
     stage_of,
 )
-from coldbridge_server.serving.blend import HistoryBlender
+from coldbridge_server.serving.blend import AffineBlend, HistoryBlender
 from coldbridge_server.serving.route import StrategyRouter
 from coldbridge_server.serving.score import OnnxScorer
 
@@ -66,7 +66,9 @@ class ResolvedUser:
     ``seen`` holds the target item indices of the user's applied streamed events.
     ``scores`` ``[N_t]`` replaces ``vector`` for item-to-item strategies (``output="scores"``);
     ``strategy`` names the strategy chosen for the user; ``blend`` how much the user's own
-    target history counted in ``scores`` (``history_weight`` 0: not at all).
+    target history counted in ``scores`` (``history_weight`` 0: not at all). ``blended``
+    replaces ``scores`` for a user whose transferred part is ``vector`` (the fast path of
+    :mod:`coldbridge_server.serving.blend`).
     """
 
     provenance: Provenance
@@ -78,6 +80,7 @@ class ResolvedUser:
     scores: np.ndarray | None = None
     strategy: str = ""
     blend: Blend = Blend()
+    blended: AffineBlend | None = None
 
 
 class UserResolver:
@@ -137,6 +140,12 @@ class UserResolver:
         if self.blender is None or not state.seen:
             return dataclasses.replace(user, blend=Blend(0.0, state.target_events, len(state.seen)))
         warm = user.provenance is Provenance.WARM_TARGET
+        if user.vector is not None and self.blender.uses_vector(
+            state, name, known=known, warm=warm
+        ):
+            affine, blend = self.blender.affine(state, user.vector)
+            if affine is not None or blend.history_weight <= 0.0:
+                return dataclasses.replace(user, blended=affine, blend=blend)
         scores, blend = self.blender.blend(state, name, user.vector, known=known, warm=warm)
         return dataclasses.replace(user, vector=None, scores=scores, blend=blend)
 
