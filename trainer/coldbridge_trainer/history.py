@@ -76,9 +76,7 @@ def item_model(
     from coldbridge_trainer.strategies.ease import ease_neighbours  # torch; imports train
 
     idx, w = ease_neighbours(target.users, target.items, target.n_items, lam, k, threads)
-    return HistoryModel.from_neighbours(
-        idx, w, events=events, history_weight=(0.0,) * len(events)
-    )
+    return HistoryModel.from_neighbours(idx, w, events=events, history_weight=(0.0,) * len(events))
 
 
 def transferred_scorer(result: TrainResult, valid: EvalSplit) -> Scorer:
