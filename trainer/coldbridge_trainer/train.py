@@ -150,7 +150,7 @@ class TrainResult:
         ds, weights, history = self.dataset, self.weights(), self.history_part()
         metrics = self.metrics.to_dict() if self.metrics else {}
         if history is not None:
-            metrics["history"] = history.config["buckets"]
+            metrics["history_blend"] = history.config["buckets"]
         return BundleContent(
             domains=Sides(ds.source.name, ds.target.name),
             feedback=ds.feedback,
