@@ -2,7 +2,8 @@
 
 A bundle is a directory ``<bundles>/<version>/`` of ONNX models, ``.npy`` arrays and a
 ``manifest.json`` (docs/ARCHITECTURE.md). This package owns it: the typed manifest
-(:mod:`~coldbridge_bundle.spec`), what a writer provides (:class:`BundleContent`),
+(:mod:`~coldbridge_bundle.spec`), what a writer provides (:class:`BundleContent`), the
+optional target item-to-item model (:class:`HistoryModel`, :mod:`~coldbridge_bundle.history`),
 :func:`write`, :func:`read`, :func:`verify`, :func:`resolve` (newest version wins) and the
 one onnxruntime session factory (:func:`open_session`). It needs only numpy; onnxruntime is
 imported when a session is opened.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from coldbridge_bundle.content import BundleContent, ModelData, StrategyContent
 from coldbridge_bundle.errors import BundleError, BundleFileError, BundleFormatError
+from coldbridge_bundle.history import HistoryModel
 from coldbridge_bundle.io import (
     LoadedBundle,
     file_sha256,
@@ -38,6 +40,7 @@ from coldbridge_bundle.spec import (
     SUPPORTED_FORMAT_VERSIONS,
     BundleSpec,
     HistoriesSpec,
+    HistoryModelSpec,
     Sides,
     StrategySpec,
 )
@@ -56,6 +59,8 @@ __all__ = [
     "BundleFormatError",
     "BundleSpec",
     "HistoriesSpec",
+    "HistoryModel",
+    "HistoryModelSpec",
     "LoadedBundle",
     "ModelData",
     "ModelSource",

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from coldbridge_bundle.history import HistoryModel
 from coldbridge_bundle.sessions import SupportsSerialize
 from coldbridge_bundle.spec import ARRAY_LAYOUT, FEEDBACK_KINDS, MODEL_KEYS, Sides
 
@@ -55,6 +56,12 @@ class BundleContent:
         Trained strategy plugins by name.
     source_histories
         Optional source item indices per source user (stored as a CSR).
+    history
+        Optional target item-to-item model and blend weights (the ``history`` section,
+        ``history/{ptr,cols,weights}.npy``); its ``n_items`` must match ``items.target``.
+    history_config
+        Free-form JSON-serialisable record of how ``history`` was fitted (manifest
+        ``history.config``).
     metrics, config
         Free-form JSON-serialisable training metrics and configuration.
     """
@@ -69,6 +76,8 @@ class BundleContent:
     strategy: str = "emcdr"
     strategies: Mapping[str, StrategyContent] = field(default_factory=dict)
     source_histories: Sequence[np.ndarray] | None = None
+    history: HistoryModel | None = None
+    history_config: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     config: Mapping[str, Any] = field(default_factory=dict)
 
@@ -136,4 +145,9 @@ class BundleContent:
             raise ValueError(
                 f"source_histories: {len(self.source_histories)} histories "
                 f"for {n_users} source users"
+            )
+        n_items = len(self.items.target)
+        if self.history is not None and self.history.n_items != n_items:
+            raise ValueError(
+                f"history: model over {self.history.n_items} items, items.target has {n_items}"
             )

@@ -26,6 +26,8 @@ import numpy as np
 
 from coldbridge_bundle.content import BundleContent, ModelData, StrategyContent
 from coldbridge_bundle.errors import BundleFileError, BundleFormatError
+from coldbridge_bundle.history import HistoryModel
+from coldbridge_bundle.history_io import read_history, write_history
 from coldbridge_bundle.spec import (
     ARRAY_FILES,
     HISTORY_FILES,
@@ -34,6 +36,7 @@ from coldbridge_bundle.spec import (
     STRATEGY_DIR,
     BundleSpec,
     HistoriesSpec,
+    HistoryModelSpec,
     Sides,
     StrategySpec,
 )
@@ -43,13 +46,18 @@ __all__ = ["LoadedBundle", "file_sha256", "read", "read_spec", "resolve", "verif
 
 @dataclass(frozen=True, eq=False)
 class LoadedBundle:
-    """A validated bundle: its manifest, its arrays (float32, read-only) and file paths."""
+    """A validated bundle: its manifest, its arrays (float32, read-only) and file paths.
+
+    ``history`` is the target item-to-item model of the optional ``history`` section
+    (``None`` for a bundle without one).
+    """
 
     path: Path
     spec: BundleSpec
     arrays: dict[str, np.ndarray]
     source_history_items: np.ndarray | None = None
     source_history_ptr: np.ndarray | None = None
+    history: HistoryModel | None = None
 
     def file(self, name: str) -> Path:
         """Absolute path of the bundle-relative POSIX path ``name``."""
@@ -154,7 +162,11 @@ def read(path: Path | str) -> LoadedBundle:
     histories = None
     if spec.source_histories is not None:
         histories = _load_histories(root, spec.source_histories, spec)
-    return LoadedBundle(root, spec, arrays, *(histories or (None, None)))
+    history = None
+    if spec.history is not None:
+        history = read_history(root, spec.history, len(spec.items.target))
+    items, ptr = histories or (None, None)
+    return LoadedBundle(root, spec, arrays, items, ptr, history)
 
 
 def _load_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -245,7 +257,10 @@ def write(out_dir: Path | str, content: BundleContent, *, version: str | None = 
         histories = None
         if content.source_histories is not None:
             histories = _write_histories(tmp, content.source_histories)
-        spec = _spec(content, version, strategies, histories, _hashes(tmp))
+        history = None
+        if content.history is not None:
+            history = write_history(tmp, content.history, content.history_config)
+        spec = _spec(content, version, strategies, (histories, history), _hashes(tmp))
         _write_manifest(tmp / MANIFEST, spec)
         os.replace(tmp, final)
     except BaseException:
@@ -258,7 +273,7 @@ def _spec(
     content: BundleContent,
     version: str,
     strategies: dict[str, StrategySpec],
-    histories: HistoriesSpec | None,
+    histories: tuple[HistoriesSpec | None, HistoryModelSpec | None],
     files: dict[str, str],
 ) -> BundleSpec:
     return BundleSpec(
@@ -273,7 +288,8 @@ def _spec(
         users=Sides(tuple(content.users.source), tuple(content.users.target)),
         files=files,
         strategies=strategies,
-        source_histories=histories,
+        source_histories=histories[0],
+        history=histories[1],
         metrics=content.metrics,
         config=content.config,
     )

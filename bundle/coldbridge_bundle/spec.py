@@ -25,6 +25,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "HISTORY_FILES",
+    "HISTORY_MODEL_FILES",
     "MANIFEST",
     "MODEL_FILES",
     "MODEL_KEYS",
@@ -33,6 +34,7 @@ __all__ = [
     "SUPPORTED_FORMAT_VERSIONS",
     "BundleSpec",
     "HistoriesSpec",
+    "HistoryModelSpec",
     "Sides",
     "StrategySpec",
 ]
@@ -53,6 +55,8 @@ ARRAY_KEYS = (
 MODEL_FILES = {key: f"{key}.onnx" for key in MODEL_KEYS}
 ARRAY_FILES = {key: f"{key}.npy" for key in ARRAY_KEYS}
 HISTORY_FILES = {"items": "source_history_items.npy", "ptr": "source_history_ptr.npy"}
+HISTORY_MODEL_FILES = {part: f"history/{part}.npy" for part in ("ptr", "cols", "weights")}
+"""The target item-to-item model's CSR parts (the optional ``history`` section)."""
 ARRAY_LAYOUT = {
     "source_user_embeddings": ("users", "source", 2),
     "target_user_embeddings": ("users", "target", 2),
@@ -109,6 +113,35 @@ class HistoriesSpec:
 
 
 @dataclass(frozen=True)
+class HistoryModelSpec:
+    """The optional ``history`` section: the target item-to-item model and its blend weights.
+
+    ``ptr``/``cols``/``weights`` are bundle-relative paths of the CSR parts
+    (:class:`coldbridge_bundle.history.HistoryModel`); ``events`` are the evidence buckets'
+    lower bounds and ``history_weight`` their fitted ``a``; ``config`` is free-form (the
+    trainer's lambda, k and valid fit table).
+    """
+
+    events: tuple[int, ...]
+    history_weight: tuple[float, ...]
+    config: Mapping[str, Any] = field(default_factory=dict)
+    ptr: str = HISTORY_MODEL_FILES["ptr"]
+    cols: str = HISTORY_MODEL_FILES["cols"]
+    weights: str = HISTORY_MODEL_FILES["weights"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's ``history`` object."""
+        return {
+            "ptr": self.ptr,
+            "cols": self.cols,
+            "weights": self.weights,
+            "events": list(self.events),
+            "history_weight": list(self.history_weight),
+            "config": dict(self.config),
+        }
+
+
+@dataclass(frozen=True)
 class BundleSpec:
     """The manifest of a bundle (docs/ARCHITECTURE.md), validated.
 
@@ -130,6 +163,7 @@ class BundleSpec:
     arrays: Mapping[str, str] = field(default_factory=lambda: dict(ARRAY_FILES))
     strategies: Mapping[str, StrategySpec] = field(default_factory=dict)
     source_histories: HistoriesSpec | None = None
+    history: HistoryModelSpec | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
     config: Mapping[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -151,6 +185,8 @@ class BundleSpec:
         if self.source_histories is not None:
             h = self.source_histories
             sections["source_histories"] = {"items": h.items, "ptr": h.ptr}
+        if self.history is not None:
+            sections["history"] = self.history.to_dict()
         return {
             "format": FORMAT,
             "format_version": self.format_version,
@@ -200,6 +236,7 @@ class BundleSpec:
             arrays=m.listed_section("arrays", ARRAY_KEYS, files),
             strategies=m.strategies(files),
             source_histories=m.histories(files),
+            history=m.history_model(files),
             metrics=m.optional_dict("metrics"),
             config=m.optional_dict("config"),
             format_version=manifest["format_version"],
@@ -320,3 +357,28 @@ class _Fields:
             self.listed(f"source_histories.{key}", spec.get(key), files) for key in ("items", "ptr")
         )
         return HistoriesSpec(items, ptr)
+
+    def history_model(self, files: Mapping[str, str]) -> HistoryModelSpec | None:
+        if "history" not in self.manifest:
+            return None
+        spec = self.get("history", dict)
+        paths = {
+            part: self.listed(f"history.{part}", spec.get(part), files)
+            for part in HISTORY_MODEL_FILES
+        }
+        events = self.get("history.events", list, spec)
+        weights = self.get("history.history_weight", list, spec)
+        if not events or not all(isinstance(e, int) and not isinstance(e, bool) for e in events):
+            raise self.fail("history.events", f"expected a non-empty list of ints, got {events}")
+        if events[0] < 1 or any(b <= a for a, b in zip(events, events[1:], strict=False)):
+            raise self.fail("history.events", f"must be ascending and >= 1, got {events}")
+        if len(weights) != len(events) or not all(
+            isinstance(a, int | float) and not isinstance(a, bool) and 0.0 <= a < 1.0
+            for a in weights
+        ):
+            raise self.fail(
+                "history.history_weight",
+                f"expected {len(events)} numbers in [0, 1) (one per bucket), got {weights}",
+            )
+        config = self.optional_dict("history.config", spec)
+        return HistoryModelSpec(tuple(events), tuple(float(a) for a in weights), config, **paths)

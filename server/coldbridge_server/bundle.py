@@ -18,9 +18,8 @@ from typing import Any
 
 import coldbridge_bundle
 import numpy as np
-from coldbridge_bundle import ARRAY_KEYS, MODEL_KEYS, SUPPORTED_FORMAT_VERSIONS
+from coldbridge_bundle import ARRAY_KEYS, MODEL_KEYS, SUPPORTED_FORMAT_VERSIONS, HistoryModel
 from coldbridge_bundle import FORMAT as BUNDLE_FORMAT
-from coldbridge_bundle.history import HistoryModel
 
 from coldbridge_server.errors import BundleError
 
@@ -75,6 +74,7 @@ class Bundle:
     source_history_items: np.ndarray | None = None
     source_history_ptr: np.ndarray | None = None
     history: HistoryModel | None = None
+    """The target item-to-item model and blend weights (``None``: the bundle has none)."""
 
     def source_history(self, row: int) -> np.ndarray:
         """Source item indices of bundle source user ``row`` (empty if the bundle has none)."""
@@ -154,6 +154,7 @@ def load_bundle(path: Path | str) -> Bundle:
         },
         source_history_items=loaded.source_history_items,
         source_history_ptr=loaded.source_history_ptr,
+        history=loaded.history,
     )
 
 

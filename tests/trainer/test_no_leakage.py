@@ -6,6 +6,8 @@
 * The selection path of the evaluation harness (bridge early stopping, every strategy's
   valid-fitted choices, the choice of the best strategy): replacing ``test.txt`` by garbage
   changes nothing of it, bit for bit, and the valid candidate lists do not depend on test.
+* The bundle's history part (item-to-item model and the blend weights a(n) fitted on the
+  valid streams): the same, bit for bit, with a scrambled ``test.txt``.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from coldbridge_trainer.config import TrainConfig
-from coldbridge_trainer.data import CDRIB_DOMAINS, HeldOut, load_cdrib
+from coldbridge_trainer.data import CDRIB_DOMAINS, CrossDomainDataset, HeldOut, load_cdrib
 from coldbridge_trainer.harness import run_direction, selection_split, test_split
+from coldbridge_trainer.history import fit_history
+from coldbridge_trainer.train import fit
 
 pytestmark = [pytest.mark.cdrib, pytest.mark.slow]
 CDRIB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cdrib"
@@ -77,17 +81,21 @@ def test_loader_keeps_test_out_of_training(source: str, target: str) -> None:
         )
 
 
-def test_selection_never_reads_test() -> None:
-    """The whole selection path, run on the real test.txt and on a scrambled one: identical."""
-    ds = load_cdrib(CDRIB, "game", "video")
+def _scrambled(ds: CrossDomainDataset) -> CrossDomainDataset:
     rng = np.random.default_rng(0)
-    scrambled = replace(
+    return replace(
         ds,
         test=HeldOut(
             list(rng.permutation(ds.test.user_ids)),
             rng.integers(0, ds.target.n_items, len(ds.test)),
         ),
     )
+
+
+def test_selection_never_reads_test() -> None:
+    """The whole selection path, run on the real test.txt and on a scrambled one: identical."""
+    ds = load_cdrib(CDRIB, "game", "video")
+    scrambled = _scrambled(ds)
     config = TrainConfig(epochs=1, bridge_epochs=3, patience=2, threads=1, progress=False)
     names = ["emcdr", "knn", "fusion"]
     real = run_direction(ds, names, [1], config)
@@ -104,3 +112,17 @@ def test_selection_never_reads_test() -> None:
                     )
     # ... while the test numbers do change (the scrambled test is scored, never selected on)
     assert real.test_split.digest != fake.test_split.digest
+
+
+def test_history_fit_never_reads_test() -> None:
+    """The history part of a bundle, fitted with the real test.txt and a scrambled one."""
+    ds = load_cdrib(CDRIB, "game", "video")
+    config = TrainConfig(epochs=1, bridge_epochs=2, patience=1, threads=1, progress=False)
+    result = fit(ds, config, valid_split=selection_split(ds, config))
+    real = fit_history(result)
+    fake = fit_history(replace(result, dataset=_scrambled(ds), history=None))
+    assert real.model.history_weight == fake.model.history_weight
+    assert real.config["buckets"] == fake.config["buckets"]
+    assert real.config["buckets"][0]["users"] > 0
+    for part in ("ptr", "cols", "weights"):
+        np.testing.assert_array_equal(getattr(real.model, part), getattr(fake.model, part))

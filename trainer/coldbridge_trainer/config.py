@@ -60,6 +60,14 @@ class TrainConfig:
         Sampled negatives per held-out line.
     eval_seed : int
         Seed of the sampled candidate lists.
+    history : bool
+        Fit and bundle the history part: a target item-to-item model (EASE) and the weight
+        of a user's streamed target events against the transferred scores, per number of
+        events, fitted on the valid cold users (``coldbridge_trainer.history``).
+    history_lambda : float
+        EASE L2 penalty of the history part's item-to-item model.
+    history_k : int
+        Strongest positive EASE weights kept into each target item (bundle size ``N_t * k``).
     seed : int
         Seed of initialisation and sampling; the same seed gives the same metrics.
     threads : int
@@ -90,6 +98,9 @@ class TrainConfig:
     ks: tuple[int, ...] = (1, 5, 10)
     eval_negatives: int = 999
     eval_seed: int = 2022
+    history: bool = True
+    history_lambda: float = 200.0
+    history_k: int = 64
     seed: int = 0
     threads: int = 2
     progress: bool = True

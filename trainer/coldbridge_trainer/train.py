@@ -38,6 +38,7 @@ from coldbridge_trainer.evaluate import (
     score_split,
 )
 from coldbridge_trainer.export import BaseWeights
+from coldbridge_trainer.history import HistoryFit, fit_history
 from coldbridge_trainer.models import (
     Bridge,
     MatrixFactorization,
@@ -79,6 +80,8 @@ class TrainResult:
     strategies: dict[str, Any] = field(default_factory=dict)
     """Fitted strategies (:class:`coldbridge_trainer.strategies.FittedStrategy` by name)."""
     default_strategy: str = "emcdr"
+    history: HistoryFit | None = None
+    """The fitted history part (:meth:`history_part` fits it on first use)."""
 
     def modules(self) -> tuple[SourceEncoder, Bridge, TargetScorer]:
         """Torch modules matching the exported ONNX graphs."""
@@ -129,9 +132,25 @@ class TrainResult:
             target_item_popularity=self.dataset.target.popularity(),
         )
 
+    def history_part(self) -> HistoryFit | None:
+        """The bundle's history part (``None`` when ``config.history`` is off).
+
+        Fitted on first use against the default strategy's scores
+        (:func:`coldbridge_trainer.history.fit_history`: valid cold users only), and again
+        if the default strategy has changed since.
+        """
+        if not self.config.history:
+            return None
+        if self.history is None or self.history.strategy != self.default_strategy:
+            self.history = fit_history(self)
+        return self.history
+
     def bundle_content(self) -> BundleContent:
-        """Everything the bundle holds: graphs, arrays, ids, strategies, metrics and config."""
-        ds, weights = self.dataset, self.weights()
+        """Everything the bundle holds: graphs, arrays, ids, strategies, history, metrics."""
+        ds, weights, history = self.dataset, self.weights(), self.history_part()
+        metrics = self.metrics.to_dict() if self.metrics else {}
+        if history is not None:
+            metrics["history_blend"] = history.config["buckets"]
         return BundleContent(
             domains=Sides(ds.source.name, ds.target.name),
             feedback=ds.feedback,
@@ -146,7 +165,9 @@ class TrainResult:
                 for name, f in self.strategies.items()
             },
             source_histories=ds.source.user_histories(),
-            metrics=self.metrics.to_dict() if self.metrics else {},
+            history=history.model if history is not None else None,
+            history_config=history.config if history is not None else {},
+            metrics=metrics,
             config=self.config.to_dict(),
         )
 
