@@ -38,6 +38,7 @@ the batched ONNX top-k) merged with the support items: exactly the ranking of
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,7 +51,7 @@ from coldbridge_server.core import Blend, UserState
 from coldbridge_server.serving.route import StrategyRouter
 from coldbridge_server.serving.score import OnnxScorer
 
-__all__ = ["AffineBlend", "HistoryBlender", "vector_scores", "vector_scores_at"]
+__all__ = ["AffineBlend", "HistoryBlender", "PreparedBlends", "vector_scores", "vector_scores_at"]
 
 _EPS = 1e-12
 
@@ -72,30 +73,98 @@ def vector_scores_at(bundle: Bundle, vector: np.ndarray, idx: np.ndarray) -> np.
 class AffineBlend:
     """A vector user's served scores: ``scale * (V_t u + b_t) + shift + bonus`` (module docs).
 
-    ``support`` (sorted int64) lists the items with a history bonus, ``bonus`` their bonus.
+    ``support`` (sorted) lists the items with a history bonus and ``served`` their served
+    scores (float32, as :meth:`HistoryModel.blend` returns them); ``ranked`` is the support
+    best first (ties by index), ``ranked_served`` its scores. All of it only changes with
+    the user's events, so it is built once per published user state
+    (:class:`PreparedBlends`) and a request only merges (:meth:`merge_top`). Memory: 16 bytes
+    per support item.
     """
 
     vector: np.ndarray
+    vector32: np.ndarray
     scale: float
     shift: float
     support: np.ndarray
-    bonus: np.ndarray
+    served: np.ndarray
+    ranked: np.ndarray
+    ranked_served: np.ndarray
 
-    def in_support(self, idx: np.ndarray) -> np.ndarray:
-        """Boolean mask: which of ``idx`` carry a history bonus."""
-        if not len(self.support):
-            return np.zeros(len(idx), dtype=bool)
-        pos = np.minimum(np.searchsorted(self.support, idx), len(self.support) - 1)
-        return np.asarray(self.support[pos] == idx)
-
-    def served(self, idx: np.ndarray, transferred: np.ndarray) -> np.ndarray:
-        """Served scores (float64) of items ``idx`` whose vector scores are ``transferred``."""
+    def served_at(self, idx: np.ndarray, transferred: np.ndarray) -> np.ndarray:
+        """Served scores (float32) of items ``idx`` whose vector scores are ``transferred``."""
         out = self.scale * np.asarray(transferred, dtype=np.float64) + self.shift
+        out = out.astype(np.float32)
         if len(self.support):
             pos = np.minimum(np.searchsorted(self.support, idx), len(self.support) - 1)
             hit = self.support[pos] == idx
-            out[hit] += self.bonus[pos[hit]]
+            out[hit] = self.served[pos[hit]]
         return out
+
+    def merge_top(
+        self, indices: np.ndarray, transferred: np.ndarray, n: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` of the blend from the model's top ``n`` (``indices``, vector scores).
+
+        Every item outside the model's top ``n`` is beaten by each of those ``n`` items:
+        by its own score (the blend is increasing in the vector score, and the bonus is
+        positive) or, for a support item, by its own bonus score or by the ``n`` support
+        items ranked above it. So the answer lies in the model's top ``n`` (scored without
+        bonus) plus the support's top ``n`` (with it); an item in both keeps its better,
+        bonus, score. Ranked by float32 served score, ties by item index:
+        :meth:`HistoryModel.blend`'s ranking. Pure Python over ``2n`` pairs: cheaper than
+        a dozen NumPy calls for the ``n`` a request asks for (``benchmarks/serving.py
+        --history``).
+        """
+        out = (np.asarray(transferred, dtype=np.float64) * self.scale + self.shift).astype(
+            np.float32
+        )
+        pairs = [(-s, i) for s, i in zip(out.tolist(), indices.tolist(), strict=True)]
+        head = zip(self.ranked_served[:n].tolist(), self.ranked[:n].tolist(), strict=True)
+        pairs += [(-s, i) for s, i in head]
+        pairs.sort()
+        items: list[int] = []
+        served: list[float] = []
+        for neg, item in pairs:
+            if item not in items:  # at most 2n pairs: a list beats a set here
+                items.append(item)
+                served.append(-neg)
+                if len(items) == n:
+                    break
+        return np.array(items, dtype=np.int64), np.array(served, dtype=np.float32)
+
+
+_Prepared = tuple[UserState, np.ndarray, AffineBlend | None, Blend]
+
+
+class PreparedBlends:
+    """A bounded map user id -> (state, vector, fast-path blend, blend) of their latest state.
+
+    Readers take an entry without a lock and use it only if it was built from the very state
+    and vector they hold (identity); writers insert under a lock and evict the oldest entry
+    beyond ``capacity``.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._entries: dict[str, _Prepared] = {}
+        self._lock = threading.Lock()
+
+    def get(self, user_id: str) -> _Prepared | None:
+        """The entry of ``user_id``, or ``None``."""
+        return self._entries.get(user_id)
+
+    def put(self, user_id: str, entry: _Prepared) -> None:
+        """Store ``entry`` as the newest; drop the oldest entries beyond ``capacity``."""
+        with self._lock:
+            self._entries.pop(user_id, None)
+            self._entries[user_id] = entry
+            while len(self._entries) > self.capacity:
+                del self._entries[next(iter(self._entries))]
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class HistoryBlender:
@@ -111,10 +180,18 @@ class HistoryBlender:
         The bundle's strategies.
     history
         The bundle's item-to-item model and history weights.
+    cache_size
+        Most users whose fast-path blend is kept (:class:`PreparedBlends`).
     """
 
     def __init__(
-        self, bundle: Bundle, scorer: OnnxScorer, router: StrategyRouter, history: HistoryModel
+        self,
+        bundle: Bundle,
+        scorer: OnnxScorer,
+        router: StrategyRouter,
+        history: HistoryModel,
+        *,
+        cache_size: int = 100_000,
     ) -> None:
         self.bundle = bundle
         self.scorer = scorer
@@ -126,9 +203,26 @@ class HistoryBlender:
         self._mean_v, self._mean_b = items.mean(axis=0), float(bias.mean())
         self._gram, self._cross = items.T @ items / n, items.T @ bias / n
         self._mean_b2 = float(bias @ bias / n)
+        self.prepared = PreparedBlends(cache_size)
 
     def affine(self, state: UserState, vector: np.ndarray) -> tuple[AffineBlend | None, Blend]:
-        """The fast path's served scores of a vector user (``None``: ``a = 0`` or ``T`` flat)."""
+        """The fast path's served scores of a vector user.
+
+        ``None`` when ``a = 0``, ``T`` is flat or a history score is negative (a model with
+        negative weights): the dense :meth:`blend` serves those.
+
+        Built once per published state and vector (:class:`PreparedBlends`): a state is
+        immutable and replaced on every event, so a cached blend is never stale.
+        """
+        entry = self.prepared.get(state.user_id)
+        if entry is not None and entry[0] is state and entry[1] is vector:
+            return entry[2], entry[3]
+        affine, blend = self._affine(state, vector)
+        self.prepared.put(state.user_id, (state, vector, affine, blend))
+        return affine, blend
+
+    def _affine(self, state: UserState, vector: np.ndarray) -> tuple[AffineBlend | None, Blend]:
+        """:meth:`affine` without the cache."""
         n_events = state.target_events
         blend = Blend(self.history.weight(n_events), n_events, len(state.seen))
         u = np.asarray(vector, dtype=np.float64)
@@ -141,11 +235,25 @@ class HistoryBlender:
         n_items = self.history.n_items
         mean_h = float(h.sum()) / n_items
         std_h = float(np.sqrt(max(float(h @ h) / n_items - mean_h**2, 0.0)))
-        shift, bonus = -(1.0 - a) * mean_t / std_t, np.zeros(len(support))
-        if std_h > _EPS:
+        scale, shift = (1.0 - a) / std_t, -(1.0 - a) * mean_t / std_t
+        if std_h <= _EPS:  # z(history) is 0: the vector's order alone
+            support, h = support[:0], h[:0]
+        else:
             shift -= a * mean_h / std_h
-            bonus = a * h / std_h
-        return AffineBlend(u, (1.0 - a) / std_t, shift, support, bonus), blend
+        bonus = a * h / std_h if len(h) else h
+        if len(bonus) and not bonus.min() > 0.0:  # merge_top needs positive bonuses
+            return None, blend
+        served = vector_scores_at(self.bundle, u, support) * scale + shift + bonus
+        served32 = served.astype(np.float32)
+        order = np.lexsort((support, -served32))
+        index_type = np.int32 if n_items < 2**31 else np.int64
+        support = support.astype(index_type)
+        vector32 = np.asarray(vector, dtype=np.float32)
+        ranked, ranked_served = support[order], served32[order]
+        return (
+            AffineBlend(u, vector32, scale, shift, support, served32, ranked, ranked_served),
+            blend,
+        )
 
     def _sparse_history(self, items: frozenset[int]) -> tuple[np.ndarray, np.ndarray]:
         """The non-zero history scores of ``items``: (sorted item indices, float64 scores)."""
