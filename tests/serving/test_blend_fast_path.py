@@ -22,6 +22,7 @@ from coldbridge_server.bundle import Bundle
 from coldbridge_server.core import UserState, UserStates
 from coldbridge_server.serving.blend import vector_scores
 from coldbridge_server.serving.engine import RecommendationEngine
+from coldbridge_server.serving.prepare import PreparedBlends, prepared_bytes
 from conftest import make_tiny_arrays, tiny_content
 
 EVENTS = (1, 2, 4)
@@ -142,3 +143,25 @@ def test_negative_history_weights_take_the_dense_path(tied_bundle: Path) -> None
     order = np.argsort(-reference(eng.bundle, model, state), kind="stable")[:10]
     got = eng.recommend(state.user_id, 10)
     assert [i for i, _ in got.items] == [eng.bundle.target_item_ids[i] for i in order]
+
+
+def test_prepared_blends_stay_within_their_memory_budget(tied_bundle: Path) -> None:
+    states = UserStates()
+    eng = engine(tied_bundle, paired_history(), states, 1)
+    blender = eng.resolver.blender
+    assert blender is not None
+    entries = []
+    for state in random_states(np.random.default_rng(11), 30):
+        assert state.vector is not None
+        affine, blend = blender.affine(state, state.vector)
+        assert affine is not None
+        entries.append((state, state.vector, affine, blend))
+    sizes = [prepared_bytes(entry[2]) for entry in entries]
+    assert all(size > 1024 + 16 * len(e[2].support) for size, e in zip(sizes, entries, strict=True))
+    budget = PreparedBlends(max_bytes=sum(sizes[-10:]))
+    for entry in entries:
+        budget.put(entry[0].user_id, entry)
+        assert budget.bytes <= budget.max_bytes
+        kept = [budget.get(e[0].user_id) for e in entries]
+        assert budget.bytes == sum(prepared_bytes(k[2]) for k in kept if k is not None)
+    assert [budget.get(e[0].user_id) is not None for e in entries] == [False] * 20 + [True] * 10

@@ -29,18 +29,19 @@ affine map of the vector scores plus a sparse bonus on the history's items::
 
 with ``scale = (1 - a) / std(T)`` (> 0), ``shift`` from the two means and ``bonus_j =
 a H_j / std(H)`` on the items ``H`` is non-zero for. The mean and standard deviation of ``T``
-over the catalogue come from precomputed moments of ``V_t`` and ``b_t`` in ``O(d^2)``, so
-the top-``n`` of the blend is the top-``n`` of the model's own top-``(n + |support|)`` (run by
-the batched ONNX top-k) merged with the support items: exactly the ranking of
-:meth:`HistoryModel.blend`, without scoring the whole catalogue in Python per request
-(:class:`AffineBlend`).
+over the catalogue come from precomputed moments of ``V_t`` and ``b_t`` in ``O(d^2)``.
+All of that, and the support's served scores ranked, only changes with the user's events:
+it is prepared once per published state (:mod:`coldbridge_server.serving.prepare`, in the
+background as states are published, else on the first request). A request then runs the
+batched ONNX top-``n`` of ``u`` (as without the history part) and merges it with the
+support's top ``n`` (:meth:`~coldbridge_server.serving.prepare.AffineBlend.merge_top`):
+exactly the ranking of :meth:`HistoryModel.blend`, with no per-request work that grows with
+the catalogue or the support. A history model with negative weights takes the dense path.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from coldbridge_bundle.history import HistoryModel
@@ -48,6 +49,7 @@ from coldbridge_plugins import ColdUsers
 
 from coldbridge_server.bundle import Bundle
 from coldbridge_server.core import Blend, UserState
+from coldbridge_server.serving.prepare import AffineBlend, PreparedBlends
 from coldbridge_server.serving.route import StrategyRouter
 from coldbridge_server.serving.score import OnnxScorer
 
@@ -69,104 +71,6 @@ def vector_scores_at(bundle: Bundle, vector: np.ndarray, idx: np.ndarray) -> np.
     return np.asarray(out, dtype=np.float64)
 
 
-@dataclass(frozen=True, eq=False)
-class AffineBlend:
-    """A vector user's served scores: ``scale * (V_t u + b_t) + shift + bonus`` (module docs).
-
-    ``support`` (sorted) lists the items with a history bonus and ``served`` their served
-    scores (float32, as :meth:`HistoryModel.blend` returns them); ``ranked`` is the support
-    best first (ties by index), ``ranked_served`` its scores. All of it only changes with
-    the user's events, so it is built once per published user state
-    (:class:`PreparedBlends`) and a request only merges (:meth:`merge_top`). Memory: 16 bytes
-    per support item.
-    """
-
-    vector: np.ndarray
-    vector32: np.ndarray
-    scale: float
-    shift: float
-    support: np.ndarray
-    served: np.ndarray
-    ranked: np.ndarray
-    ranked_served: np.ndarray
-
-    def served_at(self, idx: np.ndarray, transferred: np.ndarray) -> np.ndarray:
-        """Served scores (float32) of items ``idx`` whose vector scores are ``transferred``."""
-        out = self.scale * np.asarray(transferred, dtype=np.float64) + self.shift
-        out = out.astype(np.float32)
-        if len(self.support):
-            pos = np.minimum(np.searchsorted(self.support, idx), len(self.support) - 1)
-            hit = self.support[pos] == idx
-            out[hit] = self.served[pos[hit]]
-        return out
-
-    def merge_top(
-        self, indices: np.ndarray, transferred: np.ndarray, n: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``n`` of the blend from the model's top ``n`` (``indices``, vector scores).
-
-        Every item outside the model's top ``n`` is beaten by each of those ``n`` items:
-        by its own score (the blend is increasing in the vector score, and the bonus is
-        positive) or, for a support item, by its own bonus score or by the ``n`` support
-        items ranked above it. So the answer lies in the model's top ``n`` (scored without
-        bonus) plus the support's top ``n`` (with it); an item in both keeps its better,
-        bonus, score. Ranked by float32 served score, ties by item index:
-        :meth:`HistoryModel.blend`'s ranking. Pure Python over ``2n`` pairs: cheaper than
-        a dozen NumPy calls for the ``n`` a request asks for (``benchmarks/serving.py
-        --history``).
-        """
-        out = (np.asarray(transferred, dtype=np.float64) * self.scale + self.shift).astype(
-            np.float32
-        )
-        pairs = [(-s, i) for s, i in zip(out.tolist(), indices.tolist(), strict=True)]
-        head = zip(self.ranked_served[:n].tolist(), self.ranked[:n].tolist(), strict=True)
-        pairs += [(-s, i) for s, i in head]
-        pairs.sort()
-        items: list[int] = []
-        served: list[float] = []
-        for neg, item in pairs:
-            if item not in items:  # at most 2n pairs: a list beats a set here
-                items.append(item)
-                served.append(-neg)
-                if len(items) == n:
-                    break
-        return np.array(items, dtype=np.int64), np.array(served, dtype=np.float32)
-
-
-_Prepared = tuple[UserState, np.ndarray, AffineBlend | None, Blend]
-
-
-class PreparedBlends:
-    """A bounded map user id -> (state, vector, fast-path blend, blend) of their latest state.
-
-    Readers take an entry without a lock and use it only if it was built from the very state
-    and vector they hold (identity); writers insert under a lock and evict the oldest entry
-    beyond ``capacity``.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self.capacity = capacity
-        self._entries: dict[str, _Prepared] = {}
-        self._lock = threading.Lock()
-
-    def get(self, user_id: str) -> _Prepared | None:
-        """The entry of ``user_id``, or ``None``."""
-        return self._entries.get(user_id)
-
-    def put(self, user_id: str, entry: _Prepared) -> None:
-        """Store ``entry`` as the newest; drop the oldest entries beyond ``capacity``."""
-        with self._lock:
-            self._entries.pop(user_id, None)
-            self._entries[user_id] = entry
-            while len(self._entries) > self.capacity:
-                del self._entries[next(iter(self._entries))]
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
 class HistoryBlender:
     """Blend transferred and history scores for users with streamed target events.
 
@@ -180,8 +84,9 @@ class HistoryBlender:
         The bundle's strategies.
     history
         The bundle's item-to-item model and history weights.
-    cache_size
-        Most users whose fast-path blend is kept (:class:`PreparedBlends`).
+    cache_bytes
+        Memory for prepared fast-path blends (:class:`PreparedBlends`); beyond it the
+        least recently prepared users are rebuilt on their next request.
     """
 
     def __init__(
@@ -191,7 +96,7 @@ class HistoryBlender:
         router: StrategyRouter,
         history: HistoryModel,
         *,
-        cache_size: int = 100_000,
+        cache_bytes: int = 256 * 2**20,
     ) -> None:
         self.bundle = bundle
         self.scorer = scorer
@@ -203,7 +108,7 @@ class HistoryBlender:
         self._mean_v, self._mean_b = items.mean(axis=0), float(bias.mean())
         self._gram, self._cross = items.T @ items / n, items.T @ bias / n
         self._mean_b2 = float(bias @ bias / n)
-        self.prepared = PreparedBlends(cache_size)
+        self.prepared = PreparedBlends(cache_bytes)
 
     def affine(self, state: UserState, vector: np.ndarray) -> tuple[AffineBlend | None, Blend]:
         """The fast path's served scores of a vector user.

@@ -34,7 +34,7 @@ from coldbridge_server.core import Blend, Provenance, Stage
 from coldbridge_server.errors import InvalidRequestError, NotReadyError
 from coldbridge_server.observability.metrics import Metrics
 from coldbridge_server.serving.batch import TopkBatcher
-from coldbridge_server.serving.blend import AffineBlend
+from coldbridge_server.serving.prepare import AffineBlend
 from coldbridge_server.serving.resolve import ResolvedUser, UserResolver, split_known
 from coldbridge_server.serving.score import OnnxScorer
 

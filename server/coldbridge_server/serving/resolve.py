@@ -50,12 +50,15 @@ from coldbridge_server.core import (
     UserView,
     stage_of,
 )
-from coldbridge_server.serving.blend import AffineBlend, HistoryBlender
-from coldbridge_server.serving.prepare import BlendPreparer
+from coldbridge_server.serving.blend import HistoryBlender
+from coldbridge_server.serving.prepare import AffineBlend, BlendPreparer
 from coldbridge_server.serving.route import StrategyRouter
 from coldbridge_server.serving.score import OnnxScorer
 
 __all__ = ["ResolvedUser", "UserResolver", "split_known"]
+
+_PREPARE_QUEUE = 100_000
+"""Most users waiting for :class:`BlendPreparer` (the oldest beyond are left to requests)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,7 +130,7 @@ class UserResolver:
         self.blender = None if history is None else HistoryBlender(bundle, scorer, router, history)
         self.preparer: BlendPreparer | None = None
         if self.blender is not None and prepare:
-            self.preparer = BlendPreparer(self.prepare, capacity=self.blender.prepared.capacity)
+            self.preparer = BlendPreparer(self.prepare, capacity=_PREPARE_QUEUE)
             self.states.subscribe(self.preparer.published)
         self._bridged: dict[tuple[str, int], np.ndarray] = {}
         self._lock = threading.Lock()
