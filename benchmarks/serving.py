@@ -16,7 +16,8 @@ Usage::
 item-to-item history model (``--neighbours`` random positive weights per item), the same
 ``--history-events`` target events streamed for each of ``--history-users`` users through
 ``StreamEvents``, then the same Recommend load over those users against the server with the
-history part on and with ``COLDBRIDGE_HISTORY_BLEND=0``; the ratio on / off is the figure
+history part on and with ``COLDBRIDGE_HISTORY_BLEND=0`` (both servers up, the load
+alternating between them for ``--rounds`` rounds); the median ratio on / off is the figure
 (target >= 0.9)::
 
     python benchmarks/serving.py --history --items 10000 --requests 4000 --concurrency 8
@@ -263,54 +264,81 @@ def bench_one(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str
     return results
 
 
+def history_env(bundle: Path, blend: str, state_dir: Path, port: int) -> dict[str, str]:
+    """Environment of one ``--history-server`` (history part on: ``blend="1"``)."""
+    return {
+        "COLDBRIDGE_BUNDLE_PATH": str(bundle),
+        "COLDBRIDGE_HISTORY_BLEND": blend,
+        "COLDBRIDGE_STATE_DIR": str(state_dir),
+        "COLDBRIDGE_STATE_SYNC": "NORMAL",
+        "COLDBRIDGE_PORT": str(port),
+        "COLDBRIDGE_HOST": "127.0.0.1",
+        "COLDBRIDGE_METRICS_PORT": "-1",
+        "PYTHONPATH": os.pathsep.join(
+            str(ROOT / s) for s in ("bundle", "server", "plugins", "protos", "trainer")
+        ),
+    }
+
+
 def bench_history(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
-    """Recommend for users with a streamed history: the history part on vs off."""
+    """Recommend for users with a streamed history: the history part on vs off.
+
+    Both servers run side by side and the load alternates between them for ``--rounds``
+    rounds (order swapped every round), so that drift of a shared machine hits both alike;
+    each round's ratio on / off is kept.
+    """
     bundle = make_bundle(workdir / f"items{n_items}", n_items, args.users, args.dim)
     users = [f"h{i}" for i in range(args.history_users)]  # cold users: online vectors
-    results: dict[str, object] = {"items": n_items}
     cmd = [sys.executable, __file__, "--history-server", str(args.neighbours)]
-    for name, blend in (("on", "1"), ("off", "0")):
-        port = free_port()
-        env = {
-            "COLDBRIDGE_BUNDLE_PATH": str(bundle),
-            "COLDBRIDGE_HISTORY_BLEND": blend,
-            "COLDBRIDGE_STATE_DIR": str(workdir / f"state-history-{name}-{n_items}"),
-            "COLDBRIDGE_STATE_SYNC": "NORMAL",
-            "COLDBRIDGE_PORT": str(port),
-            "COLDBRIDGE_HOST": "127.0.0.1",
-            "COLDBRIDGE_METRICS_PORT": "-1",
-            "PYTHONPATH": os.pathsep.join(
-                str(ROOT / s) for s in ("bundle", "server", "plugins", "protos", "trainer")
-            ),
-        }
-        proc = start(cmd, env)
-        try:
+    ports = {"on": free_port(), "off": free_port()}
+    procs = {
+        name: start(cmd, history_env(bundle, blend, workdir / f"state-{name}-{n_items}", port))
+        for (name, port), blend in zip(ports.items(), ("1", "0"), strict=True)
+    }
+    runs: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
+    try:
+        for port in ports.values():
             wait_serving(port)
             stream_history(port, users, n_items, args.history_events)
             load(port, users, min(200, args.requests), args.concurrency, args.k)  # warm-up
-            results[name] = load(port, users, args.requests, args.concurrency, args.k)
-        finally:
+        for r in range(args.rounds):
+            for name in ("on", "off") if r % 2 == 0 else ("off", "on"):
+                runs[name].append(load(ports[name], users, args.requests, args.concurrency, args.k))
+    finally:
+        for proc in procs.values():
             stop(proc)
-    return results
+    ratios = [on["qps"] / off["qps"] for on, off in zip(runs["on"], runs["off"], strict=True)]
+    return {"items": n_items, **runs, "ratios": ratios}
+
+
+def _median(runs: list[dict[str, float]], key: str) -> float:
+    return float(np.median([r[key] for r in runs]))
 
 
 def main_history(args: argparse.Namespace) -> int:
     print(
         f"# history part: users={args.history_users} events/user={args.history_events} "
         f"neighbours={args.neighbours} dim={args.dim} k={args.k} requests={args.requests} "
-        f"concurrency={args.concurrency}"
+        f"concurrency={args.concurrency} rounds={args.rounds} (medians; ratio per round)"
     )
-    print("| target items | history on QPS | p50 ms | p99 ms | off QPS | p50 ms | p99 ms | ratio |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| target items | history on QPS | p50 ms | p99 ms | off QPS | p50 ms | p99 ms "
+        "| ratio (median) | ratios per round |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for n_items in args.items:
             r = bench_history(n_items, args, Path(tmp))
-            on, off = r["on"], r["off"]
-            assert isinstance(on, dict) and isinstance(off, dict)
+            on, off, ratios = r["on"], r["off"], r["ratios"]
+            assert isinstance(on, list) and isinstance(off, list) and isinstance(ratios, list)
+            cells = " | ".join(
+                f"{_median(runs, key):.{0 if key == 'qps' else 2}f}"
+                for runs in (on, off)
+                for key in ("qps", "p50_ms", "p99_ms")
+            )
             print(
-                f"| {n_items:,} | {on['qps']:.0f} | {on['p50_ms']:.2f} | {on['p99_ms']:.2f} | "
-                f"{off['qps']:.0f} | {off['p50_ms']:.2f} | {off['p99_ms']:.2f} | "
-                f"{on['qps'] / off['qps']:.2f} |",
+                f"| {n_items:,} | {cells} | {float(np.median(ratios)):.2f} | "
+                f"{' '.join(f'{x:.2f}' for x in ratios)} |",
                 flush=True,
             )
     return 0
@@ -332,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history-users", type=int, default=2000)
     parser.add_argument("--history-events", type=int, default=10)
     parser.add_argument("--neighbours", type=int, default=50)
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="--history: alternating on/off load rounds"
+    )
     parser.add_argument("--bare-server", nargs=2, metavar=("PORT", "K"), help=argparse.SUPPRESS)
     parser.add_argument("--history-server", type=int, metavar="NEIGHBOURS", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -25,7 +25,7 @@ or the new state of a user, never a mix (no torn reads).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -153,6 +153,11 @@ class UserStates:
 
     def __init__(self) -> None:
         self._states: dict[str, UserState] = {}
+        self._listeners: tuple[Callable[[UserState], None], ...] = ()
+
+    def subscribe(self, listener: Callable[[UserState], None]) -> None:
+        """Call ``listener(state)`` after every publish (in the writer: keep it cheap)."""
+        self._listeners = (*self._listeners, listener)
 
     def get(self, user_id: str) -> UserState | None:
         """The current state of ``user_id`` (``None`` if no event of theirs was applied)."""
@@ -161,6 +166,8 @@ class UserStates:
     def publish(self, state: UserState) -> None:
         """Replace the state of ``state.user_id`` atomically."""
         self._states[state.user_id] = state
+        for listener in self._listeners:
+            listener(state)
 
     def __len__(self) -> int:
         return len(self._states)

@@ -29,17 +29,19 @@ affine map of the vector scores plus a sparse bonus on the history's items::
 
 with ``scale = (1 - a) / std(T)`` (> 0), ``shift`` from the two means and ``bonus_j =
 a H_j / std(H)`` on the items ``H`` is non-zero for. The mean and standard deviation of ``T``
-over the catalogue come from precomputed moments of ``V_t`` and ``b_t`` in ``O(d^2)``, so
-the top-``n`` of the blend is the top-``n`` of the model's own top-``(n + |support|)`` (run by
-the batched ONNX top-k) merged with the support items: exactly the ranking of
-:meth:`HistoryModel.blend`, without scoring the whole catalogue in Python per request
-(:class:`AffineBlend`).
+over the catalogue come from precomputed moments of ``V_t`` and ``b_t`` in ``O(d^2)``.
+All of that, and the support's served scores ranked, only changes with the user's events:
+it is prepared once per published state (:mod:`coldbridge_server.serving.prepare`, in the
+background as states are published, else on the first request). A request then runs the
+batched ONNX top-``n`` of ``u`` (as without the history part) and merges it with the
+support's top ``n`` (:meth:`~coldbridge_server.serving.prepare.AffineBlend.merge_top`):
+exactly the ranking of :meth:`HistoryModel.blend`, with no per-request work that grows with
+the catalogue or the support. A history model with negative weights takes the dense path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from coldbridge_bundle.history import HistoryModel
@@ -47,10 +49,11 @@ from coldbridge_plugins import ColdUsers
 
 from coldbridge_server.bundle import Bundle
 from coldbridge_server.core import Blend, UserState
+from coldbridge_server.serving.prepare import AffineBlend, PreparedBlends
 from coldbridge_server.serving.route import StrategyRouter
 from coldbridge_server.serving.score import OnnxScorer
 
-__all__ = ["AffineBlend", "HistoryBlender", "vector_scores", "vector_scores_at"]
+__all__ = ["AffineBlend", "HistoryBlender", "PreparedBlends", "vector_scores", "vector_scores_at"]
 
 _EPS = 1e-12
 
@@ -68,36 +71,6 @@ def vector_scores_at(bundle: Bundle, vector: np.ndarray, idx: np.ndarray) -> np.
     return np.asarray(out, dtype=np.float64)
 
 
-@dataclass(frozen=True, eq=False)
-class AffineBlend:
-    """A vector user's served scores: ``scale * (V_t u + b_t) + shift + bonus`` (module docs).
-
-    ``support`` (sorted int64) lists the items with a history bonus, ``bonus`` their bonus.
-    """
-
-    vector: np.ndarray
-    scale: float
-    shift: float
-    support: np.ndarray
-    bonus: np.ndarray
-
-    def in_support(self, idx: np.ndarray) -> np.ndarray:
-        """Boolean mask: which of ``idx`` carry a history bonus."""
-        if not len(self.support):
-            return np.zeros(len(idx), dtype=bool)
-        pos = np.minimum(np.searchsorted(self.support, idx), len(self.support) - 1)
-        return np.asarray(self.support[pos] == idx)
-
-    def served(self, idx: np.ndarray, transferred: np.ndarray) -> np.ndarray:
-        """Served scores (float64) of items ``idx`` whose vector scores are ``transferred``."""
-        out = self.scale * np.asarray(transferred, dtype=np.float64) + self.shift
-        if len(self.support):
-            pos = np.minimum(np.searchsorted(self.support, idx), len(self.support) - 1)
-            hit = self.support[pos] == idx
-            out[hit] += self.bonus[pos[hit]]
-        return out
-
-
 class HistoryBlender:
     """Blend transferred and history scores for users with streamed target events.
 
@@ -111,10 +84,19 @@ class HistoryBlender:
         The bundle's strategies.
     history
         The bundle's item-to-item model and history weights.
+    cache_bytes
+        Memory for prepared fast-path blends (:class:`PreparedBlends`); beyond it the
+        least recently prepared users are rebuilt on their next request.
     """
 
     def __init__(
-        self, bundle: Bundle, scorer: OnnxScorer, router: StrategyRouter, history: HistoryModel
+        self,
+        bundle: Bundle,
+        scorer: OnnxScorer,
+        router: StrategyRouter,
+        history: HistoryModel,
+        *,
+        cache_bytes: int = 256 * 2**20,
     ) -> None:
         self.bundle = bundle
         self.scorer = scorer
@@ -126,9 +108,26 @@ class HistoryBlender:
         self._mean_v, self._mean_b = items.mean(axis=0), float(bias.mean())
         self._gram, self._cross = items.T @ items / n, items.T @ bias / n
         self._mean_b2 = float(bias @ bias / n)
+        self.prepared = PreparedBlends(cache_bytes)
 
     def affine(self, state: UserState, vector: np.ndarray) -> tuple[AffineBlend | None, Blend]:
-        """The fast path's served scores of a vector user (``None``: ``a = 0`` or ``T`` flat)."""
+        """The fast path's served scores of a vector user.
+
+        ``None`` when ``a = 0``, ``T`` is flat or a history score is negative (a model with
+        negative weights): the dense :meth:`blend` serves those.
+
+        Built once per published state and vector (:class:`PreparedBlends`): a state is
+        immutable and replaced on every event, so a cached blend is never stale.
+        """
+        entry = self.prepared.get(state.user_id)
+        if entry is not None and entry[0] is state and entry[1] is vector:
+            return entry[2], entry[3]
+        affine, blend = self._affine(state, vector)
+        self.prepared.put(state.user_id, (state, vector, affine, blend))
+        return affine, blend
+
+    def _affine(self, state: UserState, vector: np.ndarray) -> tuple[AffineBlend | None, Blend]:
+        """:meth:`affine` without the cache."""
         n_events = state.target_events
         blend = Blend(self.history.weight(n_events), n_events, len(state.seen))
         u = np.asarray(vector, dtype=np.float64)
@@ -141,11 +140,25 @@ class HistoryBlender:
         n_items = self.history.n_items
         mean_h = float(h.sum()) / n_items
         std_h = float(np.sqrt(max(float(h @ h) / n_items - mean_h**2, 0.0)))
-        shift, bonus = -(1.0 - a) * mean_t / std_t, np.zeros(len(support))
-        if std_h > _EPS:
+        scale, shift = (1.0 - a) / std_t, -(1.0 - a) * mean_t / std_t
+        if std_h <= _EPS:  # z(history) is 0: the vector's order alone
+            support, h = support[:0], h[:0]
+        else:
             shift -= a * mean_h / std_h
-            bonus = a * h / std_h
-        return AffineBlend(u, (1.0 - a) / std_t, shift, support, bonus), blend
+        bonus = a * h / std_h if len(h) else h
+        if len(bonus) and not bonus.min() > 0.0:  # merge_top needs positive bonuses
+            return None, blend
+        served = vector_scores_at(self.bundle, u, support) * scale + shift + bonus
+        served32 = served.astype(np.float32)
+        order = np.lexsort((support, -served32))
+        index_type = np.int32 if n_items < 2**31 else np.int64
+        support = support.astype(index_type)
+        vector32 = np.asarray(vector, dtype=np.float32)
+        ranked, ranked_served = support[order], served32[order]
+        return (
+            AffineBlend(u, vector32, scale, shift, support, served32, ranked, ranked_served),
+            blend,
+        )
 
     def _sparse_history(self, items: frozenset[int]) -> tuple[np.ndarray, np.ndarray]:
         """The non-zero history scores of ``items``: (sorted item indices, float64 scores)."""

@@ -34,7 +34,7 @@ from coldbridge_server.core import Blend, Provenance, Stage
 from coldbridge_server.errors import InvalidRequestError, NotReadyError
 from coldbridge_server.observability.metrics import Metrics
 from coldbridge_server.serving.batch import TopkBatcher
-from coldbridge_server.serving.blend import AffineBlend, vector_scores_at
+from coldbridge_server.serving.prepare import AffineBlend
 from coldbridge_server.serving.resolve import ResolvedUser, UserResolver, split_known
 from coldbridge_server.serving.score import OnnxScorer
 
@@ -182,7 +182,7 @@ class RecommendationEngine:
         idx = np.asarray(known, dtype=np.int64)
         if user.blended is not None:
             vector = user.blended.vector[None, :]
-            scores = user.blended.served(idx, self.scorer.score(vector, idx[None, :])[0])
+            scores = user.blended.served_at(idx, self.scorer.score(vector, idx[None, :])[0])
         elif user.scores is not None:
             scores = user.scores[idx]
         elif user.vector is None:
@@ -212,25 +212,10 @@ class RecommendationEngine:
         return indices[0], scores[0]
 
     def _top_blended(self, blended: AffineBlend, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``n`` of the blend: the support merged with the model's top items outside it.
-
-        Outside the support the blend orders items as the vector does, so the model's top
-        list holding ``n`` items outside the support is enough; ``2n`` almost always does,
-        else ``n + |support|`` always does.
-        """
-        vector32, support = np.asarray(blended.vector, dtype=np.float32), blended.support
-        total, wide = len(self._popular), min(2 * n, len(self._popular))
-        indices, _ = self._top_vector(vector32, wide)
-        outside = indices[~blended.in_support(indices)]
-        if len(outside) < n and wide < total:
-            indices, _ = self._top_vector(vector32, min(n + len(support), total))
-            outside = indices[~blended.in_support(indices)]
-        candidates = np.concatenate([outside, support])
-        served = vector_scores_at(self.bundle, blended.vector, candidates) * blended.scale
-        served += blended.shift
-        served[len(outside) :] += blended.bonus
-        order = np.lexsort((candidates, -served))[:n]
-        return candidates[order], served[order].astype(np.float32)
+        """Top ``n`` of the blend: the model's top ``n`` merged with the support's
+        (:meth:`AffineBlend.merge_top`)."""
+        indices, scores = self._top_vector(blended.vector32, n)
+        return blended.merge_top(indices, scores, n)
 
     def _check_request(self, user_id: str, **id_lists: Sequence[str]) -> None:
         if not self._ready.is_set():

@@ -50,11 +50,15 @@ from coldbridge_server.core import (
     UserView,
     stage_of,
 )
-from coldbridge_server.serving.blend import AffineBlend, HistoryBlender
+from coldbridge_server.serving.blend import HistoryBlender
+from coldbridge_server.serving.prepare import AffineBlend, BlendPreparer
 from coldbridge_server.serving.route import StrategyRouter
 from coldbridge_server.serving.score import OnnxScorer
 
 __all__ = ["ResolvedUser", "UserResolver", "split_known"]
+
+_PREPARE_QUEUE = 100_000
+"""Most users waiting for :class:`BlendPreparer` (the oldest beyond are left to requests)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,6 +106,9 @@ class UserResolver:
     history
         Item-to-item model whose history scores are blended in for users with target events
         (``None``: the transferred answer alone, as before the history part existed).
+    prepare
+        Build a vector user's blend in the background as soon as their state is published
+        (:mod:`coldbridge_server.serving.prepare`), not on their next request.
     """
 
     def __init__(
@@ -113,6 +120,7 @@ class UserResolver:
         states: UserStates | None = None,
         warm_threshold: int = 10,
         history: HistoryModel | None = None,
+        prepare: bool = True,
     ) -> None:
         self.bundle = bundle
         self.scorer = scorer
@@ -120,6 +128,10 @@ class UserResolver:
         self.states = states if states is not None else UserStates()
         self.warm_threshold = warm_threshold
         self.blender = None if history is None else HistoryBlender(bundle, scorer, router, history)
+        self.preparer: BlendPreparer | None = None
+        if self.blender is not None and prepare:
+            self.preparer = BlendPreparer(self.prepare, capacity=_PREPARE_QUEUE)
+            self.states.subscribe(self.preparer.published)
         self._bridged: dict[tuple[str, int], np.ndarray] = {}
         self._lock = threading.Lock()
 
@@ -148,6 +160,21 @@ class UserResolver:
                 return dataclasses.replace(user, blended=affine, blend=blend)
         scores, blend = self.blender.blend(state, name, user.vector, known=known, warm=warm)
         return dataclasses.replace(user, vector=None, scores=scores, blend=blend)
+
+    def prepare(self, user_id: str) -> None:
+        """Build and cache the fast-path blend of ``user_id``'s current state (if it has one).
+
+        What :meth:`resolve` does for a request without source ids or strategy, up to the
+        blend; a request that resolves differently misses the cache and builds its own.
+        """
+        state = self.states.get(user_id)
+        if self.blender is None or state is None or state.target_events <= 0 or not state.seen:
+            return
+        name = self.router.choose(user_id)
+        user = self._transferred(user_id, (), [], (), state, name)
+        warm = user.provenance is Provenance.WARM_TARGET
+        if user.vector is not None and self.blender.uses_vector(state, name, warm=warm):
+            self.blender.affine(state, user.vector)
 
     def _transferred(
         self,
