@@ -14,8 +14,8 @@ Asserted, on sampled line-averaged HR@10 and MRR:
   (the server at step 0) and above it from the first event on; at 0, 1 and 2 events its
   point estimate is not below the history-only model on exactly the events streamed so far
   (popularity ties); after all valid events it is clearly above the static strategy;
-* after all valid events the point estimate is not below the history-only model: a known
-  miss, a strict ``xfail`` (it turns into a failure once the blend reaches it);
+* (not asserted: after all valid events the point estimate is below the history-only model
+  at this budget, HR@10 0.2545 vs 0.2627, inside the interval; benchmarks/README.md);
 * the static transfer beats a same-list-for-everyone baseline (every user scored with the
   mean of the users' served score vectors: for a vector strategy, the mean user vector),
   which a bridge giving every user the same vector cannot do.
@@ -85,20 +85,6 @@ def test_online_is_never_below_its_inputs(warmup: dict) -> None:
                 assert online[metric] >= history[metric], (step, metric, online, history)
     for metric in HEADLINE:
         assert warmup["all"]["sampled"]["line"][metric] > 1.1 * static[metric], metric
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="known miss (issue 15): after all valid events the blend (a(n) <= 0.3 fitted on "
-    "valid) is below the history-only model's point estimate: HR@10 0.2545 vs 0.2627, MRR "
-    "0.1388 vs 0.1428 at this budget (paired intervals include 0)",
-)
-@pytest.mark.timeout(600)
-def test_all_events_reach_the_history_only_model(warmup: dict) -> None:
-    online = warmup["all"]["sampled"]["line"]
-    history = warmup["history_only"]["all"]["sampled"]["line"]
-    for metric in HEADLINE:
-        assert online[metric] >= history[metric], (metric, online, history)
 
 
 @pytest.mark.timeout(600)
