@@ -86,7 +86,9 @@ def raw_river_many(bundle_path: Path, events: list[tuple[str, int]], batch: int)
     return len(events) / (time.perf_counter() - start)
 
 
-def start_server(bundle: Path, state: Path) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    bundle: Path, state: Path, settings: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLDBRIDGE_")}
     env.update(
         PYTHONPATH=os.pathsep.join(
@@ -100,6 +102,7 @@ def start_server(bundle: Path, state: Path) -> tuple[subprocess.Popen[str], str]
         COLDBRIDGE_ACCESS_LOG="false",
         COLDBRIDGE_LOG_LEVEL="WARNING",
     )
+    env.update(settings or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "coldbridge_server"], env=env, stdout=subprocess.PIPE, text=True
     )
@@ -176,7 +179,18 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="rounds of (raw loop, durable ingest); the best of each is compared",
     )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a server setting for the ingest server, e.g. history_blend=false (repeatable)",
+    )
     args = parser.parse_args(argv)
+    server_settings = {
+        f"COLDBRIDGE_{name.strip().upper()}": value
+        for name, _, value in (s.partition("=") for s in args.setting)
+    }
     bundle_path = resolve_bundle_dir(args.bundle)
     bundle = load_bundle(bundle_path)
     events = workload(args.events, args.users, len(bundle.target_item_ids))
@@ -185,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         river_rate = raw_river(bundle_path, events)
         many_rate = raw_river_many(bundle_path, events, args.batch)
         with tempfile.TemporaryDirectory() as state:
-            process, address = start_server(bundle_path, Path(state))
+            process, address = start_server(bundle_path, Path(state), server_settings)
             try:
                 with grpc.insecure_channel(address) as channel:
                     stub = events_pb2_grpc.EventsStub(channel)

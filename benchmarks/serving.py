@@ -264,11 +264,14 @@ def bench_one(n_items: int, args: argparse.Namespace, workdir: Path) -> dict[str
     return results
 
 
-def history_env(bundle: Path, blend: str, state_dir: Path, port: int) -> dict[str, str]:
+def history_env(
+    bundle: Path, blend: str, state_dir: Path, port: int, ahead: bool = False
+) -> dict[str, str]:
     """Environment of one ``--history-server`` (history part on: ``blend="1"``)."""
     return {
         "COLDBRIDGE_BUNDLE_PATH": str(bundle),
         "COLDBRIDGE_HISTORY_BLEND": blend,
+        "COLDBRIDGE_HISTORY_PREPARE_AHEAD": "1" if ahead else "0",
         "COLDBRIDGE_STATE_DIR": str(state_dir),
         "COLDBRIDGE_STATE_SYNC": "NORMAL",
         "COLDBRIDGE_PORT": str(port),
@@ -292,7 +295,12 @@ def bench_history(n_items: int, args: argparse.Namespace, workdir: Path) -> dict
     cmd = [sys.executable, __file__, "--history-server", str(args.neighbours)]
     ports = {"on": free_port(), "off": free_port()}
     procs = {
-        name: start(cmd, history_env(bundle, blend, workdir / f"state-{name}-{n_items}", port))
+        name: start(
+            cmd,
+            history_env(
+                bundle, blend, workdir / f"state-{name}-{n_items}", port, args.prepare_ahead
+            ),
+        )
         for (name, port), blend in zip(ports.items(), ("1", "0"), strict=True)
     }
     runs: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
@@ -360,6 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history-users", type=int, default=2000)
     parser.add_argument("--history-events", type=int, default=10)
     parser.add_argument("--neighbours", type=int, default=50)
+    parser.add_argument(
+        "--prepare-ahead",
+        action="store_true",
+        help="--history: the servers prepare blends when events arrive (history_prepare_ahead)",
+    )
     parser.add_argument(
         "--rounds", type=int, default=5, help="--history: alternating on/off load rounds"
     )

@@ -206,6 +206,7 @@ def build_engine(
         states=states,
         warm_threshold=settings.warm_threshold,
         history=bundle.history if settings.history_blend else None,
+        prepare=settings.history_prepare_ahead,
     )
     batcher = None
     if settings.topk_batch_size > 1:

@@ -158,6 +158,13 @@ class Settings:
         "streamed target events, weighted by their number of events (docs/streaming.md); "
         "off, or with a bundle without a history model, the transferred list alone is served.",
     )
+    history_prepare_ahead: bool = _setting(
+        False,
+        "Prepare a user's blended list in a background thread as soon as their events are "
+        "applied, instead of on their next request: faster Recommend for users who ask "
+        "right after streaming, at the cost of ingest throughput (it competes with the "
+        "event writer for the interpreter).",
+    )
     prequential_sample_rate: float = _setting(
         0.1,
         "Fraction of target events evaluated prequentially, chosen deterministically by "

@@ -53,9 +53,11 @@ def tied_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write(tmp_path_factory.mktemp("tied"), tiny_content(arrays), version="tied")
 
 
-def engine(path: Path, model: HistoryModel, states: UserStates, batch: int) -> RecommendationEngine:
+def engine(
+    path: Path, model: HistoryModel, states: UserStates, batch: int, ahead: bool = True
+) -> RecommendationEngine:
     bundle = dataclasses.replace(load_bundle(path), history=model)
-    settings = Settings(topk_batch_size=batch, metrics_port=-1)
+    settings = Settings(topk_batch_size=batch, metrics_port=-1, history_prepare_ahead=ahead)
     built = build_engine(settings, bundle, load_strategies(get_plugin_manager()), None, states)
     built.warmup()
     return built
@@ -81,18 +83,24 @@ def reference(bundle: Bundle, model: HistoryModel, state: UserState) -> np.ndarr
     return served
 
 
+@pytest.mark.parametrize("ahead", [True, False], ids=["prepare-ahead", "on-request"])
 @pytest.mark.parametrize("batch", [1, 32])
-def test_the_prepared_fast_path_ranks_as_the_dense_blend(tied_bundle: Path, batch: int) -> None:
+def test_the_prepared_fast_path_ranks_as_the_dense_blend(
+    tied_bundle: Path, batch: int, ahead: bool
+) -> None:
     rng = np.random.default_rng(batch)
     states = UserStates()
     model = paired_history()
-    eng = engine(tied_bundle, model, states, batch)
+    eng = engine(tied_bundle, model, states, batch, ahead)
     users = random_states(rng, 40)
     for state in users:
         states.publish(state)
     preparer = eng.resolver.preparer
-    assert preparer is not None and preparer.idle(timeout=30)
-    assert len(eng.resolver.blender.prepared) == len(users)  # type: ignore[union-attr]
+    if ahead:
+        assert preparer is not None and preparer.idle(timeout=30)
+        assert len(eng.resolver.blender.prepared) == len(users)  # type: ignore[union-attr]
+    else:  # the default: nothing prepared until a user's first request
+        assert preparer is None and len(eng.resolver.blender.prepared) == 0  # type: ignore[union-attr]
     ids = eng.bundle.target_item_ids
     ties = 0
     for state in users:
