@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["HISTORY_PARTS", "HistoryModel", "standardise"]
+__all__ = ["HISTORY_PARTS", "HistoryModel", "mix", "standardise"]
 
 HISTORY_PARTS = ("ptr", "cols", "weights")
 """Array parts of the history model: ``history/<part>.npy`` in the bundle."""
@@ -139,14 +139,27 @@ class HistoryModel:
             tuple(float(a) for a in history_weight),
         )
 
+    def sparse_scores(self, items: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The non-zero history scores of a bag of target item indices.
+
+        Returns ``(support, scores)``: sorted int64 item indices and their float64 scores;
+        every other item scores 0. Touches ``len(items) * k`` weights, never ``N_t``.
+        """
+        rows = np.unique(np.fromiter(items, dtype=np.int64))
+        if not len(rows):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        starts, ends = self.ptr[rows], self.ptr[rows + 1]
+        sel = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
+        support, inverse = np.unique(self.cols[sel], return_inverse=True)
+        scores = np.bincount(inverse, weights=self.weights[sel].astype(np.float64))
+        keep = scores != 0
+        return support[keep].astype(np.int64), scores[keep]
+
     def scores(self, items: Iterable[int]) -> np.ndarray:
         """History scores ``[N_t]`` (float64) of a bag of target item indices."""
         out = np.zeros(self.n_items, dtype=np.float64)
-        rows = np.unique(np.fromiter(items, dtype=np.int64))
-        if len(rows):
-            starts, ends = self.ptr[rows], self.ptr[rows + 1]
-            sel = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
-            np.add.at(out, self.cols[sel], self.weights[sel])
+        support, scores = self.sparse_scores(items)
+        out[support] = scores
         return out
 
     def weight(self, n_events: int) -> float:
@@ -168,5 +181,13 @@ class HistoryModel:
         a = self.weight(n_events)
         if a <= 0.0:
             return np.asarray(transferred, dtype=np.float32), 0.0
-        mixed = (1.0 - a) * standardise(transferred) + a * standardise(self.scores(items))
-        return mixed.astype(np.float32), a
+        return mix(a, standardise(transferred), standardise(self.scores(items))), a
+
+
+def mix(a: float, z_transferred: np.ndarray, z_history: np.ndarray) -> np.ndarray:
+    """``(1 - a) z(transferred) + a z(history)`` as float32: the served scores.
+
+    The one formula of the blend; the trainer applies it at the candidates of its valid
+    lines, the server over the catalogue (:meth:`HistoryModel.blend`).
+    """
+    return ((1.0 - a) * z_transferred + a * z_history).astype(np.float32)

@@ -20,6 +20,7 @@ import coldbridge_bundle
 import numpy as np
 from coldbridge_bundle import ARRAY_KEYS, MODEL_KEYS, SUPPORTED_FORMAT_VERSIONS, HistoryModel
 from coldbridge_bundle import FORMAT as BUNDLE_FORMAT
+from coldbridge_plugins import ColdUsers
 
 from coldbridge_server.errors import BundleError
 
@@ -82,6 +83,10 @@ class Bundle:
             return np.zeros(0, dtype=np.int64)
         ptr = self.source_history_ptr
         return self.source_history_items[ptr[row] : ptr[row + 1]]
+
+    def stored_source_user(self, row: int) -> ColdUsers:
+        """Bundle source user ``row`` as a one-user :class:`ColdUsers` (embedding + history)."""
+        return ColdUsers(self.source_user_embeddings[row : row + 1], [self.source_history(row)])
 
 
 @contextmanager

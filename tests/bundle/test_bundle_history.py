@@ -168,3 +168,25 @@ def test_writer_refuses_a_model_of_another_catalogue() -> None:
     content = tiny_content(make_tiny_arrays(), history=small)
     with pytest.raises(ValueError, match="history: model over 2 items"):
         content.checked_arrays()
+
+
+def test_history_scores_equal_the_dense_item_to_item_product() -> None:
+    """``scores(items)`` is ``x @ W`` for the binary bag ``x`` and the dense weights ``W``."""
+    rng = np.random.default_rng(11)
+    n, k = 30, 5
+    idx = np.stack([rng.choice(n, size=k, replace=False) for _ in range(n)])
+    w = rng.uniform(-0.5, 1.0, size=(n, k)).astype(np.float32)
+    model = cb.HistoryModel.from_neighbours(idx, w)
+    dense = np.zeros((n, n))
+    for j in range(n):  # idx[j, c] predicts j with w[j, c]; self-loops and w <= 0 dropped
+        for i, v in zip(idx[j], w[j], strict=True):
+            if v > 0 and i != j:
+                dense[i, j] += v
+    for size in (0, 1, 4, 12):
+        bag = rng.choice(n, size=size, replace=False)
+        x = np.zeros(n)
+        x[bag] = 1.0
+        np.testing.assert_allclose(model.scores(bag.tolist()), x @ dense, atol=1e-6)
+        support, values = model.sparse_scores(bag.tolist())
+        assert np.all(np.diff(support) > 0) and np.all(values != 0)
+        np.testing.assert_allclose(values, (x @ dense)[support], atol=1e-6)

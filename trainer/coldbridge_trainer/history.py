@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from coldbridge_bundle.history import HistoryModel, standardise
+from coldbridge_bundle.history import HistoryModel, mix, standardise
 
 from coldbridge_trainer.data import DomainData
 from coldbridge_trainer.evaluate import EvalSplit, Scorer, make_split, rank_metrics
@@ -155,7 +155,7 @@ def fit_blend(
             rows.append(_row(bound, 0, 0, {}, previous))
             continue
         n_users, raw, zt, zh = parts
-        mrr = {a: _mrr(raw if a <= 0.0 else _mixed(a, zt, zh)) for a in grid}
+        mrr = {a: _mrr(raw if a <= 0.0 else mix(a, zt, zh)) for a in grid}
         best = max(grid, key=lambda a: (mrr[a], -a))
         chosen.append(best)
         rows.append(_row(bound, n_users, len(raw), mrr, best))
@@ -203,11 +203,6 @@ def _bucket(
     if not users:
         return None
     return users, np.concatenate(raw), np.concatenate(zt), np.concatenate(zh)
-
-
-def _mixed(a: float, zt: np.ndarray, zh: np.ndarray) -> np.ndarray:
-    """:meth:`HistoryModel.blend`'s served scores, elementwise at the candidates (bit-equal)."""
-    return ((1.0 - a) * zt + a * zh).astype(np.float32)
 
 
 def _mrr(cand: np.ndarray) -> float:

@@ -20,6 +20,7 @@ still reads a value; new code should use the attributes (``res.sampled.line.hr(1
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,8 +43,9 @@ class ResultMapping(Mapping[str, Any]):
     recursively to plain dicts.
     """
 
+    @abstractmethod
     def _items(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The entries of this result, by the keys of :meth:`to_dict`."""
 
     def __getitem__(self, key: str) -> Any:
         return self._items()[key]

@@ -136,7 +136,7 @@ class HistoryBlender:
         a, std_t = blend.history_weight, float(np.sqrt(max(var_t, 0.0)))
         if a <= 0.0 or std_t <= 1e-6 * max(1.0, abs(mean_t)):
             return None, blend
-        support, h = self._sparse_history(state.seen)
+        support, h = self.history.sparse_scores(state.seen)
         n_items = self.history.n_items
         mean_h = float(h.sum()) / n_items
         std_h = float(np.sqrt(max(float(h @ h) / n_items - mean_h**2, 0.0)))
@@ -159,16 +159,6 @@ class HistoryBlender:
             AffineBlend(u, vector32, scale, shift, support, served32, ranked, ranked_served),
             blend,
         )
-
-    def _sparse_history(self, items: frozenset[int]) -> tuple[np.ndarray, np.ndarray]:
-        """The non-zero history scores of ``items``: (sorted item indices, float64 scores)."""
-        model = self.history
-        rows = np.fromiter(items, dtype=np.int64, count=len(items))
-        sel = np.concatenate([np.arange(model.ptr[r], model.ptr[r + 1]) for r in rows])
-        support, inverse = np.unique(model.cols[sel], return_inverse=True)
-        h = np.bincount(inverse, weights=model.weights[sel].astype(np.float64))
-        keep = h != 0
-        return support[keep].astype(np.int64), h[keep]
 
     def blend(
         self,
@@ -231,10 +221,6 @@ class HistoryBlender:
         """The user's freshest source data: request history, streamed events, stored row."""
         for items in (known, state.source_history):
             if len(items):
-                history = np.asarray(items, dtype=np.int64)
-                return ColdUsers(self.scorer.encode_source([history]), [history])
+                return self.scorer.cold_user(items)
         row = self.bundle.source_user_index.get(state.user_id)
-        if row is None:
-            return None
-        embeddings = self.bundle.source_user_embeddings[row : row + 1]
-        return ColdUsers(embeddings, [self.bundle.source_history(row)])
+        return None if row is None else self.bundle.stored_source_user(row)

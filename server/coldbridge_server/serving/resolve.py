@@ -120,7 +120,7 @@ class UserResolver:
         states: UserStates | None = None,
         warm_threshold: int = 10,
         history: HistoryModel | None = None,
-        prepare: bool = True,
+        prepare: bool = False,
     ) -> None:
         self.bundle = bundle
         self.scorer = scorer
@@ -211,13 +211,11 @@ class UserResolver:
         )
         src_row = self.bundle.source_user_index.get(user_id)
         if known:
-            history = np.asarray(known, dtype=np.int64)
-            users = ColdUsers(self.scorer.encode_source([known]), [history])
-            return self._served(transferred, name, users, None)
+            return self._served(transferred, name, self.scorer.cold_user(known), None)
         if state is not None and state.prior is not None:
             return dataclasses.replace(transferred, vector=state.prior)
         if src_row is not None:
-            return self._served(transferred, name, self._stored(src_row), src_row)
+            return self._served(transferred, name, self.bundle.stored_source_user(src_row), src_row)
         reason = "no_known_source_items" if source_item_ids else "unknown_user"
         return ResolvedUser(Provenance.FALLBACK, None, reason, unknown, seen=seen, strategy=name)
 
@@ -247,7 +245,7 @@ class UserResolver:
         key = ("", row)
         cached = self._bridged.get(key)
         if cached is None:
-            cached = self._prior(self._stored(row))[0]
+            cached = self._prior(self.bundle.stored_source_user(row))[0]
             cached.setflags(write=False)
             with self._lock:
                 cached = self._bridged.setdefault(key, cached)
@@ -255,8 +253,7 @@ class UserResolver:
 
     def bridge_history(self, source_items: Sequence[int]) -> np.ndarray:
         """Prior of a history (indices): source encoder, then the prior strategy, ``[d_t]``."""
-        items = np.asarray(list(source_items), dtype=np.int64)
-        vector = np.array(self._prior(ColdUsers(self.scorer.encode_source([items]), [items]))[0])
+        vector = np.array(self._prior(self.scorer.cold_user(list(source_items)))[0])
         vector.setflags(write=False)
         return vector
 
@@ -268,11 +265,6 @@ class UserResolver:
         provenance = Provenance.TRANSFERRED if bridged else Provenance.ONLINE
         return ResolvedUser(
             provenance, state.vector, unknown_source_ids=unknown, stage=stage, seen=state.seen
-        )
-
-    def _stored(self, row: int) -> ColdUsers:
-        return ColdUsers(
-            self.bundle.source_user_embeddings[row : row + 1], [self.bundle.source_history(row)]
         )
 
     def _served(

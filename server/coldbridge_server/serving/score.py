@@ -8,11 +8,13 @@ threads.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from coldbridge_bundle import Session, open_session
+from coldbridge_plugins import ColdUsers, pad_histories
 
 from coldbridge_server.bundle import Bundle
 from coldbridge_server.errors import ModelLoadError
@@ -75,14 +77,14 @@ class OnnxScorer:
         numpy.ndarray
             float32 ``[len(histories), d_s]``.
         """
-        kept = [list(h)[-self.max_history :] if self.max_history else list(h) for h in histories]
-        width = max([1, *(len(h) for h in kept)])
-        indices = np.zeros((len(kept), width), dtype=np.int64)
-        mask = np.zeros((len(kept), width), dtype=np.float32)
-        for row, history in enumerate(kept):
-            indices[row, : len(history)] = history
-            mask[row, : len(history)] = 1.0
+        rows = [np.asarray(h, dtype=np.int64) for h in histories]
+        indices, mask = pad_histories(rows, self.max_history or sys.maxsize)
         return self._run("source_encoder", {"item_indices": indices, "mask": mask})[0]
+
+    def cold_user(self, items: Sequence[int] | np.ndarray) -> ColdUsers:
+        """A one-user :class:`ColdUsers` of a source history: its encoding and the items."""
+        history = np.asarray(items, dtype=np.int64)
+        return ColdUsers(self.encode_source([history]), [history])
 
     def bridge(self, source_embeddings: np.ndarray) -> np.ndarray:
         """Map source embeddings ``[B, d_s]`` to target user embeddings ``[B, d_t]``."""
