@@ -170,6 +170,14 @@ class Settings:
         "Fraction of target events evaluated prequentially, chosen deterministically by "
         "crc32(event_id) (1.0 = every event, 0 = none); the check scores all target items.",
     )
+    # --- input limits (hostile clients) ---
+
+    # --- concurrency, start-up and shutdown ---
+
+    # --- storage faults, erasure and retention ---
+
+    # --- security (TLS, tokens, exposure) ---
+
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
