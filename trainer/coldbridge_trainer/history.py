@@ -6,21 +6,25 @@ Two fits, two data sources:
   (:func:`~coldbridge_trainer.strategies.ease.ease_neighbours`) on **all** target-domain
   training interactions;
 * the history weight ``a(n)`` per evidence bucket (:func:`fit_blend`) on the **valid** cold
-  users only. A valid user's valid items are a stream in ``valid.txt`` order: for a bucket
-  bound ``p`` smaller than the user's ``m`` valid items, the first ``p`` items are the
-  streamed history and the remaining ones are positives, each ranked against its line's
-  sampled candidates of the selection split (``make_split(..., exclude="split")``, whose
-  candidates never include a valid item of the user, so never a history item). The served
-  scores are :meth:`~coldbridge_bundle.history.HistoryModel.blend` of the user's transferred
-  scores (the bundle's default strategy, :func:`transferred_scorer`); the ``a`` of the grid
-  with the best sampled line-averaged MRR wins, ties going to the smaller ``a``.
+  users only. Each valid user's valid items are a stream (:func:`stream_order`: a seeded
+  random order by default, since the protocol splits a user's interactions at random and
+  the file's line order carries nothing a served stream can rely on); after each streamed
+  item the remaining ones are positives of the bucket of the history's length, each ranked
+  against its line's sampled candidates of the selection split (``make_split(...,
+  exclude="split")``, whose candidates never include a valid item of the user, so never a
+  history item). The served scores are
+  :meth:`~coldbridge_bundle.history.HistoryModel.blend` of the user's transferred scores
+  (the bundle's default strategy, :func:`transferred_scorer`); the ``a`` of the grid with
+  the best sampled line-averaged MRR wins, ties going to the smaller ``a``.
 
 ``test.txt`` is never read (``tests/trainer/test_no_leakage.py``).
 """
 
 from __future__ import annotations
 
+import itertools
 import time
+import zlib
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +44,7 @@ __all__ = [
     "fit_blend",
     "fit_history",
     "item_model",
+    "stream_order",
     "transferred_scorer",
 ]
 
@@ -112,6 +117,8 @@ def fit_history(result: TrainResult, valid: EvalSplit | None = None) -> HistoryF
         "k": cfg.history_k,
         "strategy": result.default_strategy,
         "grid": list(HISTORY_GRID),
+        "stream_order": "shuffled",
+        "seed": 0,
         "buckets": buckets,
         "seconds": round(time.perf_counter() - t0, 2),
     }
@@ -123,19 +130,35 @@ def fit_blend(
     valid: EvalSplit,
     transferred: np.ndarray,
     grid: tuple[float, ...] = HISTORY_GRID,
+    *,
+    order: str = "shuffled",
+    seed: int = 0,
+    repeats: int = 4,
 ) -> tuple[tuple[float, ...], list[dict[str, Any]]]:
     """The history weight of each of ``model.events``' buckets, and the fit table.
+
+    Every valid user with ``m`` valid items is streamed ``repeats`` times, each time in its
+    own random order (:func:`stream_order` with seeds ``seed, seed + 1, ...``; once with
+    ``order="file"``); after each of the first ``m - 1`` items (``p`` streamed), the
+    remaining items that are not in the history are positives of the bucket of ``p`` (the
+    last bound ``<= p``), each ranked against its line's candidates. So a bucket sees every
+    history length it serves, a user's largest histories (the regime of a user who streamed
+    all they have) among them, and the repeated draws keep the few heavy users of the last
+    bucket from deciding it by one lucky order.
 
     Parameters
     ----------
     model
         The item-to-item model (its own ``history_weight`` is ignored).
     valid
-        The valid cold users; lines of a user are in stream order.
+        The valid cold users.
     transferred
         ``[len(valid.users), N_t]`` transferred scores (rows = ``valid.users``).
     grid
         Ascending candidate weights in ``[0, 1)``.
+    order, seed, repeats
+        The stream orders of each user's items (:func:`stream_order`); a table row's
+        ``lines`` counts the ranked lines of all draws.
 
     Returns
     -------
@@ -143,71 +166,85 @@ def fit_blend(
         ``a`` per bucket (a bucket without a valid user keeps the previous bucket's, the
         first 0), and one table row per bucket (see :class:`HistoryFit`).
     """
-    position = _stream_positions(valid.line_user, len(valid.users))
+    buckets = [_Bucket(grid) for _ in model.events]
+    draws = range(repeats if order != "file" else 1)
+    for user, draw in itertools.product(range(len(valid.users)), draws):
+        lines = stream_order(valid, user, order, seed + draw)
+        if len(lines) < 2:
+            continue
+        zt = standardise(transferred[user])
+        raw = np.asarray(transferred[user], dtype=np.float32)
+        for p in range(1, len(lines)):
+            history = valid.positives[lines[:p]]
+            rest = lines[p:][~np.isin(valid.positives[lines[p:]], history)]
+            if len(rest):
+                zh = standardise(model.scores(history.tolist()))
+                bucket = buckets[int(np.searchsorted(model.events, p, side="right")) - 1]
+                bucket.add(user, valid.candidates[rest], raw, zt, zh)
     chosen: list[float] = []
     rows: list[dict[str, Any]] = []
-    zt_cache: dict[int, np.ndarray] = {}
-    for bound in model.events:
-        parts = _bucket(model, valid, transferred, position, bound, zt_cache)
-        previous = chosen[-1] if chosen else 0.0
-        if parts is None:
-            chosen.append(previous)
-            rows.append(_row(bound, 0, 0, {}, previous))
-            continue
-        n_users, raw, zt, zh = parts
-        mrr = {a: _mrr(raw if a <= 0.0 else mix(a, zt, zh)) for a in grid}
-        best = max(grid, key=lambda a: (mrr[a], -a))
+    for bound, bucket in zip(model.events, buckets, strict=True):
+        mrr = bucket.mrr()
+        best = max(grid, key=lambda a: (mrr[a], -a)) if mrr else (chosen[-1] if chosen else 0.0)
         chosen.append(best)
-        rows.append(_row(bound, n_users, len(raw), mrr, best))
+        rows.append(_row(bound, len(bucket.users), bucket.lines, mrr, best))
     return tuple(chosen), rows
 
 
-def _stream_positions(line_user: np.ndarray, n_users: int) -> np.ndarray:
-    """Position of each line among its user's lines (0 for the user's first)."""
-    seen = np.zeros(n_users, dtype=np.int64)
-    out = np.empty(len(line_user), dtype=np.int64)
-    for line, user in enumerate(line_user.tolist()):
-        out[line], seen[user] = seen[user], seen[user] + 1
-    return out
+def stream_order(valid: EvalSplit, user: int, order: str = "shuffled", seed: int = 0) -> np.ndarray:
+    """Line indices of ``valid``'s row ``user`` in the order the fit streams them.
 
-
-def _bucket(
-    model: HistoryModel,
-    valid: EvalSplit,
-    transferred: np.ndarray,
-    position: np.ndarray,
-    bound: int,
-    zt_cache: dict[int, np.ndarray],
-) -> tuple[int, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Candidate scores ``(users, raw float32, z(transferred), z(history))`` of one bucket.
-
-    Each array is ``[lines, candidates]`` (positive first): the lines of users with more than
-    ``bound`` valid items, past the first ``bound`` (their history), whose positive is not a
-    history item.
+    ``"file"``: the split's line order. ``"shuffled"`` (default): a random order drawn from
+    ``seed`` and the user's id, independent of the file's line order: the held-out protocol
+    splits each user's interactions at random, so the order inside ``valid.txt`` says
+    nothing a served stream can rely on, and the fit must not learn from it.
     """
-    raw, zt, zh, users = [], [], [], 0
-    for user in np.unique(valid.line_user[position >= bound]).tolist():
-        mine = valid.line_user == user
-        history = valid.positives[mine & (position < bound)]
-        lines = np.flatnonzero(mine & (position >= bound))
-        lines = lines[~np.isin(valid.positives[lines], history)]
-        if not len(lines):
-            continue
-        if user not in zt_cache:
-            zt_cache[user] = standardise(transferred[user])
-        cands = valid.candidates[lines]
-        raw.append(np.asarray(transferred[user], dtype=np.float32)[cands])
-        zt.append(zt_cache[user][cands])
-        zh.append(standardise(model.scores(history.tolist()))[cands])
-        users += 1
-    if not users:
-        return None
-    return users, np.concatenate(raw), np.concatenate(zt), np.concatenate(zh)
+    lines = np.flatnonzero(valid.line_user == user)
+    if order == "file":
+        return lines
+    if order != "shuffled":
+        raise ValueError(f"order must be 'shuffled' or 'file', got {order!r}")
+    lines = lines[np.lexsort((lines, valid.positives[lines]))]  # canonical: by item, then line
+    key = zlib.crc32(valid.users[user].encode("utf-8"))
+    return lines[np.random.default_rng([seed, key]).permutation(len(lines))]
 
 
-def _mrr(cand: np.ndarray) -> float:
-    pos, neg = cand[:, :1], cand[:, 1:]
-    return float(rank_metrics((neg > pos).sum(1), (neg == pos).sum(1), ks=(1,))["MRR"].mean())
+class _Bucket:
+    """Rank counts of one evidence bucket's positives under every candidate weight."""
+
+    def __init__(self, grid: tuple[float, ...]) -> None:
+        self.grid = grid
+        self.users: set[int] = set()
+        self.lines = 0
+        self._counts: dict[float, list[tuple[np.ndarray, np.ndarray]]] = {a: [] for a in grid}
+
+    def add(
+        self,
+        user: int,
+        cands: np.ndarray,
+        raw: np.ndarray,
+        zt: np.ndarray,
+        zh: np.ndarray,
+    ) -> None:
+        """Count the ranks of ``cands``' positives (first column) for every weight."""
+        self.users.add(user)
+        self.lines += len(cands)
+        zt_c, zh_c = zt[cands], zh[cands]
+        for a in self.grid:
+            scores = raw[cands] if a <= 0.0 else mix(a, zt_c, zh_c)
+            pos, neg = scores[:, :1], scores[:, 1:]
+            self._counts[a].append(((neg > pos).sum(1), (neg == pos).sum(1)))
+
+    def mrr(self) -> dict[float, float]:
+        """Sampled line-averaged MRR per weight (empty when the bucket has no line)."""
+        if not self.lines:
+            return {}
+        out = {}
+        for a, parts in self._counts.items():
+            greater = np.concatenate([g for g, _ in parts])
+            equal = np.concatenate([e for _, e in parts])
+            out[a] = float(rank_metrics(greater, equal, ks=(1,))["MRR"].mean())
+        return out
 
 
 def _row(bound: int, users: int, lines: int, mrr: dict[float, float], a: float) -> dict[str, Any]:

@@ -193,38 +193,58 @@ def _bars(s: DirectionSummary, path: Path) -> None:
     plt.close(fig)
 
 
-WARMUP_STEPS = ("0", "1", "2", "5", "all")
+WARMUP_STEPS = ("0", "1", "2", "3", "5", "10", "all")
+WARMUP_CURVES = {
+    "online": "online",
+    "static": "static best",
+    "history_only": "history-only",
+    "warm": "warm reference",
+}
+"""The curves of ``benchmarks/online_warmup.py`` output: the server's answers, the static
+strategy with no event, the history model on the events streamed so far, and on all of them."""
+
+
+def _curve(run: dict[str, Any], curve: str, step: str) -> dict[str, Any] | None:
+    """One curve's metrics at ``step``, or ``None`` when ``run`` does not have it."""
+    if curve == "online":
+        return run.get(step)
+    if curve == "history_only":
+        return run.get("history_only", {}).get(step)
+    return run.get(curve)
 
 
 def _warmup(data: dict[str, Any], path: Path) -> None:
-    """Plot ``benchmarks/online_warmup.py --json`` output: metric vs streamed events per user."""
+    """Plot ``benchmarks/online_warmup.py`` output: each curve against streamed events.
+
+    One panel per (direction, protocol, metric); the online curve, and the static,
+    history-only and warm-reference curves where the run has them.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     runs = data if all(isinstance(v, dict) and "0" in v for v in data.values()) else {"": data}
-    panels = [
-        (p, m)
-        for p in PROTOCOLS
-        for m in HEADLINE
-        if all(p in r.get("0", {}) for r in runs.values())
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
-    for ax, (p, m) in zip(axes[0], panels, strict=True):
-        for label, r in runs.items():
-            steps = [k for k in WARMUP_STEPS if k in r]
-            line = ax.plot(
-                range(len(steps)),
-                [r[k][p]["line"][m] for k in steps],
-                marker="o",
-                label=label or "online",
-            )[0]
+    panels = [(p, m) for p in PROTOCOLS for m in HEADLINE]
+    fig, axes = plt.subplots(
+        len(runs), len(panels), figsize=(4 * len(panels), 3.4 * len(runs)), squeeze=False
+    )
+    for row, (d, r) in enumerate(runs.items()):
+        steps = [k for k in WARMUP_STEPS if k in r]
+        for ax, (p, m) in zip(axes[row], panels, strict=True):
+            if p not in r.get("0", {}):
+                ax.set_axis_off()
+                continue
+            for curve, label in WARMUP_CURVES.items():
+                cells = [_curve(r, curve, k) for k in steps]
+                if all(c is not None for c in cells):
+                    ys = [c[p]["line"][m] for c in cells if c is not None]
+                    ax.plot(range(len(steps)), ys, marker="o", label=label)
             if "popularity" in r:
-                ax.axhline(r["popularity"][p]["line"][m], color=line.get_color(), ls=":", lw=0.8)
+                ax.axhline(r["popularity"][p]["line"][m], color="grey", ls=":", lw=0.8)
             ax.set_xticks(range(len(steps)), steps)
-        ax.set_xlabel("streamed target events per cold user")
-        ax.set_title(f"{p} {m} (test)", fontsize=10)
+            ax.set_xlabel("streamed target events per cold user")
+            ax.set_title(f"{d} {p} {m} (test)".strip(), fontsize=10)
     axes[0][0].legend(fontsize=8)
     fig.suptitle("Online warm-up: step 0 = static transfer; dotted = popularity", fontsize=10)
     fig.tight_layout()
