@@ -57,8 +57,11 @@ from coldbridge_client._errors import (
     ClientError,
     DeadlineExceededError,
     InvalidArgumentError,
+    PermissionDeniedError,
+    UnauthenticatedError,
     UnavailableError,
 )
+from coldbridge_client._security import Tls
 from coldbridge_client._stream import EventStream
 
 __all__ = [
@@ -83,6 +86,7 @@ __all__ = [
     "InvalidArgumentError",
     "LifecycleStage",
     "ModelInfo",
+    "PermissionDeniedError",
     "Provenance",
     "RECOMMENDER_SERVICE",
     "RecommendRequest",
@@ -95,6 +99,8 @@ __all__ = [
     "ScoreResponse",
     "ScoredItem",
     "Timeouts",
+    "Tls",
+    "UnauthenticatedError",
     "UnavailableError",
     "UserState",
 ]

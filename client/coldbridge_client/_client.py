@@ -18,6 +18,7 @@ from coldbridge_client._config import (
     Timeouts,
 )
 from coldbridge_client._errors import map_rpc_error
+from coldbridge_client._security import BearerToken, Tls
 from coldbridge_client._stream import EventStream
 
 __all__ = ["Client"]
@@ -38,9 +39,14 @@ class Client:
     ----------
     target
         ``host:port`` of the server.
+    token
+        Bearer token sent with every call (``authorization: Bearer <token>`` metadata), for a
+        server with ``auth_tokens_file`` (docs/security.md).
+    tls
+        TLS settings (:class:`~coldbridge_client.Tls`: root CA, client certificate for mutual
+        TLS); ``None`` and no ``credentials`` open a plaintext channel.
     credentials
-        Channel credentials for TLS (e.g. ``grpc.ssl_channel_credentials(root_ca)``); ``None``
-        opens a plaintext channel.
+        Any other channel credentials (instead of ``tls``).
     timeouts
         Default deadline of each call.
     retry
@@ -58,22 +64,32 @@ class Client:
         self,
         target: str,
         *,
+        token: str | None = None,
+        tls: Tls | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy | None = DEFAULT_RETRY,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
+        if tls is not None and credentials is not None:
+            raise ValueError("pass tls or credentials, not both")
         channel_options = [
             *(retry.channel_options() if retry is not None else [("grpc.enable_retries", 0)]),
+            *(tls.channel_options() if tls is not None else []),
             *options,
         ]
+        if tls is not None:
+            credentials = tls.credentials()
         if credentials is None:
             self.channel = grpc.insecure_channel(target, options=channel_options)
         else:
             self.channel = grpc.secure_channel(target, credentials, options=channel_options)
+        calls = self.channel
+        if token is not None:
+            calls = grpc.intercept_channel(self.channel, BearerToken(token))
         self.target, self.timeouts, self.retry = target, timeouts, retry
-        self.recommender = recommender_pb2_grpc.RecommenderStub(self.channel)
-        self.events = events_pb2_grpc.EventsStub(self.channel)
+        self.recommender = recommender_pb2_grpc.RecommenderStub(calls)
+        self.events = events_pb2_grpc.EventsStub(calls)
         self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
 
     def __enter__(self) -> Client:

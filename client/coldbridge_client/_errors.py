@@ -6,7 +6,9 @@ The hierarchy::
     └── ClientError              any failed call: .method, .code(), .details()
         ├── DeadlineExceededError    DEADLINE_EXCEEDED: the call's deadline passed (.timeout)
         ├── InvalidArgumentError     INVALID_ARGUMENT: the request was refused (details name why)
-        └── UnavailableError         UNAVAILABLE after the retries: server down or warming up
+        ├── UnavailableError         UNAVAILABLE after the retries: server down or warming up
+        ├── UnauthenticatedError     UNAUTHENTICATED: no token, or one the server does not know
+        └── PermissionDeniedError    PERMISSION_DENIED: the token lacks the method's role
 
 Every error is a ``grpc.RpcError``, so code written against the plain stubs keeps working, and
 it is raised ``from`` the original gRPC error.
@@ -20,6 +22,8 @@ __all__ = [
     "ClientError",
     "DeadlineExceededError",
     "InvalidArgumentError",
+    "PermissionDeniedError",
+    "UnauthenticatedError",
     "UnavailableError",
     "map_rpc_error",
 ]
@@ -84,9 +88,19 @@ class UnavailableError(ClientError):
     """The server could not be reached or was not ready, after the configured retries."""
 
 
+class UnauthenticatedError(ClientError):
+    """The server wants a valid token (``Client(token=...)``) and got none or an unknown one."""
+
+
+class PermissionDeniedError(ClientError):
+    """The token is valid but lacks the role of the method (the details name the role)."""
+
+
 _BY_CODE: dict[grpc.StatusCode, type[ClientError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
 }
 
 

@@ -40,6 +40,7 @@ from coldbridge_server.core import UserStates
 from coldbridge_server.errors import ConfigError
 from coldbridge_server.observability.interceptor import ServerInterceptor
 from coldbridge_server.observability.metrics import Metrics, serve_metrics
+from coldbridge_server.security import load_security
 from coldbridge_server.server import HEALTH_SERVICES, ColdbridgeServer
 from coldbridge_server.serving.batch import TopkBatcher
 from coldbridge_server.serving.engine import Limits, RecommendationEngine
@@ -136,12 +137,17 @@ def create_server(
             "target_domain": bundle.target_domain,
         }
     )
+    security = load_security(settings)  # TLS and token files are read now (ConfigError)
     states = UserStates()
     engine = build_engine(settings, bundle, strategies, metrics, states)
     ingestor = build_ingestor(settings, engine.resolver, states, metrics)
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers),
-        interceptors=[ServerInterceptor(metrics, access_log=settings.access_log)],
+        # metrics first (outermost), so an auth rejection is counted with its code
+        interceptors=[
+            ServerInterceptor(metrics, access_log=settings.access_log),
+            *security.interceptors,
+        ],
         options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
     )
     _add_recommender(RecommenderServicer(engine), grpc_server)
@@ -161,13 +167,13 @@ def create_server(
         health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     services = (SERVICE_NAME, EVENTS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
-    reflection.enable_server_reflection(services, grpc_server)
-    address = f"{settings.host}:{settings.port}"
+    if settings.reflection:
+        reflection.enable_server_reflection(services, grpc_server)
     try:
-        port = grpc_server.add_insecure_port(address)
-    except RuntimeError as exc:
+        port = security.bind(grpc_server, f"{settings.host}:{settings.port}")
+    except ConfigError:
         ingestor.close()
-        raise ConfigError("port", f"cannot bind {address}: {exc}") from exc
+        raise
     return ColdbridgeServer(grpc_server, engine, health_servicer, metrics, ingestor), port
 
 

@@ -85,7 +85,11 @@ class Settings:
     metrics_port: int = _setting(
         9464, "HTTP port of the Prometheus /metrics endpoint; 0 picks a free port, -1 disables it."
     )
-    metrics_host: str = _setting("0.0.0.0", "Interface the /metrics endpoint listens on.")
+    metrics_host: str = _setting(
+        "127.0.0.1",
+        "Interface the /metrics endpoint listens on (unauthenticated: loopback by default; "
+        "'0.0.0.0' exposes it to the network).",
+    )
     log_format: str = _setting(
         "text", "Log line format: 'text' or 'json' (one JSON object per line)."
     )
@@ -177,7 +181,28 @@ class Settings:
     # --- storage faults, erasure and retention ---
 
     # --- security (TLS, tokens, exposure) ---
-
+    tls_cert_file: str = _setting(
+        "",
+        "PEM certificate chain of the gRPC port; with tls_key_file the port serves TLS only "
+        "(docs/security.md). Empty = plaintext.",
+    )
+    tls_key_file: str = _setting("", "PEM private key (unencrypted) of tls_cert_file.")
+    tls_client_ca_file: str = _setting(
+        "",
+        "PEM CA bundle of client certificates; when set, every client must present a "
+        "certificate signed by it (mutual TLS). Needs tls_cert_file.",
+    )
+    auth_tokens_file: str = _setting(
+        "",
+        "Bearer-token file, one 'name roles token' per line (roles: reader, writer, admin; "
+        "docs/security.md); every call but health checks then needs 'authorization: Bearer "
+        "<token>'. Empty = no authentication.",
+    )
+    reflection: bool = _setting(
+        True,
+        "Serve gRPC server reflection (grpcurl, Postman); with auth_tokens_file it needs a "
+        "valid token of any role.",
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -198,6 +223,7 @@ class Settings:
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError("log_level", f"unknown level {self.log_level!r}")
         _check_online(self)
+        _check_security(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -245,6 +271,16 @@ def _check_online(s: Settings) -> None:
     if not 0 <= s.prequential_sample_rate <= 1:
         raise ConfigError(
             "prequential_sample_rate", f"must be in 0..1, got {s.prequential_sample_rate}"
+        )
+
+
+def _check_security(s: Settings) -> None:
+    """Consistency of the TLS settings (the files themselves are read by create_server)."""
+    if bool(s.tls_cert_file) != bool(s.tls_key_file):
+        raise ConfigError("tls_cert_file/tls_key_file", "set both or neither")
+    if s.tls_client_ca_file and not s.tls_cert_file:
+        raise ConfigError(
+            "tls_client_ca_file", "mutual TLS needs TLS: set tls_cert_file and tls_key_file"
         )
 
 

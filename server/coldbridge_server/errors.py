@@ -8,7 +8,9 @@ The hierarchy::
     │   └── BundleError(path, msg)   the bundle directory is corrupt or incomplete
     ├── InvalidRequestError(field, msg)
     │                                a request violates the API contract -> INVALID_ARGUMENT
-    └── NotReadyError                the model is not loaded / warmed up yet -> UNAVAILABLE
+    ├── NotReadyError                the model is not loaded / warmed up yet -> UNAVAILABLE
+    ├── UnauthenticatedError         no valid bearer token (security) -> UNAUTHENTICATED
+    └── PermissionDeniedError        the token lacks the method's role -> PERMISSION_DENIED
 
 Errors carry their subject (the setting, file or request field) as an attribute and in
 their message. Start-up errors are raised before the server accepts traffic; request errors
@@ -26,6 +28,8 @@ __all__ = [
     "InvalidRequestError",
     "ModelLoadError",
     "NotReadyError",
+    "PermissionDeniedError",
+    "UnauthenticatedError",
 ]
 
 
@@ -87,3 +91,11 @@ class InvalidRequestError(ColdbridgeError):
 
 class NotReadyError(ColdbridgeError):
     """The server has not finished loading and warming up its model."""
+
+
+class UnauthenticatedError(ColdbridgeError):
+    """The call has no valid bearer token (the message never contains the token)."""
+
+
+class PermissionDeniedError(ColdbridgeError):
+    """The call's token does not hold the role its method needs."""
