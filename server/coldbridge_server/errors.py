@@ -8,7 +8,8 @@ The hierarchy::
     │   └── BundleError(path, msg)   the bundle directory is corrupt or incomplete
     ├── InvalidRequestError(field, msg)
     │                                a request violates the API contract -> INVALID_ARGUMENT
-    └── NotReadyError                the model is not loaded / warmed up yet -> UNAVAILABLE
+    ├── NotReadyError                the model is not loaded / warmed up yet -> UNAVAILABLE
+    └── CapacityError(setting, msg)  a concurrency cap is reached -> RESOURCE_EXHAUSTED
 
 Errors carry their subject (the setting, file or request field) as an attribute and in
 their message. Start-up errors are raised before the server accepts traffic; request errors
@@ -21,6 +22,7 @@ from pathlib import Path
 
 __all__ = [
     "BundleError",
+    "CapacityError",
     "ColdbridgeError",
     "ConfigError",
     "InvalidRequestError",
@@ -87,3 +89,19 @@ class InvalidRequestError(ColdbridgeError):
 
 class NotReadyError(ColdbridgeError):
     """The server has not finished loading and warming up its model."""
+
+
+class CapacityError(ColdbridgeError):
+    """A concurrency cap of the server is reached (e.g. too many open streams).
+
+    Parameters
+    ----------
+    setting
+        The setting that sets the cap (``max_streams``...), named in the message.
+    message
+        What is full.
+    """
+
+    def __init__(self, setting: str, message: str) -> None:
+        self.setting = setting
+        super().__init__(f"{message} (setting {setting})")

@@ -5,6 +5,7 @@ Both servicers (``serving.servicer`` and ``streaming.servicer``) translate throu
 =========================  ====================
 ``InvalidRequestError``    ``INVALID_ARGUMENT``
 ``NotReadyError``          ``UNAVAILABLE``
+``CapacityError``          ``RESOURCE_EXHAUSTED``
 other ``ColdbridgeError``  ``INTERNAL`` (logged)
 =========================  ====================
 
@@ -21,7 +22,12 @@ import grpc
 from coldbridge.v1 import recommender_pb2
 
 from coldbridge_server.core import Blend, Provenance, Stage
-from coldbridge_server.errors import ColdbridgeError, InvalidRequestError, NotReadyError
+from coldbridge_server.errors import (
+    CapacityError,
+    ColdbridgeError,
+    InvalidRequestError,
+    NotReadyError,
+)
 
 __all__ = ["blend_pb", "map_errors", "provenance_pb", "stage_pb", "status_code"]
 
@@ -30,6 +36,7 @@ logger = logging.getLogger(__name__)
 _STATUS: tuple[tuple[type[ColdbridgeError], grpc.StatusCode], ...] = (
     (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotReadyError, grpc.StatusCode.UNAVAILABLE),
+    (CapacityError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ColdbridgeError, grpc.StatusCode.INTERNAL),
 )
 _PROVENANCE = {
