@@ -19,11 +19,14 @@ reflection answer throughout.
 
 :func:`server_options` are the server's channel arguments: no ``SO_REUSEPORT`` (a second
 server on a used port fails to bind instead of splitting the traffic), keepalive and maximum
-connection age.
+connection age. :func:`check_port_free` refuses a port in use before gRPC tries it, so the
+error is one clear line (gRPC's own bind failure also logs a C-core line to stderr).
 """
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -32,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import grpc
 
 from coldbridge_server.config import Settings
-from coldbridge_server.errors import CapacityError, ColdbridgeError, NotReadyError
+from coldbridge_server.errors import CapacityError, ColdbridgeError, ConfigError, NotReadyError
 from coldbridge_server.status import status_code
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "STARTING",
     "UNGATED",
     "AdmissionInterceptor",
+    "check_port_free",
     "client_of",
     "server_options",
 ]
@@ -81,6 +85,29 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
             ("grpc.max_connection_age_grace_ms", _ms(settings.max_connection_age_grace_seconds)),
         ]
     return options
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`ConfigError` if ``host:port`` is in use (port 0 is always free).
+
+    Only "address in use" is reported here; any other bind problem is left to gRPC.
+    """
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return  # gRPC reports it
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigError(
+                        "port", f"cannot bind {host}:{port}: address already in use"
+                    ) from None
 
 
 def _ms(seconds: float) -> int:

@@ -34,7 +34,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 from river import optim
 
-from coldbridge_server.admission import AdmissionInterceptor, server_options
+from coldbridge_server.admission import AdmissionInterceptor, check_port_free, server_options
 from coldbridge_server.bundle import Bundle, load_bundle, resolve_bundle_dir
 from coldbridge_server.config import Settings
 from coldbridge_server.core import UserStates
@@ -172,6 +172,11 @@ def create_server(
     services = (SERVICE_NAME, EVENTS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(services, grpc_server)
     address = f"{settings.host}:{settings.port}"
+    try:
+        check_port_free(settings.host, settings.port)
+    except ConfigError:
+        ingestor.close()
+        raise
     try:
         port = grpc_server.add_insecure_port(address)
     except RuntimeError:
