@@ -18,7 +18,7 @@ import pytest
 from coldbridge.v1 import events_pb2 as epb
 from coldbridge.v1 import events_pb2_grpc, recommender_pb2_grpc
 from coldbridge.v1 import recommender_pb2 as pb
-from coldbridge_server import Settings, create_server, load_bundle
+from coldbridge_server import ConfigError, Settings, create_server, load_bundle
 from conftest import TinyBundle
 from eventlib import batch, event, serving
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -166,3 +166,22 @@ def test_max_connection_age_closes_long_lived_streams(
         with pytest.raises(grpc.RpcError) as ended:
             next(call)  # no status change: only the connection's age can end it
         assert ended.value.code() is grpc.StatusCode.UNAVAILABLE, ended.value
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_streams": 0},
+        {"max_streams_per_client": 0},
+        {"drain_seconds": -1.0},
+        {"keepalive_seconds": 0.0},
+        {"keepalive_timeout_seconds": 0.0},
+        {"max_connection_age_seconds": -1.0},
+        {"max_connection_age_grace_seconds": -1.0},
+    ],
+    ids=lambda bad: next(iter(bad)),
+)
+def test_out_of_range_settings_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ConfigError) as refused:
+        Settings(**bad)  # type: ignore[arg-type]
+    assert refused.value.setting == next(iter(bad))
