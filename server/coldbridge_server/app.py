@@ -4,27 +4,27 @@ Lifecycle::
 
     create_server()  load + validate the bundle, open the ONNX sessions, bind the port
                      (any BundleError / ModelLoadError / ConfigError is raised here)
-    server.start()   accept RPCs; health NOT_SERVING, Recommend/Score -> UNAVAILABLE;
+    server.start()   accept RPCs; health NOT_SERVING, every Recommender/Events call except
+                     GetModelInfo -> UNAVAILABLE (coldbridge_server.admission);
                      a background thread warms every model up, then health SERVING
                      for "" and "coldbridge.v1.Recommender"
                      and "coldbridge.v1.Events" (after the online state is recovered:
                      snapshot + event-log replay, then the ingest writer starts)
+    server.drain()   readiness NOT_SERVING, calls still served (liveness stays SERVING)
     server.stop(g)   health enter_graceful_shutdown() (NOT_SERVING), then grpc stop(g),
                      then the ingest writer drains, snapshots and closes the event log
 
-:func:`serve` runs that cycle in the foreground until SIGTERM or SIGINT.
+:func:`serve` runs that cycle in the foreground until SIGTERM or SIGINT
+(:mod:`coldbridge_server.lifecycle`: drain delay, then grace).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from collections.abc import Callable, Mapping
 from concurrent import futures
 from pathlib import Path
-from types import FrameType
-from typing import Any, cast
+from typing import cast
 
 import grpc
 from coldbridge.v1 import events_pb2_grpc, recommender_pb2_grpc
@@ -34,14 +34,16 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 from river import optim
 
+from coldbridge_server.admission import AdmissionInterceptor, check_port_free, server_options
 from coldbridge_server.bundle import Bundle, load_bundle, resolve_bundle_dir
 from coldbridge_server.config import Settings
 from coldbridge_server.core import UserStates
 from coldbridge_server.errors import ConfigError
+from coldbridge_server.lifecycle import Shutdown, run_until_signal, start_metrics, stop_metrics
 from coldbridge_server.observability.interceptor import ServerInterceptor
-from coldbridge_server.observability.metrics import Metrics, serve_metrics
+from coldbridge_server.observability.metrics import Metrics
 from coldbridge_server.security import load_security
-from coldbridge_server.server import HEALTH_SERVICES, ColdbridgeServer
+from coldbridge_server.server import HEALTH_SERVICES, LIVENESS_SERVICE, ColdbridgeServer
 from coldbridge_server.serving.batch import TopkBatcher
 from coldbridge_server.serving.engine import Limits, RecommendationEngine
 from coldbridge_server.serving.resolve import UserResolver
@@ -141,14 +143,22 @@ def create_server(
     states = UserStates()
     engine = build_engine(settings, bundle, strategies, metrics, states)
     ingestor = build_ingestor(settings, engine.resolver, states, metrics)
-    grpc_server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.max_workers),
-        # metrics first (outermost), so an auth rejection is counted with its code
+    admission = AdmissionInterceptor(
+        max_streams=settings.max_streams, max_streams_per_client=settings.max_streams_per_client
+    )
+    grpc_server = grpc.server(  # streams hold threads: max_workers stay free for unary calls
+        futures.ThreadPoolExecutor(
+            max_workers=settings.max_workers + settings.max_streams,
+            thread_name_prefix="coldbridge-rpc",
+        ),
+        # metrics first (outermost), so an auth or admission rejection is counted with its
+        # code; auth before admission, so an unauthenticated call never takes a stream slot
         interceptors=[
             ServerInterceptor(metrics, access_log=settings.access_log),
             *security.interceptors,
+            admission,
         ],
-        options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
+        options=server_options(settings),
     )
     _add_recommender(RecommenderServicer(engine), grpc_server)
     _add_events(
@@ -165,16 +175,19 @@ def create_server(
     health_servicer = health.HealthServicer()
     for service in HEALTH_SERVICES:
         health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     services = (SERVICE_NAME, EVENTS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
     if settings.reflection:
         reflection.enable_server_reflection(services, grpc_server)
     try:
+        check_port_free(settings.host, settings.port)
         port = security.bind(grpc_server, f"{settings.host}:{settings.port}")
     except ConfigError:
         ingestor.close()
         raise
-    return ColdbridgeServer(grpc_server, engine, health_servicer, metrics, ingestor), port
+    server = ColdbridgeServer(grpc_server, engine, health_servicer, metrics, ingestor, admission)
+    return server, port
 
 
 def build_engine(
@@ -288,7 +301,9 @@ def serve(
     *,
     bundle: Bundle | None = None,
 ) -> None:
-    """Run the server until SIGTERM or SIGINT, then shut down gracefully.
+    """Run the server until SIGTERM or SIGINT, then drain and shut down gracefully.
+
+    The steps (readiness, drain delay, grace) are those of :mod:`coldbridge_server.lifecycle`.
 
     Parameters
     ----------
@@ -302,42 +317,28 @@ def serve(
     Raises
     ------
     ConfigError, BundleError, ModelLoadError
-        At start-up, before any traffic is served.
+        At start-up, before any traffic is served (a port or metrics port in use is a
+        ``ConfigError``).
     """
     server, port = create_server(settings, bundle=bundle)
-    http = None
-    if settings.metrics_port >= 0:
-        http, metrics_port = serve_metrics(
-            server.metrics, settings.metrics_port, settings.metrics_host
-        )
-        logger.info(
-            "metrics on http://%s/metrics", client_address(settings.metrics_host, metrics_port)
-        )
-    stop = threading.Event()
-    previous = _install_signal_handlers(stop)
-    server.start()
     try:
-        server.wait_until_ready()
+        http = start_metrics(server.metrics, settings)
+    except ConfigError:
+        server.stop(None).wait()
+        raise
+    shutdown = Shutdown()
+    shutdown.install()
+
+    def ready() -> None:
         logger.info("serving bundle %s on %s:%d", server.engine.bundle.version, settings.host, port)
         if on_ready is not None:
             on_ready(client_address(settings.host, port))
-        while not stop.wait(0.5):
-            pass
+
+    server.start()
+    try:
+        run_until_signal(server, shutdown, settings, ready)
     finally:
         logger.info("shutting down (grace %.1fs)", settings.grace_seconds)
         server.stop(settings.grace_seconds).wait()
-        if http is not None:
-            http.shutdown()
-            http.server_close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
-    if threading.current_thread() is not threading.main_thread():
-        return {}  # signal handlers can only be installed from the main thread
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        stop_metrics(http)
+        shutdown.restore()

@@ -70,9 +70,15 @@ class Settings:
         "Largest number of ids accepted in any repeated id field of one request "
         "(exclude_item_ids, item_ids, source_item_ids).",
     )
-    max_workers: int = _setting(8, "Size of the gRPC handler thread pool.")
+    max_workers: int = _setting(
+        8,
+        "gRPC handler threads kept for unary calls; the pool has max_workers + max_streams "
+        "threads, so open streams never take these.",
+    )
     grace_seconds: float = _setting(
-        5.0, "On SIGTERM/SIGINT, how long in-flight RPCs may run before they are cancelled."
+        5.0,
+        "On SIGTERM/SIGINT, after the drain delay (drain_seconds): how long in-flight RPCs "
+        "may run before they are cancelled.",
     )
     intra_op_threads: int = _setting(
         1, "onnxruntime intra-op threads per model session (0 lets onnxruntime decide)."
@@ -177,6 +183,42 @@ class Settings:
     # --- input limits (hostile clients) ---
 
     # --- concurrency, start-up and shutdown ---
+    max_streams: int = _setting(
+        256,
+        "Most streaming calls (StreamEvents, Health.Watch, reflection) open at once on the "
+        "server; one more gets RESOURCE_EXHAUSTED naming this setting. Each open stream "
+        "holds a thread of its own, beside the max_workers threads of unary calls.",
+    )
+    max_streams_per_client: int = _setting(
+        64,
+        "Most streaming calls open at once from one client address (the peer IP; behind a "
+        "proxy, the proxy's); one more gets RESOURCE_EXHAUSTED naming this setting.",
+    )
+    drain_seconds: float = _setting(
+        5.0,
+        "On SIGTERM/SIGINT, how long the server keeps serving after health turns NOT_SERVING "
+        "(so load balancers stop sending) before it refuses new calls; a second signal "
+        "skips the rest of it.",
+    )
+    keepalive_seconds: float = _setting(
+        60.0,
+        "Idle time after which the server pings a client connection (grpc.keepalive_time_ms).",
+    )
+    keepalive_timeout_seconds: float = _setting(
+        20.0,
+        "How long the server waits for a keepalive ping's answer before it closes the "
+        "connection (grpc.keepalive_timeout_ms).",
+    )
+    max_connection_age_seconds: float = _setting(
+        0.0,
+        "Close every client connection after this age (GOAWAY, grpc.max_connection_age_ms), "
+        "so clients reconnect and spread over new replicas; 0 = never.",
+    )
+    max_connection_age_grace_seconds: float = _setting(
+        30.0,
+        "After max_connection_age_seconds, how long the calls of a closing connection may "
+        "still run before they are cancelled (grpc.max_connection_age_grace_ms).",
+    )
 
     # --- storage faults, erasure and retention ---
 
@@ -224,6 +266,7 @@ class Settings:
             raise ConfigError("log_level", f"unknown level {self.log_level!r}")
         _check_online(self)
         _check_security(self)
+        _check_lifecycle(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -282,6 +325,19 @@ def _check_security(s: Settings) -> None:
         raise ConfigError(
             "tls_client_ca_file", "mutual TLS needs TLS: set tls_cert_file and tls_key_file"
         )
+
+
+def _check_lifecycle(s: Settings) -> None:
+    """Range checks of the concurrency, start-up and shutdown settings."""
+    for name in ("max_streams", "max_streams_per_client"):
+        if getattr(s, name) < 1:
+            raise ConfigError(name, f"must be >= 1, got {getattr(s, name)}")
+    for name in ("drain_seconds", "max_connection_age_seconds", "max_connection_age_grace_seconds"):
+        if not getattr(s, name) >= 0:
+            raise ConfigError(name, f"must be >= 0, got {getattr(s, name)}")
+    for name in ("keepalive_seconds", "keepalive_timeout_seconds"):
+        if not getattr(s, name) > 0:
+            raise ConfigError(name, f"must be > 0, got {getattr(s, name)}")
 
 
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}

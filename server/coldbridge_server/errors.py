@@ -10,7 +10,8 @@ The hierarchy::
     │                                a request violates the API contract -> INVALID_ARGUMENT
     ├── NotReadyError                the model is not loaded / warmed up yet -> UNAVAILABLE
     ├── UnauthenticatedError         no valid bearer token (security) -> UNAUTHENTICATED
-    └── PermissionDeniedError        the token lacks the method's role -> PERMISSION_DENIED
+    ├── PermissionDeniedError        the token lacks the method's role -> PERMISSION_DENIED
+    └── CapacityError(setting, msg)  a concurrency cap is reached -> RESOURCE_EXHAUSTED
 
 Errors carry their subject (the setting, file or request field) as an attribute and in
 their message. Start-up errors are raised before the server accepts traffic; request errors
@@ -23,6 +24,7 @@ from pathlib import Path
 
 __all__ = [
     "BundleError",
+    "CapacityError",
     "ColdbridgeError",
     "ConfigError",
     "InvalidRequestError",
@@ -99,3 +101,19 @@ class UnauthenticatedError(ColdbridgeError):
 
 class PermissionDeniedError(ColdbridgeError):
     """The call's token does not hold the role its method needs."""
+
+
+class CapacityError(ColdbridgeError):
+    """A concurrency cap of the server is reached (e.g. too many open streams).
+
+    Parameters
+    ----------
+    setting
+        The setting that sets the cap (``max_streams``...), named in the message.
+    message
+        What is full.
+    """
+
+    def __init__(self, setting: str, message: str) -> None:
+        self.setting = setting
+        super().__init__(f"{message} (setting {setting})")

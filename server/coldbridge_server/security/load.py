@@ -42,10 +42,16 @@ class ServerSecurity:
         """
         try:
             if self.credentials is None:
-                return server.add_insecure_port(address)
-            return server.add_secure_port(address, self.credentials)
-        except RuntimeError as exc:
-            raise ConfigError("port", f"cannot bind {address}: {exc}") from exc
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, self.credentials)
+        except RuntimeError:
+            port = 0
+        if port <= 0:  # grpc returns 0 (or raises) when it cannot bind
+            raise ConfigError(
+                "port", f"cannot bind {address}: in use by another process, or not an address here"
+            )
+        return port
 
 
 def load_security(settings: Settings) -> ServerSecurity:
