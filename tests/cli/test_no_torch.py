@@ -54,6 +54,7 @@ def _start(tmp_path: Path, entry: str, argv: list[str], env: dict[str, str]) -> 
             "PYTHONPATH": pythonpath,
             "PYTHONUNBUFFERED": "1",
             "COLDBRIDGE_METRICS_PORT": "0",
+            "COLDBRIDGE_DRAIN_SECONDS": "0",
         },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -156,6 +156,7 @@ def server_process(
                 "COLDBRIDGE_BUNDLE_PATH": str(tiny_bundle.path),
                 "COLDBRIDGE_STATE_DIR": str(tmp_path / f"state{len(procs)}"),
                 "COLDBRIDGE_PORT": "0",
+                "COLDBRIDGE_DRAIN_SECONDS": "0",
                 **env,
             },
             stdout=subprocess.PIPE,

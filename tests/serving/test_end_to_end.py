@@ -34,6 +34,7 @@ ENV = {
     ),
     "PYTHONUNBUFFERED": "1",
     "COLDBRIDGE_METRICS_PORT": "0",
+    "COLDBRIDGE_DRAIN_SECONDS": "0",
 }
 CLI = [sys.executable, "-m", "coldbridge_cli"]
 

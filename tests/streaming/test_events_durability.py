@@ -101,6 +101,7 @@ def start_process(tiny_bundle: TinyBundle) -> Iterator:
             COLDBRIDGE_HOST="127.0.0.1",
             COLDBRIDGE_PORT="0",
             COLDBRIDGE_METRICS_PORT="-1",
+            COLDBRIDGE_DRAIN_SECONDS="0",  # the drain is tested in tests/serving/test_lifecycle.py
             COLDBRIDGE_ACCESS_LOG="false",
             COLDBRIDGE_WARM_THRESHOLD="5",
             COLDBRIDGE_SNAPSHOT_EVERY_EVENTS="97",
