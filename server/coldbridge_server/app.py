@@ -17,6 +17,7 @@ Lifecycle::
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -27,7 +28,7 @@ from types import FrameType
 from typing import Any, cast
 
 import grpc
-from coldbridge.v1 import events_pb2_grpc, recommender_pb2_grpc
+from coldbridge.v1 import admin_pb2_grpc, events_pb2_grpc, recommender_pb2_grpc
 from coldbridge_plugins import TransferStrategy, get_plugin_manager, load_strategies
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -40,6 +41,8 @@ from coldbridge_server.core import UserStates
 from coldbridge_server.errors import ConfigError
 from coldbridge_server.observability.interceptor import ServerInterceptor
 from coldbridge_server.observability.metrics import Metrics, serve_metrics
+from coldbridge_server.reload import ADMIN_SERVICE_NAME, AdminServicer, BundleReloader, Generation
+from coldbridge_server.reload.wiring import attach
 from coldbridge_server.security import load_security
 from coldbridge_server.server import HEALTH_SERVICES, ColdbridgeServer
 from coldbridge_server.serving.batch import TopkBatcher
@@ -58,6 +61,7 @@ from coldbridge_server.streaming.update import OnlineUpdater
 __all__ = [
     "ColdbridgeServer",
     "build_engine",
+    "build_generation",
     "build_ingestor",
     "client_address",
     "create_server",
@@ -73,6 +77,9 @@ _add_recommender = cast(
 )
 _add_events = cast(
     Callable[[EventsServicer, grpc.Server], None], events_pb2_grpc.add_EventsServicer_to_server
+)
+_add_admin = cast(
+    Callable[[AdminServicer, grpc.Server], None], admin_pb2_grpc.add_AdminServicer_to_server
 )
 
 
@@ -150,23 +157,32 @@ def create_server(
         ],
         options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
     )
-    _add_recommender(RecommenderServicer(engine), grpc_server)
-    _add_events(
-        EventsServicer(
-            ingestor,
-            engine.resolver,
-            states,
-            max_batch_events=settings.max_batch_events,
-            window=settings.ingest_queue_size,
-            metrics=metrics,
-        ),
-        grpc_server,
+    recommender = RecommenderServicer(engine)
+    _add_recommender(recommender, grpc_server)
+    events = EventsServicer(
+        ingestor,
+        engine.resolver,
+        states,
+        max_batch_events=settings.max_batch_events,
+        window=settings.ingest_queue_size,
+        metrics=metrics,
     )
+    _add_events(events, grpc_server)
+    reloader = BundleReloader(
+        settings,
+        Generation(bundle, engine, ingestor.updater),
+        build=functools.partial(build_generation, settings, strategies, metrics),
+        strategies=strategies,
+        ingestor=ingestor,
+        metrics=metrics,
+    )
+    _add_admin(AdminServicer(reloader), grpc_server)
     health_servicer = health.HealthServicer()
     for service in HEALTH_SERVICES:
         health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
-    services = (SERVICE_NAME, EVENTS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    services: tuple[str, ...] = (SERVICE_NAME, EVENTS_SERVICE_NAME, ADMIN_SERVICE_NAME)
+    services += (health.SERVICE_NAME, reflection.SERVICE_NAME)
     if settings.reflection:
         reflection.enable_server_reflection(services, grpc_server)
     try:
@@ -174,7 +190,9 @@ def create_server(
     except ConfigError:
         ingestor.close()
         raise
-    return ColdbridgeServer(grpc_server, engine, health_servicer, metrics, ingestor), port
+    server = ColdbridgeServer(grpc_server, engine, health_servicer, metrics, ingestor)
+    attach(reloader, recommender=recommender, events=events, server=server)
+    return server, port
 
 
 def build_engine(
@@ -223,6 +241,20 @@ def build_engine(
     limits = Limits(max_k=settings.max_k, max_request_ids=settings.max_request_ids)
     return RecommendationEngine(
         bundle, limits, scorer=scorer, resolver=resolver, batcher=batcher, metrics=metrics
+    )
+
+
+def build_generation(
+    settings: Settings,
+    strategies: Mapping[str, type[TransferStrategy]],
+    metrics: Metrics | None,
+    bundle: Bundle,
+    states: UserStates,
+) -> Generation:
+    """Build a (hot-reloaded) bundle's serving engine and online updater over ``states``."""
+    engine = build_engine(settings, bundle, strategies, metrics, states)
+    return Generation(
+        bundle, engine, build_ingestor(settings, engine.resolver, states, metrics).updater
     )
 
 

@@ -10,7 +10,8 @@ The hierarchy::
     │                                a request violates the API contract -> INVALID_ARGUMENT
     ├── NotReadyError                the model is not loaded / warmed up yet -> UNAVAILABLE
     ├── UnauthenticatedError         no valid bearer token (security) -> UNAUTHENTICATED
-    └── PermissionDeniedError        the token lacks the method's role -> PERMISSION_DENIED
+    ├── PermissionDeniedError        the token lacks the method's role -> PERMISSION_DENIED
+    └── BundleRefusedError           a hot reload refused its bundle -> FAILED_PRECONDITION
 
 Errors carry their subject (the setting, file or request field) as an attribute and in
 their message. Start-up errors are raised before the server accepts traffic; request errors
@@ -23,6 +24,7 @@ from pathlib import Path
 
 __all__ = [
     "BundleError",
+    "BundleRefusedError",
     "ColdbridgeError",
     "ConfigError",
     "InvalidRequestError",
@@ -99,3 +101,7 @@ class UnauthenticatedError(ColdbridgeError):
 
 class PermissionDeniedError(ColdbridgeError):
     """The call's token does not hold the role its method needs."""
+
+
+class BundleRefusedError(ColdbridgeError):
+    """A hot reload refused its bundle (the old one keeps serving); the message says why."""

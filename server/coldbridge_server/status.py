@@ -7,6 +7,7 @@ Both servicers (``serving.servicer`` and ``streaming.servicer``) translate throu
 ``NotReadyError``          ``UNAVAILABLE``
 ``UnauthenticatedError``   ``UNAUTHENTICATED``
 ``PermissionDeniedError``  ``PERMISSION_DENIED``
+``BundleRefusedError``     ``FAILED_PRECONDITION``
 other ``ColdbridgeError``  ``INTERNAL`` (logged)
 =========================  ====================
 
@@ -24,6 +25,7 @@ from coldbridge.v1 import recommender_pb2
 
 from coldbridge_server.core import Blend, Provenance, Stage
 from coldbridge_server.errors import (
+    BundleRefusedError,
     ColdbridgeError,
     InvalidRequestError,
     NotReadyError,
@@ -40,6 +42,7 @@ _STATUS: tuple[tuple[type[ColdbridgeError], grpc.StatusCode], ...] = (
     (NotReadyError, grpc.StatusCode.UNAVAILABLE),
     (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    (BundleRefusedError, grpc.StatusCode.FAILED_PRECONDITION),
     (ColdbridgeError, grpc.StatusCode.INTERNAL),
 )
 _PROVENANCE = {
