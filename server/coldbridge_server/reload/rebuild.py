@@ -11,6 +11,7 @@ start-up recovery (:mod:`coldbridge_server.streaming.replay`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,8 +24,11 @@ from coldbridge_server.streaming.validate import Event, validate
 
 __all__ = ["CHUNK", "Replay", "replay_log"]
 
-CHUNK = 4096
+CHUNK = 512
 """Events read per lock hold (bounds the writer's pause and the chunk's memory)."""
+YIELD = 1.0
+"""After applying a chunk, sleep this many times its apply time: the rebuild holds the GIL
+at most 1 / (1 + YIELD) of the time, so request threads keep their latency."""
 
 
 @dataclass
@@ -64,7 +68,9 @@ def replay_log(
                 _apply(updater, _read(ingestor, progress.seq, None), progress)
                 swap(progress)
                 return progress
+        start = time.perf_counter()
         _apply(updater, chunk, progress)
+        time.sleep(YIELD * (time.perf_counter() - start))
 
 
 def _read(ingestor: Ingestor, seq: int, limit: int | None) -> list[tuple[int, Event]]:

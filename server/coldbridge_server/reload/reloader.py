@@ -23,6 +23,7 @@ a refused version is not retried until its manifest changes.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -160,6 +161,7 @@ class BundleReloader:
         """
         with self._lock:
             start = time.perf_counter()
+            gc.freeze()  # the collector skips the served objects while the reload allocates
             try:
                 result = self._reload(path or self.settings.bundle_path, force, start)
             except BundleRefusedError as exc:
@@ -173,6 +175,8 @@ class BundleReloader:
                 raise ColdbridgeError(
                     f"reload failed, still serving the old bundle: {exc}"
                 ) from exc
+            finally:
+                gc.unfreeze()
             self.reloads_total.labels("swapped" if result.swapped else "unchanged").inc()
             return result
 

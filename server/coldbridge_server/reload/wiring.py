@@ -32,4 +32,5 @@ def attach(
 
     reloader.on_swap(swap)
     if reloader.settings.bundle_watch_seconds > 0:
-        reloader.watch(server.wait_for_termination)
+        # grpc's wait_for_termination(timeout) returns True when the timeout passed
+        reloader.watch(lambda seconds: not server.wait_for_termination(seconds))
