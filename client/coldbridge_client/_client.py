@@ -7,7 +7,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import grpc
-from coldbridge.v1 import events_pb2, events_pb2_grpc, recommender_pb2, recommender_pb2_grpc
+from coldbridge.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
+    recommender_pb2,
+    recommender_pb2_grpc,
+)
 
 from coldbridge_client._config import (
     DEFAULT_RECONNECT,
@@ -90,6 +97,7 @@ class Client:
         self.target, self.timeouts, self.retry = target, timeouts, retry
         self.recommender = recommender_pb2_grpc.RecommenderStub(calls)
         self.events = events_pb2_grpc.EventsStub(calls)
+        self.admin = admin_pb2_grpc.AdminStub(calls)
         self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
 
     def __enter__(self) -> Client:
@@ -178,6 +186,30 @@ class Client:
             events_pb2.GetUserStateRequest(user_id=user_id),
             timeout,
             self.timeouts.user_state,
+        )
+
+    def reload_bundle(
+        self, path: str = "", *, force: bool = False, timeout: float | None = None
+    ) -> admin_pb2.ReloadBundleResponse:
+        """Hot-reload the server's bundle (``Admin.ReloadBundle``; needs the admin role).
+
+        ``path`` is a bundle or a directory of versions on the server ("" = its
+        ``bundle_path``). A refused bundle raises :class:`~coldbridge_client.ClientError`
+        with code ``FAILED_PRECONDITION``; the server keeps its old bundle.
+        """
+        request = admin_pb2.ReloadBundleRequest(path=path, force=force)
+        return self._unary(
+            "ReloadBundle", self.admin.ReloadBundle, request, timeout, self.timeouts.reload
+        )
+
+    def bundle_status(self, *, timeout: float | None = None) -> admin_pb2.BundleStatus:
+        """The served bundle and the last reload's outcome (``Admin.GetBundleStatus``)."""
+        return self._unary(
+            "GetBundleStatus",
+            self.admin.GetBundleStatus,
+            admin_pb2.GetBundleStatusRequest(),
+            timeout,
+            self.timeouts.model_info,
         )
 
     def stream_events(

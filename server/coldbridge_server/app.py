@@ -20,6 +20,7 @@ Lifecycle::
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from concurrent import futures
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import cast
 
 import grpc
-from coldbridge.v1 import events_pb2_grpc, recommender_pb2_grpc
+from coldbridge.v1 import admin_pb2_grpc, events_pb2_grpc, recommender_pb2_grpc
 from coldbridge_plugins import TransferStrategy, get_plugin_manager, load_strategies
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -42,6 +43,8 @@ from coldbridge_server.errors import ConfigError
 from coldbridge_server.lifecycle import Shutdown, run_until_signal, start_metrics, stop_metrics
 from coldbridge_server.observability.interceptor import ServerInterceptor
 from coldbridge_server.observability.metrics import Metrics
+from coldbridge_server.reload import ADMIN_SERVICE_NAME, AdminServicer, BundleReloader, Generation
+from coldbridge_server.reload.wiring import attach
 from coldbridge_server.security import load_security
 from coldbridge_server.server import HEALTH_SERVICES, LIVENESS_SERVICE, ColdbridgeServer
 from coldbridge_server.serving.batch import TopkBatcher
@@ -60,6 +63,7 @@ from coldbridge_server.streaming.update import OnlineUpdater
 __all__ = [
     "ColdbridgeServer",
     "build_engine",
+    "build_generation",
     "build_ingestor",
     "client_address",
     "create_server",
@@ -75,6 +79,9 @@ _add_recommender = cast(
 )
 _add_events = cast(
     Callable[[EventsServicer, grpc.Server], None], events_pb2_grpc.add_EventsServicer_to_server
+)
+_add_admin = cast(
+    Callable[[AdminServicer, grpc.Server], None], admin_pb2_grpc.add_AdminServicer_to_server
 )
 
 
@@ -160,24 +167,33 @@ def create_server(
         ],
         options=server_options(settings),
     )
-    _add_recommender(RecommenderServicer(engine), grpc_server)
-    _add_events(
-        EventsServicer(
-            ingestor,
-            engine.resolver,
-            states,
-            max_batch_events=settings.max_batch_events,
-            window=settings.ingest_queue_size,
-            metrics=metrics,
-        ),
-        grpc_server,
+    recommender = RecommenderServicer(engine)
+    _add_recommender(recommender, grpc_server)
+    events = EventsServicer(
+        ingestor,
+        engine.resolver,
+        states,
+        max_batch_events=settings.max_batch_events,
+        window=settings.ingest_queue_size,
+        metrics=metrics,
     )
+    _add_events(events, grpc_server)
+    reloader = BundleReloader(
+        settings,
+        Generation(bundle, engine, ingestor.updater),
+        build=functools.partial(build_generation, settings, strategies, metrics),
+        strategies=strategies,
+        ingestor=ingestor,
+        metrics=metrics,
+    )
+    _add_admin(AdminServicer(reloader), grpc_server)
     health_servicer = health.HealthServicer()
     for service in HEALTH_SERVICES:
         health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
-    services = (SERVICE_NAME, EVENTS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    services: tuple[str, ...] = (SERVICE_NAME, EVENTS_SERVICE_NAME, ADMIN_SERVICE_NAME)
+    services += (health.SERVICE_NAME, reflection.SERVICE_NAME)
     if settings.reflection:
         reflection.enable_server_reflection(services, grpc_server)
     try:
@@ -187,6 +203,7 @@ def create_server(
         ingestor.close()
         raise
     server = ColdbridgeServer(grpc_server, engine, health_servicer, metrics, ingestor, admission)
+    attach(reloader, recommender=recommender, events=events, server=server)
     return server, port
 
 
@@ -236,6 +253,20 @@ def build_engine(
     limits = Limits(max_k=settings.max_k, max_request_ids=settings.max_request_ids)
     return RecommendationEngine(
         bundle, limits, scorer=scorer, resolver=resolver, batcher=batcher, metrics=metrics
+    )
+
+
+def build_generation(
+    settings: Settings,
+    strategies: Mapping[str, type[TransferStrategy]],
+    metrics: Metrics | None,
+    bundle: Bundle,
+    states: UserStates,
+) -> Generation:
+    """Build a (hot-reloaded) bundle's serving engine and online updater over ``states``."""
+    engine = build_engine(settings, bundle, strategies, metrics, states)
+    return Generation(
+        bundle, engine, build_ingestor(settings, engine.resolver, states, metrics).updater
     )
 
 

@@ -222,6 +222,18 @@ class Settings:
 
     # --- storage faults, erasure and retention ---
 
+    # --- hot reload ---
+    bundle_watch_seconds: float = _setting(
+        0.0,
+        "Poll bundle_path every this many seconds and hot-reload a newer bundle version "
+        "(docs/operations.md, 'Hot reload'); 0 = no watch (Admin/ReloadBundle still works).",
+    )
+    reload_drain_seconds: float = _setting(
+        30.0,
+        "After a hot reload, the replaced bundle's top-k batcher stays open this long for the "
+        "requests that started on it, then is closed.",
+    )
+
     # --- security (TLS, tokens, exposure) ---
     tls_cert_file: str = _setting(
         "",
@@ -265,6 +277,7 @@ class Settings:
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError("log_level", f"unknown level {self.log_level!r}")
         _check_online(self)
+        _check_reload(self)
         _check_security(self)
         _check_lifecycle(self)
 
@@ -315,6 +328,13 @@ def _check_online(s: Settings) -> None:
         raise ConfigError(
             "prequential_sample_rate", f"must be in 0..1, got {s.prequential_sample_rate}"
         )
+
+
+def _check_reload(s: Settings) -> None:
+    """Range checks of the hot-reload settings."""
+    for name in ("bundle_watch_seconds", "reload_drain_seconds"):
+        if getattr(s, name) < 0:
+            raise ConfigError(name, f"must be >= 0, got {getattr(s, name)}")
 
 
 def _check_security(s: Settings) -> None:

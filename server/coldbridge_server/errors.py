@@ -11,7 +11,8 @@ The hierarchy::
     ├── NotReadyError                the model is not loaded / warmed up yet -> UNAVAILABLE
     ├── UnauthenticatedError         no valid bearer token (security) -> UNAUTHENTICATED
     ├── PermissionDeniedError        the token lacks the method's role -> PERMISSION_DENIED
-    └── CapacityError(setting, msg)  a concurrency cap is reached -> RESOURCE_EXHAUSTED
+    ├── CapacityError(setting, msg)  a concurrency cap is reached -> RESOURCE_EXHAUSTED
+    └── BundleRefusedError           a hot reload refused its bundle -> FAILED_PRECONDITION
 
 Errors carry their subject (the setting, file or request field) as an attribute and in
 their message. Start-up errors are raised before the server accepts traffic; request errors
@@ -24,6 +25,7 @@ from pathlib import Path
 
 __all__ = [
     "BundleError",
+    "BundleRefusedError",
     "CapacityError",
     "ColdbridgeError",
     "ConfigError",
@@ -101,6 +103,10 @@ class UnauthenticatedError(ColdbridgeError):
 
 class PermissionDeniedError(ColdbridgeError):
     """The call's token does not hold the role its method needs."""
+
+
+class BundleRefusedError(ColdbridgeError):
+    """A hot reload refused its bundle (the old one keeps serving); the message says why."""
 
 
 class CapacityError(ColdbridgeError):

@@ -8,6 +8,7 @@ Both servicers (``serving.servicer`` and ``streaming.servicer``) translate throu
 ``UnauthenticatedError``   ``UNAUTHENTICATED``
 ``PermissionDeniedError``  ``PERMISSION_DENIED``
 ``CapacityError``          ``RESOURCE_EXHAUSTED``
+``BundleRefusedError``     ``FAILED_PRECONDITION``
 other ``ColdbridgeError``  ``INTERNAL`` (logged)
 =========================  ====================
 
@@ -25,6 +26,7 @@ from coldbridge.v1 import recommender_pb2
 
 from coldbridge_server.core import Blend, Provenance, Stage
 from coldbridge_server.errors import (
+    BundleRefusedError,
     CapacityError,
     ColdbridgeError,
     InvalidRequestError,
@@ -43,6 +45,7 @@ _STATUS: tuple[tuple[type[ColdbridgeError], grpc.StatusCode], ...] = (
     (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (CapacityError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (BundleRefusedError, grpc.StatusCode.FAILED_PRECONDITION),
     (ColdbridgeError, grpc.StatusCode.INTERNAL),
 )
 _PROVENANCE = {

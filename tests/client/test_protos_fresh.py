@@ -29,7 +29,11 @@ def test_generated_package_imports() -> None:
 
     assert events_pb2.DESCRIPTOR.package == "coldbridge.v1"
     assert hasattr(events_pb2_grpc, "EventsStub")
+    from coldbridge.v1 import admin_pb2_grpc
+
+    assert hasattr(admin_pb2_grpc, "AdminStub")
     assert run_codegen.PROTO_FILES == (
+        "coldbridge/v1/admin.proto",
         "coldbridge/v1/events.proto",
         "coldbridge/v1/recommender.proto",
     )

@@ -137,6 +137,11 @@ class RecommendationEngine:
         self.scorer.warmup()
         self._ready.set()
 
+    def close(self) -> None:
+        """Stop the top-k batcher (after a hot reload replaced this engine)."""
+        if self._batcher is not None:
+            self._batcher.close()
+
     def recommend(
         self,
         user_id: str,

@@ -29,8 +29,9 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     def Recommend(  # noqa: N802 - gRPC method name
         self, request: recommender_pb2.RecommendRequest, context: grpc.ServicerContext
     ) -> recommender_pb2.RecommendResponse:
+        engine = self.engine  # one generation per call: a hot reload swaps self.engine
         with map_errors(context):
-            result = self.engine.recommend(
+            result = engine.recommend(
                 request.user_id,
                 request.k,
                 request.exclude_item_ids,
@@ -41,8 +42,8 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         return recommender_pb2.RecommendResponse(
             items=_items(result),
             provenance=provenance_pb(result.provenance),
-            model_version=self.engine.bundle.version,
-            strategy=result.strategy or self.engine.bundle.strategy,
+            model_version=engine.bundle.version,
+            strategy=result.strategy or engine.bundle.strategy,
             fallback_reason=result.fallback_reason,
             unknown_item_ids=result.unknown_item_ids,
             stage=stage_pb(result.stage),
@@ -52,8 +53,9 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     def Score(  # noqa: N802 - gRPC method name
         self, request: recommender_pb2.ScoreRequest, context: grpc.ServicerContext
     ) -> recommender_pb2.ScoreResponse:
+        engine = self.engine
         with map_errors(context):
-            result = self.engine.score(
+            result = engine.score(
                 request.user_id,
                 request.item_ids,
                 request.source_item_ids,
@@ -63,8 +65,8 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             items=_items(result),
             unknown_item_ids=result.unknown_item_ids,
             provenance=provenance_pb(result.provenance),
-            model_version=self.engine.bundle.version,
-            strategy=result.strategy or self.engine.bundle.strategy,
+            model_version=engine.bundle.version,
+            strategy=result.strategy or engine.bundle.strategy,
             fallback_reason=result.fallback_reason,
             stage=stage_pb(result.stage),
             blend=blend_pb(result.blend),

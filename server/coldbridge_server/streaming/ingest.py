@@ -116,6 +116,9 @@ class Ingestor:
         self._since_snapshot = 0
         self._thread: threading.Thread | None = None
         self._running = threading.Event()
+        self.writer_lock = threading.Lock()
+        """Held by the writer while it processes a group; holding it pauses the writer (and
+        grants the store to the holder: hot reload reads the log and swaps under it)."""
 
     @property
     def store(self) -> EventStore:
@@ -156,10 +159,33 @@ class Ingestor:
             self._running.clear()
             self._queue.put(None)
             self._thread.join()
-            self._snapshot()
+            with self.writer_lock:  # a hot reload checks `running` under it
+                self._snapshot()
         if self._store is not None:
             self._store.close()
             self._store = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the writer thread accepts batches (after recovery, before close)."""
+        return self._running.is_set()
+
+    def replace_updater(self, updater: OnlineUpdater, *, rebuilt: bool) -> None:
+        """Apply the next batches with ``updater`` (a reloaded bundle's); hold ``writer_lock``.
+
+        ``updater`` must already hold every logged event. The stored snapshot is rewritten
+        for its bundle: all users when the states were ``rebuilt``, else the changed ones.
+        """
+        self.updater, self.bundle = updater, updater.bundle
+        if rebuilt:
+            self.store.write_snapshot(
+                updater.states, self.store.last_seq, self.bundle.version, replace=True
+            )
+            self._dirty.clear()
+            self._since_snapshot = 0
+        else:
+            self._snapshot()
+        self._update_gauges()
 
     def _run(self) -> None:
         while True:
@@ -172,7 +198,8 @@ class Ingestor:
                     break
             batches = [p for p in group if p is not None]
             if batches:
-                self._process(batches)
+                with self.writer_lock:
+                    self._process(batches)
             if None in group:
                 return
 
