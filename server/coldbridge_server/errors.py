@@ -8,7 +8,9 @@ The hierarchy::
     │   └── BundleError(path, msg)   the bundle directory is corrupt or incomplete
     ├── InvalidRequestError(field, msg)
     │                                a request violates the API contract -> INVALID_ARGUMENT
-    └── NotReadyError                the model is not loaded / warmed up yet -> UNAVAILABLE
+    ├── NotReadyError                the model is not loaded / warmed up yet -> UNAVAILABLE
+    └── StorageError                 the durable state cannot be written (I/O) -> UNAVAILABLE
+        └── StorageFullError         ... because the disk (or size limit) is full -> RESOURCE_EXHAUSTED
 
 Errors carry their subject (the setting, file or request field) as an attribute and in
 their message. Start-up errors are raised before the server accepts traffic; request errors
@@ -26,6 +28,8 @@ __all__ = [
     "InvalidRequestError",
     "ModelLoadError",
     "NotReadyError",
+    "StorageError",
+    "StorageFullError",
 ]
 
 
@@ -87,3 +91,14 @@ class InvalidRequestError(ColdbridgeError):
 
 class NotReadyError(ColdbridgeError):
     """The server has not finished loading and warming up its model."""
+
+
+class StorageError(ColdbridgeError):
+    """The durable event log or snapshot could not be written (an I/O error).
+
+    Nothing of the failed write is stored; the message carries the backend's cause.
+    """
+
+
+class StorageFullError(StorageError):
+    """The disk (or the configured size limit) of the durable state is full."""

@@ -5,6 +5,8 @@ Both servicers (``serving.servicer`` and ``streaming.servicer``) translate throu
 =========================  ====================
 ``InvalidRequestError``    ``INVALID_ARGUMENT``
 ``NotReadyError``          ``UNAVAILABLE``
+``StorageFullError``       ``RESOURCE_EXHAUSTED``
+``StorageError``           ``UNAVAILABLE``
 other ``ColdbridgeError``  ``INTERNAL`` (logged)
 =========================  ====================
 
@@ -21,7 +23,13 @@ import grpc
 from coldbridge.v1 import recommender_pb2
 
 from coldbridge_server.core import Blend, Provenance, Stage
-from coldbridge_server.errors import ColdbridgeError, InvalidRequestError, NotReadyError
+from coldbridge_server.errors import (
+    ColdbridgeError,
+    InvalidRequestError,
+    NotReadyError,
+    StorageError,
+    StorageFullError,
+)
 
 __all__ = ["blend_pb", "map_errors", "provenance_pb", "stage_pb", "status_code"]
 
@@ -30,6 +38,8 @@ logger = logging.getLogger(__name__)
 _STATUS: tuple[tuple[type[ColdbridgeError], grpc.StatusCode], ...] = (
     (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotReadyError, grpc.StatusCode.UNAVAILABLE),
+    (StorageFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (StorageError, grpc.StatusCode.UNAVAILABLE),
     (ColdbridgeError, grpc.StatusCode.INTERNAL),
 )
 _PROVENANCE = {
