@@ -46,6 +46,7 @@ class Timeouts:
     model_info: float | None = 5.0
     ingest: float | None = 10.0
     user_state: float | None = 2.0
+    delete_user: float | None = 30.0
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,6 @@ class Settings:
 
     # --- security (TLS, tokens, exposure) ---
 
-
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError("port", f"must be in 0..65535, got {self.port}")
@@ -276,9 +275,7 @@ def _check_storage(s: Settings) -> None:
         if getattr(s, name) < 0:
             raise ConfigError(name, f"must be >= 0, got {getattr(s, name)}")
     if not s.storage_retry_seconds > 0:
-        raise ConfigError(
-            "storage_retry_seconds", f"must be > 0, got {s.storage_retry_seconds}"
-        )
+        raise ConfigError("storage_retry_seconds", f"must be > 0, got {s.storage_retry_seconds}")
     if not 0 <= s.event_retention_seconds < float("inf"):
         raise ConfigError(
             "event_retention_seconds", f"must be >= 0 and finite, got {s.event_retention_seconds}"

@@ -10,7 +10,7 @@ The hierarchy::
     │                                a request violates the API contract -> INVALID_ARGUMENT
     ├── NotReadyError                the model is not loaded / warmed up yet -> UNAVAILABLE
     └── StorageError                 the durable state cannot be written (I/O) -> UNAVAILABLE
-        └── StorageFullError         ... because the disk (or size limit) is full -> RESOURCE_EXHAUSTED
+        └── StorageFullError         the disk (or size limit) is full -> RESOURCE_EXHAUSTED
 
 Errors carry their subject (the setting, file or request field) as an attribute and in
 their message. Start-up errors are raised before the server accepts traffic; request errors

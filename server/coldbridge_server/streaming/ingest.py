@@ -51,7 +51,6 @@ __all__ = ["BatchResult", "Erasure", "Ingestor", "Pending"]
 
 logger = logging.getLogger(__name__)
 _MAX_GROUP = 64
-_IDLE = object()  # the queue stayed empty until the next storage retry
 _W = TypeVar("_W", bound="_Work")
 
 
@@ -241,12 +240,12 @@ class Ingestor:
         """The writer: take up to 64 requests, handle them; never dies on an exception."""
         stop = False
         while not stop:
+            group: list[_Work | None] = []
             try:
-                first = self._queue.get(timeout=self.health.wait_timeout())
+                group.append(self._queue.get(timeout=self.health.wait_timeout()))
             except queue.Empty:
-                first = _IDLE
-            group = [first]
-            while first not in (None, _IDLE) and len(group) < _MAX_GROUP:
+                pass  # a storage retry is due
+            while group and group[-1] is not None and len(group) < _MAX_GROUP:
                 try:
                     group.append(self._queue.get_nowait())
                 except queue.Empty:

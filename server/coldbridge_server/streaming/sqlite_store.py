@@ -264,17 +264,22 @@ class _Transaction:
             try:
                 self._db.execute("COMMIT")
                 return
-            except sqlite3.Error as error:
-                exc = error
+            except sqlite3.Error as commit_error:
+                exc = commit_error
+                self._rollback()
+                raise storage_error(exc, self._path, self._what) from exc
+        self._rollback()
+        if isinstance(exc, (sqlite3.Error, OSError)):
+            translated = storage_error(exc, self._path, self._what)
+            if translated is not exc:
+                raise translated from exc
+
+    def _rollback(self) -> None:
         if self._db.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL / IOERR
             try:
                 self._db.execute("ROLLBACK")
             except sqlite3.Error:
                 logger.exception("rollback after %s failed", self._what)
-        if isinstance(exc, (sqlite3.Error, OSError)):
-            error = storage_error(exc, self._path, self._what)
-            if error is not exc or kind is None:
-                raise error from exc
 
 
 def storage_error(exc: BaseException, path: Path, what: str) -> BaseException:
