@@ -17,6 +17,14 @@ are published, so an acknowledged event is both durable and visible. Start-up re
 (:mod:`~coldbridge_server.streaming.replay`) loads the snapshot and replays the log after it
 before the writer starts. Durable state is reached only through the
 :class:`~coldbridge_server.streaming.store.EventStore` interface.
+
+The writer never dies: a batch that fails inside the store in a group commit is retried
+alone (only it fails); a storage fault (disk full, I/O error) fails the group with
+``StorageFullError`` / ``StorageError`` and is tracked by
+:class:`~coldbridge_server.streaming.faults.StorageHealth` (Events health, retries); a failed
+snapshot is retried later while ingest goes on. An erasure (:meth:`Ingestor.delete_user`)
+is queued like a batch, so it is ordered with the user's in-flight events. After each
+snapshot, retention compacts the events it covers.
 """
 
 from __future__ import annotations
@@ -28,7 +36,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from coldbridge_server.bundle import Bundle
@@ -46,68 +53,13 @@ from coldbridge_server.streaming.validate import (
     is_plain_target,
     validate,
 )
+from coldbridge_server.streaming.work import BatchResult, Erasure, Pending, Work
 
 __all__ = ["BatchResult", "Erasure", "Ingestor", "Pending"]
 
 logger = logging.getLogger(__name__)
 _MAX_GROUP = 64
-_W = TypeVar("_W", bound="_Work")
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """Outcome of one batch: accepted count, rejections, log position of its last event."""
-
-    accepted: int
-    rejections: tuple[Rejection, ...]
-    log_position: int
-
-
-@dataclass(eq=False)
-class _Work:
-    """A queued request for the writer; :meth:`wait` blocks until the writer handled it."""
-
-    done: threading.Event = field(default_factory=threading.Event, init=False)
-    error: BaseException | None = field(default=None, init=False)
-
-    def fail(self, error: BaseException) -> None:
-        """Release the waiter with ``error``."""
-        self.error = error
-        self.done.set()
-
-    def _wait(self) -> None:
-        self.done.wait()
-        if self.error is not None:
-            raise self.error
-
-
-@dataclass(eq=False)
-class Pending(_Work):
-    """A submitted batch; :meth:`wait` returns its result once durable and applied."""
-
-    events: Sequence[Event] = ()
-    result: BatchResult | None = field(default=None, init=False)
-
-    def wait(self) -> BatchResult:
-        """Block until the writer processed the batch; re-raise its error if it failed."""
-        self._wait()
-        assert self.result is not None
-        return self.result
-
-
-@dataclass(eq=False)
-class Erasure(_Work):
-    """A queued :meth:`Ingestor.delete_user`; :meth:`wait` returns the deleted events."""
-
-    user_id: str = ""
-    result: int | None = field(default=None, init=False)
-    had_state: bool = field(default=False, init=False)
-
-    def wait(self) -> int:
-        """Block until the deletion is durable; return the number of deleted events."""
-        self._wait()
-        assert self.result is not None
-        return self.result
+_W = TypeVar("_W", bound=Work)
 
 
 class Ingestor:
@@ -155,7 +107,7 @@ class Ingestor:
         self.retention_seconds = retention_seconds
         self.retention_events = retention_events
         self.health = StorageHealth(retry_seconds, metrics)
-        self._queue: queue.Queue[_Work | None] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[Work | None] = queue.Queue(maxsize=queue_size)
         self._event_ids: set[str] = set()
         self._dirty: set[str] = set()
         self._since_snapshot = 0
@@ -240,7 +192,7 @@ class Ingestor:
         """The writer: take up to 64 requests, handle them; never dies on an exception."""
         stop = False
         while not stop:
-            group: list[_Work | None] = []
+            group: list[Work | None] = []
             try:
                 group.append(self._queue.get(timeout=self.health.wait_timeout()))
             except queue.Empty:
@@ -251,7 +203,7 @@ class Ingestor:
                 except queue.Empty:
                     break
             stop = None in group
-            self._guarded([w for w in group if isinstance(w, _Work)])
+            self._guarded([w for w in group if isinstance(w, Work)])
         while True:  # nothing can be queued any more (submit checks _running under the lock)
             try:
                 left = self._queue.get_nowait()
@@ -260,7 +212,7 @@ class Ingestor:
             if left is not None:
                 left.fail(NotReadyError("the server is shutting down"))
 
-    def _guarded(self, work: list[_Work]) -> None:
+    def _guarded(self, work: list[Work]) -> None:
         try:
             if self.health.retry_due():
                 self._retry()
@@ -272,7 +224,7 @@ class Ingestor:
                 if not item.done.is_set():
                     item.fail(error)
 
-    def _handle(self, work: list[_Work]) -> None:
+    def _handle(self, work: list[Work]) -> None:
         """Batches in a row share one group commit; an erasure is applied between them."""
         run: list[Pending] = []
         for item in work:
