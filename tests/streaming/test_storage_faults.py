@@ -252,3 +252,28 @@ def test_an_unexpected_writer_error_is_visible_in_health_and_ingest_goes_on(
         assert health(c) == NOT_SERVING  # the state may not match the log: restart needed
         assert c.metric("coldbridge_storage_errors_total", operation="apply", kind="other") == 1
         assert c.events.IngestEvents(batch(2, *events_of("u1", 2))).accepted == 2  # alive
+
+
+def test_disk_full_at_start_up_still_serves_recommend_and_recovers(
+    tiny_bundle: TinyBundle, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    settings: dict[str, Any] = dict(snapshot_every_events=100_000, **FAST_RETRY)
+    with serving(tiny_bundle.path, state, **settings) as c:
+        for n in range(300):
+            assert c.events.IngestEvents(batch(n, *events_of(f"new-{n}", 1))).accepted == 1
+        served = c.scores("new-7")
+        ingestor = c.server.ingestor
+        ingestor.close = ingestor.store.close  # type: ignore[method-assign]  # a crash
+    # the disk is full: the snapshot after the replay (300 new user states) cannot be written
+    with serving(tiny_bundle.path, state, state_max_bytes=1, **settings) as c:
+        np.testing.assert_array_equal(c.scores("new-7"), served)  # recovered, serving
+        wait_for(lambda: health(c) == NOT_SERVING, "Events NOT_SERVING: the snapshot failed")
+        assert health(c, "") == SERVING
+        assert c.metric("coldbridge_storage_errors_total", operation="snapshot", kind="full") >= 1
+        c.server.ingestor.store.max_bytes = 0
+        wait_for(lambda: health(c) == SERVING, "SERVING once the snapshot is written")
+        ingestor = c.server.ingestor
+        ingestor.close = ingestor.store.close  # type: ignore[method-assign]  # a crash again
+    with contextlib.closing(sqlite3.connect(state / "coldbridge.sqlite3")) as db:
+        assert db.execute("SELECT COUNT(*) FROM user_state").fetchone()[0] == 300

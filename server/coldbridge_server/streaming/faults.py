@@ -64,8 +64,11 @@ class StorageHealth:
 
     def failed(self, operation: str, exc: BaseException) -> None:
         """Record a failed ``operation`` (logged, counted, health ``NOT_SERVING``)."""
-        kind = fault_kind(exc)
-        logger.error("storage %s failed (%s): %s", operation, kind, exc, exc_info=exc)
+        kind, again = fault_kind(exc), operation in self.faults
+        if again:  # once per retry: no traceback
+            logger.warning("storage %s still failing (%s): %s", operation, kind, exc)
+        else:
+            logger.error("storage %s failed (%s): %s", operation, kind, exc, exc_info=exc)
         self._count(operation, kind)
         was = self.serving
         self.faults[operation] = f"{operation}: {exc}"
@@ -113,14 +116,16 @@ class StorageHealth:
             self.metrics.storage_errors.labels(operation, kind).inc()
 
     def _changed(self, was: bool) -> None:
+        """Report a change, and every failure again (the status may have been overwritten,
+        e.g. by the end of the warm-up, which sets every service SERVING)."""
         now = self.serving
-        if now == was:
+        if now and was:
             return
         if self.metrics is not None:
             self.metrics.storage_ok.set(1 if now else 0)
         if now:
             logger.warning("event storage healthy again: Events health SERVING")
-        else:
+        elif was:
             logger.error("event storage failing, Events health NOT_SERVING: %s", self.reason)
         if self.on_change is not None:
             try:

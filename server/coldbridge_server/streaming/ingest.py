@@ -111,6 +111,7 @@ class Ingestor:
         self._event_ids: set[str] = set()
         self._dirty: set[str] = set()
         self._since_snapshot = 0
+        self._full_snapshot = False  # the next snapshot replaces all states (bundle change)
         self._thread: threading.Thread | None = None
         self._running = threading.Event()
         self._submit_lock = threading.Lock()
@@ -145,10 +146,16 @@ class Ingestor:
 
     def recover(self) -> int:
         """Load the snapshot, replay the log after it; return the number of replayed events."""
-        replayed = recover(self.store, self.updater)
+        replayed = recover(self.store, self.updater, self._recovery_snapshot_failed)
         self._event_ids.update(self.store.event_ids())
         self._update_gauges()
         return replayed
+
+    def _recovery_snapshot_failed(self, exc: Exception, replace: bool) -> None:
+        """Start anyway (the state is recovered in memory); the writer retries the snapshot."""
+        self.health.failed("snapshot", exc)
+        self._full_snapshot = self._full_snapshot or replace
+        self._dirty.update(state.user_id for state in self.updater.states)
 
     def submit(self, events: Sequence[Event]) -> Pending:
         """Queue a batch; blocks while the queue is full (backpressure)."""
@@ -370,15 +377,16 @@ class Ingestor:
 
     def _snapshot(self) -> None:
         """Snapshot the changed users, then compact; a failure is retried later."""
-        covered = self.store.last_seq
+        covered, full = self.store.last_seq, self._full_snapshot
         try:
-            snapshot(self.store, self.updater, self._dirty)
+            snapshot(self.store, self.updater, None if full else self._dirty, replace=full)
         except Exception as exc:  # the log has everything: ingest goes on
             self.health.failed("snapshot", exc)
             return
         finally:
             self._since_snapshot = 0
         self._dirty.clear()
+        self._full_snapshot = False
         self.health.succeeded("snapshot")
         self._compact(covered)
 
