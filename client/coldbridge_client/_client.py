@@ -212,6 +212,21 @@ class Client:
             self.timeouts.model_info,
         )
 
+    def delete_user(
+        self, user_id: str, *, timeout: float | None = None
+    ) -> events_pb2.DeleteUserResponse:
+        """Erase ``user_id``'s events and online state durably (``Events.DeleteUser``, admin).
+
+        Idempotent: deleting an unknown or already deleted user returns ``deleted_events=0``.
+        """
+        return self._unary(
+            "DeleteUser",
+            self.events.DeleteUser,
+            events_pb2.DeleteUserRequest(user_id=user_id),
+            timeout,
+            self.timeouts.delete_user,
+        )
+
     def stream_events(
         self,
         *,

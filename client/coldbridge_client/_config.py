@@ -47,6 +47,7 @@ class Timeouts:
     ingest: float | None = 10.0
     user_state: float | None = 2.0
     reload: float | None = 600.0
+    delete_user: float | None = 30.0
 
 
 @dataclass(frozen=True)

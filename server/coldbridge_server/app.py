@@ -192,6 +192,7 @@ def create_server(
         health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+    ingestor.on_health = _events_health(health_servicer)
     services: tuple[str, ...] = (SERVICE_NAME, EVENTS_SERVICE_NAME, ADMIN_SERVICE_NAME)
     services += (health.SERVICE_NAME, reflection.SERVICE_NAME)
     if settings.reflection:
@@ -309,7 +310,11 @@ def build_ingestor(
         raise ConfigError("state_dir", f"cannot create {settings.state_dir}: {exc}") from exc
 
     def open_store() -> EventStore:
-        return SqliteEventStore(settings.state_dir, synchronous=settings.state_sync)
+        return SqliteEventStore(
+            settings.state_dir,
+            synchronous=settings.state_sync,
+            max_bytes=settings.state_max_bytes,
+        )
 
     return Ingestor(
         open_store,
@@ -317,7 +322,20 @@ def build_ingestor(
         queue_size=settings.ingest_queue_size,
         snapshot_every=settings.snapshot_every_events,
         metrics=metrics,
+        retention_seconds=settings.event_retention_seconds,
+        retention_events=settings.event_retention_events,
+        retry_seconds=settings.storage_retry_seconds,
     )
+
+
+def _events_health(servicer: health.HealthServicer) -> Callable[[bool, str], None]:
+    """The ingest writer's storage health -> the ``coldbridge.v1.Events`` health status."""
+
+    def report(serving: bool, reason: str) -> None:
+        status = health_pb2.HealthCheckResponse
+        servicer.set(EVENTS_SERVICE_NAME, status.SERVING if serving else status.NOT_SERVING)
+
+    return report
 
 
 def client_address(host: str, port: int) -> str:

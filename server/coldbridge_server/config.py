@@ -221,6 +221,27 @@ class Settings:
     )
 
     # --- storage faults, erasure and retention ---
+    state_max_bytes: int = _setting(
+        0,
+        "Size limit of the event database file in bytes (SQLite max_page_count); 0 = none. "
+        "Reaching it acts like a full disk: ingest answers RESOURCE_EXHAUSTED and the Events "
+        "health is NOT_SERVING until space is freed (retention, DeleteUser) or the limit raised.",
+    )
+    storage_retry_seconds: float = _setting(
+        1.0,
+        "During a storage fault (disk full, I/O error), how often the ingest writer retries "
+        "the failed snapshot or probes the disk, to turn Events health SERVING again by itself.",
+    )
+    event_retention_seconds: float = _setting(
+        0.0,
+        "Delete logged events older than this once a snapshot covers them (0 = keep "
+        "forever). Event ids are recognised as duplicates only while their event is kept.",
+    )
+    event_retention_events: int = _setting(
+        0,
+        "Keep at most about this many newest events in the log; older ones are deleted once "
+        "a snapshot covers them (0 = no limit). Same idempotency caveat as the seconds.",
+    )
 
     # --- hot reload ---
     bundle_watch_seconds: float = _setting(
@@ -280,6 +301,7 @@ class Settings:
         _check_reload(self)
         _check_security(self)
         _check_lifecycle(self)
+        _check_storage(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -358,6 +380,19 @@ def _check_lifecycle(s: Settings) -> None:
     for name in ("keepalive_seconds", "keepalive_timeout_seconds"):
         if not getattr(s, name) > 0:
             raise ConfigError(name, f"must be > 0, got {getattr(s, name)}")
+
+
+def _check_storage(s: Settings) -> None:
+    """Range checks of the storage-fault, erasure and retention settings."""
+    for name in ("state_max_bytes", "event_retention_events"):
+        if getattr(s, name) < 0:
+            raise ConfigError(name, f"must be >= 0, got {getattr(s, name)}")
+    if not s.storage_retry_seconds > 0:
+        raise ConfigError("storage_retry_seconds", f"must be > 0, got {s.storage_retry_seconds}")
+    if not 0 <= s.event_retention_seconds < float("inf"):
+        raise ConfigError(
+            "event_retention_seconds", f"must be >= 0 and finite, got {s.event_retention_seconds}"
+        )
 
 
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}

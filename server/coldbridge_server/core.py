@@ -169,6 +169,10 @@ class UserStates:
         for listener in self._listeners:
             listener(state)
 
+    def discard(self, user_id: str) -> UserState | None:
+        """Remove the state of ``user_id`` (erasure); return it, or ``None`` if it had none."""
+        return self._states.pop(user_id, None)
+
     def __len__(self) -> int:
         return len(self._states)
 

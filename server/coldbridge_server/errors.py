@@ -12,7 +12,9 @@ The hierarchy::
     ├── UnauthenticatedError         no valid bearer token (security) -> UNAUTHENTICATED
     ├── PermissionDeniedError        the token lacks the method's role -> PERMISSION_DENIED
     ├── CapacityError(setting, msg)  a concurrency cap is reached -> RESOURCE_EXHAUSTED
-    └── BundleRefusedError           a hot reload refused its bundle -> FAILED_PRECONDITION
+    ├── BundleRefusedError           a hot reload refused its bundle -> FAILED_PRECONDITION
+    └── StorageError                 the durable state cannot be written (I/O) -> UNAVAILABLE
+        └── StorageFullError         the disk (or size limit) is full -> RESOURCE_EXHAUSTED
 
 Errors carry their subject (the setting, file or request field) as an attribute and in
 their message. Start-up errors are raised before the server accepts traffic; request errors
@@ -34,6 +36,8 @@ __all__ = [
     "NotReadyError",
     "PermissionDeniedError",
     "UnauthenticatedError",
+    "StorageError",
+    "StorageFullError",
 ]
 
 
@@ -123,3 +127,14 @@ class CapacityError(ColdbridgeError):
     def __init__(self, setting: str, message: str) -> None:
         self.setting = setting
         super().__init__(f"{message} (setting {setting})")
+
+
+class StorageError(ColdbridgeError):
+    """The durable event log or snapshot could not be written (an I/O error).
+
+    Nothing of the failed write is stored; the message carries the backend's cause.
+    """
+
+
+class StorageFullError(StorageError):
+    """The disk (or the configured size limit) of the durable state is full."""

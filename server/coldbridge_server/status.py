@@ -9,6 +9,8 @@ Both servicers (``serving.servicer`` and ``streaming.servicer``) translate throu
 ``PermissionDeniedError``  ``PERMISSION_DENIED``
 ``CapacityError``          ``RESOURCE_EXHAUSTED``
 ``BundleRefusedError``     ``FAILED_PRECONDITION``
+``StorageFullError``       ``RESOURCE_EXHAUSTED``
+``StorageError``           ``UNAVAILABLE``
 other ``ColdbridgeError``  ``INTERNAL`` (logged)
 =========================  ====================
 
@@ -32,6 +34,8 @@ from coldbridge_server.errors import (
     InvalidRequestError,
     NotReadyError,
     PermissionDeniedError,
+    StorageError,
+    StorageFullError,
     UnauthenticatedError,
 )
 
@@ -46,6 +50,8 @@ _STATUS: tuple[tuple[type[ColdbridgeError], grpc.StatusCode], ...] = (
     (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (CapacityError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (BundleRefusedError, grpc.StatusCode.FAILED_PRECONDITION),
+    (StorageFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (StorageError, grpc.StatusCode.UNAVAILABLE),
     (ColdbridgeError, grpc.StatusCode.INTERNAL),
 )
 _PROVENANCE = {

@@ -26,7 +26,7 @@ from coldbridge.v1 import recommender_pb2 as coldbridge_dot_v1_dot_recommender__
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63oldbridge/v1/events.proto\x12\rcoldbridge.v1\x1a\x1f\x63oldbridge/v1/recommender.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12%\n\x06\x64omain\x18\x04 \x01(\x0e\x32\x15.coldbridge.v1.Domain\x12&\n\x04kind\x18\x05 \x01(\x0e\x32\x18.coldbridge.v1.EventKind\x12\r\n\x05value\x18\x06 \x01(\x01\x12-\n\ttimestamp\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\nEventBatch\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12$\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x14.coldbridge.v1.Event\"r\n\x0e\x45ventRejection\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12.\n\x06reason\x18\x03 \x01(\x0e\x32\x1e.coldbridge.v1.RejectionReason\x12\x0f\n\x07message\x18\x04 \x01(\t\"w\n\x08\x45ventAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x31\n\nrejections\x18\x03 \x03(\x0b\x32\x1d.coldbridge.v1.EventRejection\x12\x14\n\x0clog_position\x18\x04 \x01(\x04\"&\n\x13GetUserStateRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\xd8\x02\n\tUserState\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12,\n\x05stage\x18\x02 \x01(\x0e\x32\x1d.coldbridge.v1.LifecycleStage\x12-\n\nprovenance\x18\x03 \x01(\x0e\x32\x19.coldbridge.v1.Provenance\x12\x10\n\x08strategy\x18\x04 \x01(\t\x12\x16\n\x0e\x62undle_version\x18\x05 \x01(\t\x12\x15\n\rsource_events\x18\x06 \x01(\x03\x12\x15\n\rtarget_events\x18\x07 \x01(\x03\x12\x16\n\x0eonline_updates\x18\x08 \x01(\x03\x12\x34\n\x10last_update_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nseen_items\x18\n \x01(\x03\x12#\n\x05\x62lend\x18\x10 \x01(\x0b\x32\x14.coldbridge.v1.Blend*F\n\x06\x44omain\x12\x16\n\x12\x44OMAIN_UNSPECIFIED\x10\x00\x12\x11\n\rDOMAIN_SOURCE\x10\x01\x12\x11\n\rDOMAIN_TARGET\x10\x02*W\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_KIND_IMPLICIT\x10\x01\x12\x15\n\x11\x45VENT_KIND_RATING\x10\x02*\x87\x02\n\x0fRejectionReason\x12 \n\x1cREJECTION_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19REJECTION_REASON_EMPTY_ID\x10\x01\x12#\n\x1fREJECTION_REASON_UNKNOWN_DOMAIN\x10\x02\x12!\n\x1dREJECTION_REASON_UNKNOWN_KIND\x10\x03\x12!\n\x1dREJECTION_REASON_UNKNOWN_ITEM\x10\x04\x12\"\n\x1eREJECTION_REASON_INVALID_VALUE\x10\x05\x12$\n REJECTION_REASON_DUPLICATE_EVENT\x10\x06\x32\xe2\x01\n\x06\x45vents\x12\x46\n\x0cStreamEvents\x12\x19.coldbridge.v1.EventBatch\x1a\x17.coldbridge.v1.EventAck(\x01\x30\x01\x12\x42\n\x0cIngestEvents\x12\x19.coldbridge.v1.EventBatch\x1a\x17.coldbridge.v1.EventAck\x12L\n\x0cGetUserState\x12\".coldbridge.v1.GetUserStateRequest\x1a\x18.coldbridge.v1.UserStateBX\n\x10io.coldbridge.v1P\x01ZBgithub.com/coldbridge/coldbridge/gen/go/coldbridge/v1;coldbridgev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63oldbridge/v1/events.proto\x12\rcoldbridge.v1\x1a\x1f\x63oldbridge/v1/recommender.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12%\n\x06\x64omain\x18\x04 \x01(\x0e\x32\x15.coldbridge.v1.Domain\x12&\n\x04kind\x18\x05 \x01(\x0e\x32\x18.coldbridge.v1.EventKind\x12\r\n\x05value\x18\x06 \x01(\x01\x12-\n\ttimestamp\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\nEventBatch\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12$\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x14.coldbridge.v1.Event\"r\n\x0e\x45ventRejection\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12.\n\x06reason\x18\x03 \x01(\x0e\x32\x1e.coldbridge.v1.RejectionReason\x12\x0f\n\x07message\x18\x04 \x01(\t\"w\n\x08\x45ventAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x31\n\nrejections\x18\x03 \x03(\x0b\x32\x1d.coldbridge.v1.EventRejection\x12\x14\n\x0clog_position\x18\x04 \x01(\x04\"&\n\x13GetUserStateRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"$\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"P\n\x12\x44\x65leteUserResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0e\x64\x65leted_events\x18\x02 \x01(\x03\x12\x11\n\thad_state\x18\x03 \x01(\x08\"\xd8\x02\n\tUserState\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12,\n\x05stage\x18\x02 \x01(\x0e\x32\x1d.coldbridge.v1.LifecycleStage\x12-\n\nprovenance\x18\x03 \x01(\x0e\x32\x19.coldbridge.v1.Provenance\x12\x10\n\x08strategy\x18\x04 \x01(\t\x12\x16\n\x0e\x62undle_version\x18\x05 \x01(\t\x12\x15\n\rsource_events\x18\x06 \x01(\x03\x12\x15\n\rtarget_events\x18\x07 \x01(\x03\x12\x16\n\x0eonline_updates\x18\x08 \x01(\x03\x12\x34\n\x10last_update_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nseen_items\x18\n \x01(\x03\x12#\n\x05\x62lend\x18\x10 \x01(\x0b\x32\x14.coldbridge.v1.Blend*F\n\x06\x44omain\x12\x16\n\x12\x44OMAIN_UNSPECIFIED\x10\x00\x12\x11\n\rDOMAIN_SOURCE\x10\x01\x12\x11\n\rDOMAIN_TARGET\x10\x02*W\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_KIND_IMPLICIT\x10\x01\x12\x15\n\x11\x45VENT_KIND_RATING\x10\x02*\x87\x02\n\x0fRejectionReason\x12 \n\x1cREJECTION_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19REJECTION_REASON_EMPTY_ID\x10\x01\x12#\n\x1fREJECTION_REASON_UNKNOWN_DOMAIN\x10\x02\x12!\n\x1dREJECTION_REASON_UNKNOWN_KIND\x10\x03\x12!\n\x1dREJECTION_REASON_UNKNOWN_ITEM\x10\x04\x12\"\n\x1eREJECTION_REASON_INVALID_VALUE\x10\x05\x12$\n REJECTION_REASON_DUPLICATE_EVENT\x10\x06\x32\xb5\x02\n\x06\x45vents\x12\x46\n\x0cStreamEvents\x12\x19.coldbridge.v1.EventBatch\x1a\x17.coldbridge.v1.EventAck(\x01\x30\x01\x12\x42\n\x0cIngestEvents\x12\x19.coldbridge.v1.EventBatch\x1a\x17.coldbridge.v1.EventAck\x12L\n\x0cGetUserState\x12\".coldbridge.v1.GetUserStateRequest\x1a\x18.coldbridge.v1.UserState\x12Q\n\nDeleteUser\x12 .coldbridge.v1.DeleteUserRequest\x1a!.coldbridge.v1.DeleteUserResponseBX\n\x10io.coldbridge.v1P\x01ZBgithub.com/coldbridge/coldbridge/gen/go/coldbridge/v1;coldbridgev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,12 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'coldbridge.v1.events_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\020io.coldbridge.v1P\001ZBgithub.com/coldbridge/coldbridge/gen/go/coldbridge/v1;coldbridgev1'
-  _globals['_DOMAIN']._serialized_start=1008
-  _globals['_DOMAIN']._serialized_end=1078
-  _globals['_EVENTKIND']._serialized_start=1080
-  _globals['_EVENTKIND']._serialized_end=1167
-  _globals['_REJECTIONREASON']._serialized_start=1170
-  _globals['_REJECTIONREASON']._serialized_end=1433
+  _globals['_DOMAIN']._serialized_start=1128
+  _globals['_DOMAIN']._serialized_end=1198
+  _globals['_EVENTKIND']._serialized_start=1200
+  _globals['_EVENTKIND']._serialized_end=1287
+  _globals['_REJECTIONREASON']._serialized_start=1290
+  _globals['_REJECTIONREASON']._serialized_end=1553
   _globals['_EVENT']._serialized_start=112
   _globals['_EVENT']._serialized_end=312
   _globals['_EVENTBATCH']._serialized_start=314
@@ -50,8 +50,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENTACK']._serialized_end=619
   _globals['_GETUSERSTATEREQUEST']._serialized_start=621
   _globals['_GETUSERSTATEREQUEST']._serialized_end=659
-  _globals['_USERSTATE']._serialized_start=662
-  _globals['_USERSTATE']._serialized_end=1006
-  _globals['_EVENTS']._serialized_start=1436
-  _globals['_EVENTS']._serialized_end=1662
+  _globals['_DELETEUSERREQUEST']._serialized_start=661
+  _globals['_DELETEUSERREQUEST']._serialized_end=697
+  _globals['_DELETEUSERRESPONSE']._serialized_start=699
+  _globals['_DELETEUSERRESPONSE']._serialized_end=779
+  _globals['_USERSTATE']._serialized_start=782
+  _globals['_USERSTATE']._serialized_end=1126
+  _globals['_EVENTS']._serialized_start=1556
+  _globals['_EVENTS']._serialized_end=1865
 # @@protoc_insertion_point(module_scope)

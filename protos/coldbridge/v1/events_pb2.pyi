@@ -300,6 +300,58 @@ class GetUserStateRequest(_message.Message):
 Global___GetUserStateRequest: _TypeAlias = GetUserStateRequest  # noqa: Y015
 
 @_typing.final
+class DeleteUserRequest(_message.Message):
+    """Request for DeleteUser."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """Required. The user id."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteUserRequest: _TypeAlias = DeleteUserRequest  # noqa: Y015
+
+@_typing.final
+class DeleteUserResponse(_message.Message):
+    """Reply of DeleteUser."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    DELETED_EVENTS_FIELD_NUMBER: _builtins.int
+    HAD_STATE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The user id."""
+    deleted_events: _builtins.int
+    """Events of the user deleted from the log."""
+    had_state: _builtins.bool
+    """Whether the user had online state (false: nothing was known about them)."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        deleted_events: _builtins.int = ...,
+        had_state: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted_events", b"deleted_events", "had_state", b"had_state", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteUserResponse: _TypeAlias = DeleteUserResponse  # noqa: Y015
+
+@_typing.final
 class UserState(_message.Message):
     """Online-learning state of one user."""
 

@@ -50,6 +50,11 @@ class EventsStub:
                 request_serializer=coldbridge_dot_v1_dot_events__pb2.GetUserStateRequest.SerializeToString,
                 response_deserializer=coldbridge_dot_v1_dot_events__pb2.UserState.FromString,
                 _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/coldbridge.v1.Events/DeleteUser',
+                request_serializer=coldbridge_dot_v1_dot_events__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=coldbridge_dot_v1_dot_events__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
 
 
 class EventsServicer:
@@ -94,6 +99,22 @@ class EventsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteUser(self, request, context):
+        """Erase one user: their logged events, their snapshot state and their online
+        state, durably (a restart or a log replay cannot bring them back). The
+        deletion is ordered with the events queued before it: events acknowledged
+        before the reply are deleted; events sent after it start a new user (their
+        event ids are new again). Data trained into the bundle is not touched.
+        Requires the admin role.
+
+        Errors: INVALID_ARGUMENT when user_id is empty; RESOURCE_EXHAUSTED (disk
+        full) or UNAVAILABLE (I/O error) when the deletion could not be written
+        (nothing was deleted then).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +132,11 @@ def add_EventsServicer_to_server(servicer, server):
                     servicer.GetUserState,
                     request_deserializer=coldbridge_dot_v1_dot_events__pb2.GetUserStateRequest.FromString,
                     response_serializer=coldbridge_dot_v1_dot_events__pb2.UserState.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=coldbridge_dot_v1_dot_events__pb2.DeleteUserRequest.FromString,
+                    response_serializer=coldbridge_dot_v1_dot_events__pb2.DeleteUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -195,6 +221,33 @@ class Events:
             '/coldbridge.v1.Events/GetUserState',
             coldbridge_dot_v1_dot_events__pb2.GetUserStateRequest.SerializeToString,
             coldbridge_dot_v1_dot_events__pb2.UserState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coldbridge.v1.Events/DeleteUser',
+            coldbridge_dot_v1_dot_events__pb2.DeleteUserRequest.SerializeToString,
+            coldbridge_dot_v1_dot_events__pb2.DeleteUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

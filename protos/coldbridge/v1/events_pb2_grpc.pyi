@@ -68,6 +68,18 @@ class EventsStub:
 
     Errors: INVALID_ARGUMENT when user_id is empty.
     """
+    DeleteUser: _grpc.UnaryUnaryMultiCallable[_events_pb2.DeleteUserRequest, _events_pb2.DeleteUserResponse]
+    """Erase one user: their logged events, their snapshot state and their online
+    state, durably (a restart or a log replay cannot bring them back). The
+    deletion is ordered with the events queued before it: events acknowledged
+    before the reply are deleted; events sent after it start a new user (their
+    event ids are new again). Data trained into the bundle is not touched.
+    Requires the admin role.
+
+    Errors: INVALID_ARGUMENT when user_id is empty; RESOURCE_EXHAUSTED (disk
+    full) or UNAVAILABLE (I/O error) when the deletion could not be written
+    (nothing was deleted then).
+    """
 
 @_typing.type_check_only
 class EventsAsyncStub(EventsStub):
@@ -99,6 +111,18 @@ class EventsAsyncStub(EventsStub):
     """The online-learning state of one user.
 
     Errors: INVALID_ARGUMENT when user_id is empty.
+    """
+    DeleteUser: _aio.UnaryUnaryMultiCallable[_events_pb2.DeleteUserRequest, _events_pb2.DeleteUserResponse]  # type: ignore[assignment]
+    """Erase one user: their logged events, their snapshot state and their online
+    state, durably (a restart or a log replay cannot bring them back). The
+    deletion is ordered with the events queued before it: events acknowledged
+    before the reply are deleted; events sent after it start a new user (their
+    event ids are new again). Data trained into the bundle is not touched.
+    Requires the admin role.
+
+    Errors: INVALID_ARGUMENT when user_id is empty; RESOURCE_EXHAUSTED (disk
+    full) or UNAVAILABLE (I/O error) when the deletion could not be written
+    (nothing was deleted then).
     """
 
 class EventsServicer(metaclass=_abc_1.ABCMeta):
@@ -146,6 +170,24 @@ class EventsServicer(metaclass=_abc_1.ABCMeta):
         """The online-learning state of one user.
 
         Errors: INVALID_ARGUMENT when user_id is empty.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteUser(
+        self,
+        request: _events_pb2.DeleteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_pb2.DeleteUserResponse, _abc.Awaitable[_events_pb2.DeleteUserResponse]]:
+        """Erase one user: their logged events, their snapshot state and their online
+        state, durably (a restart or a log replay cannot bring them back). The
+        deletion is ordered with the events queued before it: events acknowledged
+        before the reply are deleted; events sent after it start a new user (their
+        event ids are new again). Data trained into the bundle is not touched.
+        Requires the admin role.
+
+        Errors: INVALID_ARGUMENT when user_id is empty; RESOURCE_EXHAUSTED (disk
+        full) or UNAVAILABLE (I/O error) when the deletion could not be written
+        (nothing was deleted then).
         """
 
 def add_EventsServicer_to_server(servicer: EventsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -204,6 +204,29 @@ class Metrics:
             registry=r,
         )
 
+        # --- storage faults, erasure and retention (recorded by streaming.ingest) ---
+        self.storage_errors = FastCounter(
+            "coldbridge_storage_errors_total",
+            "Failed writes of the event log or snapshots and other writer-thread errors, by "
+            "operation (append, snapshot, delete, compact, probe, apply, writer) and kind "
+            "(full, io, other).",
+            ("operation", "kind"),
+            registry=r,
+        )
+        self.storage_ok = Gauge(
+            "coldbridge_storage_ok",
+            "1 while the durable state is writable (Events health SERVING), 0 during a storage "
+            "fault or after an unrecoverable writer error.",
+            registry=r,
+        )
+        self.storage_ok.set(1)
+        self.events_erased = FastCounter(
+            "coldbridge_events_erased_total",
+            "Events deleted from the log, by reason (user: DeleteUser, retention: compaction).",
+            ("reason",),
+            registry=r,
+        )
+
     def grpc_series(self, service: str, method: str, rpc_type: str) -> GrpcSeries:
         """The ``grpc_server_*`` series of one method (the interceptor binds them once)."""
         return GrpcSeries(self, (service, method, rpc_type), self._grpc_lock)

@@ -17,21 +17,31 @@ are published, so an acknowledged event is both durable and visible. Start-up re
 (:mod:`~coldbridge_server.streaming.replay`) loads the snapshot and replays the log after it
 before the writer starts. Durable state is reached only through the
 :class:`~coldbridge_server.streaming.store.EventStore` interface.
+
+The writer never dies: a batch that fails inside the store in a group commit is retried
+alone (only it fails); a storage fault (disk full, I/O error) fails the group with
+``StorageFullError`` / ``StorageError`` and is tracked by
+:class:`~coldbridge_server.streaming.faults.StorageHealth` (Events health, retries); a failed
+snapshot is retried later while ingest goes on. An erasure (:meth:`Ingestor.delete_user`)
+is queued like a batch, so it is ordered with the user's in-flight events. After each
+snapshot, retention compacts the events it covers.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from typing import TypeVar
 
 from coldbridge_server.bundle import Bundle
-from coldbridge_server.errors import ColdbridgeError, NotReadyError
+from coldbridge_server.errors import ColdbridgeError, NotReadyError, StorageError
 from coldbridge_server.observability.metrics import Metrics
+from coldbridge_server.streaming.faults import HealthCallback, StorageHealth
 from coldbridge_server.streaming.replay import recover, snapshot
 from coldbridge_server.streaming.store import EventStore
 from coldbridge_server.streaming.update import OnlineUpdater
@@ -43,38 +53,13 @@ from coldbridge_server.streaming.validate import (
     is_plain_target,
     validate,
 )
+from coldbridge_server.streaming.work import BatchResult, Erasure, Pending, Work
 
-__all__ = ["BatchResult", "Ingestor", "Pending"]
+__all__ = ["BatchResult", "Erasure", "Ingestor", "Pending"]
 
 logger = logging.getLogger(__name__)
 _MAX_GROUP = 64
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """Outcome of one batch: accepted count, rejections, log position of its last event."""
-
-    accepted: int
-    rejections: tuple[Rejection, ...]
-    log_position: int
-
-
-@dataclass(eq=False)
-class Pending:
-    """A submitted batch; :meth:`wait` returns its result once durable and applied."""
-
-    events: Sequence[Event]
-    done: threading.Event = field(default_factory=threading.Event)
-    result: BatchResult | None = None
-    error: BaseException | None = None
-
-    def wait(self) -> BatchResult:
-        """Block until the writer processed the batch; re-raise its error if it failed."""
-        self.done.wait()
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
+_W = TypeVar("_W", bound=Work)
 
 
 class Ingestor:
@@ -93,6 +78,12 @@ class Ingestor:
         Applied events between two snapshots.
     metrics
         Optional Prometheus metrics.
+    retention_seconds, retention_events
+        Event-log retention (0 = keep): after each snapshot, the events it covers that are
+        older than ``retention_seconds`` or not among the newest ``retention_events`` are
+        deleted (:mod:`~coldbridge_server.streaming.faults` documents the fault handling).
+    retry_seconds
+        Pause between two attempts to recover from a storage fault.
     """
 
     def __init__(
@@ -103,6 +94,9 @@ class Ingestor:
         queue_size: int = 16,
         snapshot_every: int = 50_000,
         metrics: Metrics | None = None,
+        retention_seconds: float = 0.0,
+        retention_events: int = 0,
+        retry_seconds: float = 1.0,
     ) -> None:
         self._open_store = open_store
         self._store: EventStore | None = None
@@ -110,15 +104,20 @@ class Ingestor:
         self.bundle: Bundle = updater.bundle
         self.metrics = metrics
         self.snapshot_every = snapshot_every
-        self._queue: queue.Queue[Pending | None] = queue.Queue(maxsize=queue_size)
+        self.retention_seconds = retention_seconds
+        self.retention_events = retention_events
+        self.health = StorageHealth(retry_seconds, metrics)
+        self._queue: queue.Queue[Work | None] = queue.Queue(maxsize=queue_size)
         self._event_ids: set[str] = set()
         self._dirty: set[str] = set()
         self._since_snapshot = 0
+        self._full_snapshot = False  # the next snapshot replaces all states (bundle change)
         self._thread: threading.Thread | None = None
         self._running = threading.Event()
         self.writer_lock = threading.Lock()
         """Held by the writer while it processes a group; holding it pauses the writer (and
         grants the store to the holder: hot reload reads the log and swaps under it)."""
+        self._submit_lock = threading.Lock()
 
     @property
     def store(self) -> EventStore:
@@ -126,6 +125,20 @@ class Ingestor:
         if self._store is None:
             self._store = self._open_store()
         return self._store
+
+    @property
+    def on_health(self) -> HealthCallback | None:
+        """``callback(serving, reason)`` on every change of the storage health."""
+        return self.health.on_change
+
+    @on_health.setter
+    def on_health(self, callback: HealthCallback | None) -> None:
+        self.health.on_change = callback
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the writer (approximate)."""
+        return self._queue.qsize()
 
     def start(self) -> None:
         """Recover the state (snapshot + log replay), then start the writer thread."""
@@ -136,33 +149,47 @@ class Ingestor:
 
     def recover(self) -> int:
         """Load the snapshot, replay the log after it; return the number of replayed events."""
-        replayed = recover(self.store, self.updater)
+        replayed = recover(self.store, self.updater, self._recovery_snapshot_failed)
         self._event_ids.update(self.store.event_ids())
         self._update_gauges()
         return replayed
 
+    def _recovery_snapshot_failed(self, exc: Exception, replace: bool) -> None:
+        """Start anyway (the state is recovered in memory); the writer retries the snapshot."""
+        self.health.failed("snapshot", exc)
+        self._full_snapshot = self._full_snapshot or replace
+        self._dirty.update(state.user_id for state in self.updater.states)
+
     def submit(self, events: Sequence[Event]) -> Pending:
         """Queue a batch; blocks while the queue is full (backpressure)."""
-        if not self._running.is_set():
-            raise NotReadyError("the event ingest is not running")
-        pending = Pending(events)
-        self._queue.put(pending)
-        return pending
+        return self._put(Pending(events=events))
 
     def ingest(self, events: Sequence[Event]) -> BatchResult:
         """Submit a batch and wait until it is durable and applied."""
         return self.submit(events).wait()
 
+    def delete_user(self, user_id: str) -> Erasure:
+        """Queue the erasure of ``user_id``, ordered with the batches queued around it.
+
+        Once :meth:`Erasure.wait` returns, the user's events and state are deleted from the
+        log, the snapshot and memory; their later events start a new user.
+        """
+        return self._put(Erasure(user_id=user_id))
+
     def close(self) -> None:
         """Stop the writer after the queued batches, write a final snapshot, close the store."""
         if self._thread is not None and self._running.is_set():
-            self._running.clear()
-            self._queue.put(None)
+            with self._submit_lock:
+                self._running.clear()
+                self._queue.put(None)
             self._thread.join()
             with self.writer_lock:  # a hot reload checks `running` under it
                 self._snapshot()
         if self._store is not None:
-            self._store.close()
+            try:
+                self._store.close()
+            except Exception:
+                logger.exception("closing the event log failed")
             self._store = None
 
     @property
@@ -187,38 +214,98 @@ class Ingestor:
             self._snapshot()
         self._update_gauges()
 
+    def _put(self, work: _W) -> _W:
+        with self._submit_lock:
+            if not self._running.is_set():
+                raise NotReadyError("the event ingest is not running")
+            self._queue.put(work)
+        return work
+
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            group = [first]
-            while first is not None and len(group) < _MAX_GROUP:
+        """The writer: take up to 64 requests, handle them; never dies on an exception."""
+        stop = False
+        while not stop:
+            group: list[Work | None] = []
+            try:
+                group.append(self._queue.get(timeout=self.health.wait_timeout()))
+            except queue.Empty:
+                pass  # a storage retry is due
+            while group and group[-1] is not None and len(group) < _MAX_GROUP:
                 try:
                     group.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            batches = [p for p in group if p is not None]
-            if batches:
-                with self.writer_lock:
-                    self._process(batches)
-            if None in group:
+            stop = None in group
+            with self.writer_lock:  # holding it pauses the writer (hot reload)
+                self._guarded([w for w in group if isinstance(w, Work)])
+        while True:  # nothing can be queued any more (submit checks _running under the lock)
+            try:
+                left = self._queue.get_nowait()
+            except queue.Empty:
                 return
+            if left is not None:
+                left.fail(NotReadyError("the server is shutting down"))
+
+    def _guarded(self, work: list[Work]) -> None:
+        try:
+            if self.health.retry_due():
+                self._retry()
+            self._handle(work)
+        except Exception as exc:  # a bug: visible in health and to the waiters, never silent
+            self.health.fatal("writer", exc)
+            error = ColdbridgeError(f"ingest failed: {exc}")
+            for item in work:
+                if not item.done.is_set():
+                    item.fail(error)
+
+    def _handle(self, work: list[Work]) -> None:
+        """Batches in a row share one group commit; an erasure is applied between them."""
+        run: list[Pending] = []
+        for item in work:
+            if isinstance(item, Pending):
+                run.append(item)
+                continue
+            if run:
+                self._process(run)
+                run = []
+            if isinstance(item, Erasure):
+                self._erase(item)
+        if run:
+            self._process(run)
+
+    def _retry(self) -> None:
+        """During a storage fault: retry the snapshot, probe the store for the rest."""
+        if "snapshot" in self.health.faults:
+            self._snapshot()
+        others = [op for op in self.health.faults if op != "snapshot"]
+        if others:
+            try:
+                self.store.probe()
+            except Exception as exc:
+                self.health.failed("probe", exc)
+            else:
+                self.health.succeeded(*others)
 
     def _process(self, batches: list[Pending]) -> None:
         start, now = time.perf_counter(), time.time()
         accepted, rejections = self._validate(batches)
         events = [e for batch in accepted for e in batch]
-        try:
-            last = self.store.append(events, now) if events else self.store.last_seq
-        except Exception as exc:  # not logged: not applied, the client may resend
-            self._event_ids.difference_update(e.event_id for e in events)
-            return self._fail(batches, exc)
+        last = self.store.last_seq
+        if events:
+            try:
+                last = self.store.append(events, now)
+            except Exception as exc:  # not logged: not applied, the client may resend
+                self._event_ids.difference_update(e.event_id for e in events)
+                return self._append_failed(batches, exc)
+            self.health.succeeded("append", "probe")
         try:
             updates = self.updater.apply_many(events, now)
         except Exception as exc:  # logged: a restart replays it; never acknowledged here
-            return self._fail(batches, exc)
+            self.health.fatal("apply", exc)
+            return self._fail(batches, ColdbridgeError(f"ingest failed: {exc}"))
         self._dirty.update(event.user_id for event in events)
         self._since_snapshot += len(events)
-        if self._since_snapshot >= self.snapshot_every:
+        if self._since_snapshot >= self.snapshot_every and "snapshot" not in self.health.faults:
             self._snapshot()
         self._resolve(batches, accepted, rejections, last)
         if self.metrics is not None:
@@ -226,13 +313,50 @@ class Ingestor:
             self.metrics.event_apply_seconds.observe(time.perf_counter() - start)
             self._update_gauges()
 
-    def _fail(self, batches: list[Pending], exc: Exception) -> None:
-        logger.error("ingest of %d batches failed: %s", len(batches), exc, exc_info=exc)
-        error = ColdbridgeError(f"ingest failed: {exc}")
-        error.__cause__ = exc
+    def _append_failed(self, batches: list[Pending], exc: Exception) -> None:
+        if isinstance(exc, OSError):  # a store without its own translation
+            error: Exception = StorageError(f"append failed: I/O error ({exc})")
+            error.__cause__ = exc
+            exc = error
+        if isinstance(exc, StorageError):  # every batch of the group, alike
+            self.health.failed("append", exc)
+            return self._fail(batches, exc)
+        if len(batches) > 1:  # one batch is at fault: each alone, so only it fails
+            logger.warning(
+                "group commit of %d batches failed (%s): retrying each", len(batches), exc
+            )
+            for pending in batches:
+                self._process([pending])
+            return None
+        logger.error("a batch failed in the event log: %s", exc, exc_info=exc)
+        return self._fail(batches, ColdbridgeError(f"ingest failed: {exc}"))
+
+    def _fail(self, batches: list[Pending], error: Exception) -> None:
         for pending in batches:
-            pending.error = error
-            pending.done.set()
+            pending.fail(error)
+
+    def _erase(self, erasure: Erasure) -> None:
+        uid = erasure.user_id
+        try:
+            ids = self.store.delete_user(uid)
+        except Exception as exc:
+            if isinstance(exc, (StorageError, OSError)):
+                self.health.failed("delete", exc)
+            else:
+                logger.error("deleting user %r failed: %s", uid, exc, exc_info=exc)
+            error = exc if isinstance(exc, ColdbridgeError) else StorageError(f"delete: {exc}")
+            return erasure.fail(error)
+        self.health.succeeded("delete")
+        self._event_ids.difference_update(ids)
+        self._dirty.discard(uid)
+        erasure.had_state = self.updater.forget(uid)
+        erasure.result = len(ids)
+        logger.info("user erased: %d events deleted", len(ids))
+        if self.metrics is not None:
+            self.metrics.events_erased.labels("user").inc(len(ids))
+            self._update_gauges()
+        erasure.done.set()
+        return None
 
     def _validate(self, batches: list[Pending]) -> tuple[list[list[Event]], list[list[Rejection]]]:
         accepted: list[list[Event]] = []
@@ -246,7 +370,6 @@ class Ingestor:
                     ok.append(event)
                 else:
                     bad.append(Rejection(index, event.event_id, *problem))
-                    self._observe_rejected(event, problem[0])
             accepted.append(ok)
             rejected.append(bad)
         return accepted, rejected
@@ -273,14 +396,42 @@ class Ingestor:
     ) -> None:
         position = last - sum(len(a) for a in accepted)
         for pending, ok, bad in zip(batches, accepted, rejections, strict=True):
+            for rejection in bad:
+                self._observe_rejected(pending.events[rejection.index], rejection.reason)
             position += len(ok)
             pending.result = BatchResult(len(ok), tuple(bad), position if ok else 0)
             pending.done.set()
 
     def _snapshot(self) -> None:
-        snapshot(self.store, self.updater, self._dirty)
+        """Snapshot the changed users, then compact; a failure is retried later."""
+        covered, full = self.store.last_seq, self._full_snapshot
+        try:
+            snapshot(self.store, self.updater, None if full else self._dirty, replace=full)
+        except Exception as exc:  # the log has everything: ingest goes on
+            self.health.failed("snapshot", exc)
+            return
+        finally:
+            self._since_snapshot = 0
         self._dirty.clear()
-        self._since_snapshot = 0
+        self._full_snapshot = False
+        self.health.succeeded("snapshot")
+        self._compact(covered)
+
+    def _compact(self, covered: int) -> None:
+        """Retention: delete the events the snapshot covers that are past the limits."""
+        ids: list[str] = []
+        try:
+            if self.retention_events:
+                keep_from = self.store.last_seq - self.retention_events
+                ids += self.store.compact(min(covered, keep_from), math.inf)
+            if self.retention_seconds:
+                ids += self.store.compact(covered, time.time() - self.retention_seconds)
+        except Exception as exc:
+            self.health.failed("compact", exc)
+        self._event_ids.difference_update(ids)  # the idempotency window ends with retention
+        if ids and self.metrics is not None:
+            self.metrics.events_erased.labels("retention").inc(len(ids))
+            self._update_gauges()
 
     def _observe_applied(self, events: Sequence[Event], updates: Sequence[int]) -> None:
         if self.metrics is None:

@@ -10,7 +10,7 @@ does not know are skipped), then a full snapshot replaces the old one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from coldbridge_server.streaming.store import EventStore
 from coldbridge_server.streaming.update import OnlineUpdater
@@ -21,8 +21,17 @@ __all__ = ["recover", "snapshot"]
 logger = logging.getLogger(__name__)
 
 
-def recover(store: EventStore, updater: OnlineUpdater) -> int:
-    """Load the snapshot and replay the log after it; return the number of replayed events."""
+def recover(
+    store: EventStore,
+    updater: OnlineUpdater,
+    on_snapshot_error: Callable[[Exception, bool], None] | None = None,
+) -> int:
+    """Load the snapshot and replay the log after it; return the number of replayed events.
+
+    If writing the snapshot after the replay fails and ``on_snapshot_error`` is given, it is
+    called with the error and whether the snapshot had to replace all states, instead of
+    raising (the recovered states are in memory, the log is intact).
+    """
     bundle = updater.bundle
     version, seq = store.snapshot_info()
     same_bundle = version == bundle.version
@@ -37,9 +46,12 @@ def recover(store: EventStore, updater: OnlineUpdater) -> int:
             updater.apply(event, event.timestamp, evaluate=False)
             replayed += 1
     if replayed or not same_bundle:
-        store.write_snapshot(
-            updater.states, store.last_seq, bundle.version, replace=not same_bundle
-        )
+        try:
+            snapshot(store, updater, None, replace=not same_bundle)
+        except Exception as exc:
+            if on_snapshot_error is None:
+                raise
+            on_snapshot_error(exc, not same_bundle)
     logger.info(
         "online state: %d users, %d events replayed after log position %d",
         len(updater.states),
@@ -49,7 +61,19 @@ def recover(store: EventStore, updater: OnlineUpdater) -> int:
     return replayed
 
 
-def snapshot(store: EventStore, updater: OnlineUpdater, user_ids: Iterable[str]) -> None:
-    """Store the current states of ``user_ids`` as covering the whole log."""
-    states = [s for uid in user_ids if (s := updater.states.get(uid)) is not None]
-    store.write_snapshot(states, store.last_seq, updater.bundle.version)
+def snapshot(
+    store: EventStore,
+    updater: OnlineUpdater,
+    user_ids: Iterable[str] | None,
+    *,
+    replace: bool = False,
+) -> None:
+    """Store the current states of ``user_ids`` (``None``: all) as covering the whole log.
+
+    ``replace`` drops every other stored state (a full snapshot).
+    """
+    if user_ids is None:
+        states = list(updater.states)
+    else:
+        states = [s for uid in user_ids if (s := updater.states.get(uid)) is not None]
+    store.write_snapshot(states, store.last_seq, updater.bundle.version, replace=replace)

@@ -123,6 +123,18 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
             reply.last_update_time.FromNanoseconds(int(state.last_update * 1e9))
         return reply
 
+    def DeleteUser(  # noqa: N802 - gRPC method name
+        self, request: events_pb2.DeleteUserRequest, context: grpc.ServicerContext
+    ) -> events_pb2.DeleteUserResponse:
+        with map_errors(context):
+            if not request.user_id:
+                raise InvalidRequestError("user_id", "must be non-empty")
+            erasure = self.ingestor.delete_user(request.user_id)
+            deleted = erasure.wait()
+        return events_pb2.DeleteUserResponse(
+            user_id=request.user_id, deleted_events=deleted, had_state=erasure.had_state
+        )
+
     def _read(
         self,
         requests: Iterable[events_pb2.EventBatch],

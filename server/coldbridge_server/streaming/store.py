@@ -34,6 +34,13 @@ class EventStore(abc.ABC):
     in the order given: the log order *is* the apply order. If it raises, nothing of the
     batch is logged and ``last_seq`` / ``count`` are unchanged.
 
+    **Storage faults.** A full disk (or size limit) raises
+    :class:`~coldbridge_server.errors.StorageFullError`, any other I/O error
+    :class:`~coldbridge_server.errors.StorageError`, with the backend's cause in the message,
+    from every writing method; nothing of the failed write is kept, and the store stays usable
+    (the same call succeeds once space returns). Any other exception of :meth:`append` means
+    the batch itself is at fault.
+
     **Idempotency by event id.** Event ids are unique in the log: appending an id that is
     already logged must fail (raise) without logging any event of the batch. The ingest
     writer keeps the set of applied ids in memory, seeded from :meth:`event_ids` at
@@ -50,6 +57,10 @@ class EventStore(abc.ABC):
     order, with the fields they were appended with (an unset ``timestamp`` is stored as the
     batch's ``received_at``). Recovery is: load the snapshot, then apply
     ``events_after(snapshot_seq)``.
+
+    **Deletion.** :meth:`delete_user` (erasure) and :meth:`compact` (retention) remove events
+    and return their ids, atomically; positions of deleted events are never reused (a
+    restart continues after the highest position ever logged).
 
     A store is used by one thread at a time: the ingest writer (and recovery, before the
     writer starts).
@@ -100,6 +111,22 @@ class EventStore(abc.ABC):
 
         ``replace`` first drops every stored state (the snapshot then holds all users).
         """
+
+    @abc.abstractmethod
+    def delete_user(self, user_id: str) -> list[str]:
+        """Delete every event and the snapshot state of ``user_id``, durably and atomically.
+
+        Returns the deleted event ids.
+        """
+
+    @abc.abstractmethod
+    def compact(self, through_seq: int, received_before: float) -> list[str]:
+        """Delete the events at positions ``<= through_seq`` received before
+        ``received_before`` (a Unix time); return their ids."""
+
+    @abc.abstractmethod
+    def probe(self) -> None:
+        """Write and remove a little data durably: raises the storage fault while it lasts."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -259,6 +259,20 @@ class OnlineUpdater:
         self.states.publish(state)
         self.stages[self.stage(state).value] += 1
 
+    def forget(self, user_id: str) -> bool:
+        """Erase ``user_id``: unpublish their state and drop their learner state.
+
+        The user is NEW afterwards (or what the bundle alone says). Other users are not
+        affected: each user's learning depends only on their own events (item embeddings are
+        fixed, the learning rate is constant). Returns whether the user had online state.
+        """
+        old = self.states.discard(user_id)
+        for table in (self.learner.u_priors, self.learner.u_deltas, self.learner.u_updates):
+            table.pop(user_id, None)
+        if old is not None:
+            self.stages[self.stage(old).value] -= 1
+        return old is not None
+
     def stage(self, state: UserState) -> Stage:
         """Lifecycle stage of a user with online state ``state``."""
         uid = state.user_id
