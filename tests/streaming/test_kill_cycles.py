@@ -6,7 +6,7 @@ SIGKILL after a random delay. After every kill, every acknowledged event must be
 at the end every event sent is applied exactly once and the served state equals a serial
 replay of the log. The default run does 5 cycles; the 50-cycle soak is marked slow::
 
-    python -m pytest tests/streaming/test_kill_cycles.py -m slow -q -p no:cacheprovider -s
+    python -m pytest tests/streaming/test_kill_cycles.py -m soak -q -p no:cacheprovider -s
 """
 
 from __future__ import annotations
@@ -155,6 +155,7 @@ def test_kill_cycles_lose_nothing_and_apply_nothing_twice(
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # not in the default run: pytest tests/streaming/test_kill_cycles.py -m soak
 def test_fifty_kill_cycles_lose_nothing_and_apply_nothing_twice(
     start_process: Any,  # noqa: F811
     tiny_bundle: TinyBundle,
