@@ -38,7 +38,7 @@ from coldbridge_server.bundle import Bundle, load_bundle, resolve_bundle_dir
 from coldbridge_server.config import Settings
 from coldbridge_server.core import UserStates
 from coldbridge_server.errors import ConfigError
-from coldbridge_server.observability.interceptor import ServerInterceptor
+from coldbridge_server.observability.interceptor import ServerInterceptor, transport_limit
 from coldbridge_server.observability.metrics import Metrics, serve_metrics
 from coldbridge_server.server import HEALTH_SERVICES, ColdbridgeServer
 from coldbridge_server.serving.batch import TopkBatcher
@@ -53,6 +53,7 @@ from coldbridge_server.streaming.servicer import EVENTS_SERVICE_NAME, EventsServ
 from coldbridge_server.streaming.sqlite_store import SqliteEventStore
 from coldbridge_server.streaming.store import EventStore
 from coldbridge_server.streaming.update import OnlineUpdater
+from coldbridge_server.streaming.validate import EventPolicy
 
 __all__ = [
     "ColdbridgeServer",
@@ -141,8 +142,16 @@ def create_server(
     ingestor = build_ingestor(settings, engine.resolver, states, metrics)
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers),
-        interceptors=[ServerInterceptor(metrics, access_log=settings.access_log)],
-        options=[("grpc.max_receive_message_length", settings.max_message_bytes)],
+        interceptors=[
+            ServerInterceptor(
+                metrics,
+                access_log=settings.access_log,
+                max_message_bytes=settings.max_message_bytes,
+            )
+        ],
+        # the interceptor enforces max_message_bytes (a counted RESOURCE_EXHAUSTED); the
+        # transport refuses, uncounted, only messages over twice that
+        options=[("grpc.max_receive_message_length", transport_limit(settings.max_message_bytes))],
     )
     _add_recommender(RecommenderServicer(engine), grpc_server)
     _add_events(
@@ -152,6 +161,12 @@ def create_server(
             states,
             max_batch_events=settings.max_batch_events,
             window=settings.ingest_queue_size,
+            policy=EventPolicy(
+                max_id_bytes=settings.max_id_bytes,
+                min_rating=settings.min_rating,
+                max_rating=settings.max_rating,
+                ratings=bundle.feedback == "explicit",
+            ),
             metrics=metrics,
         ),
         grpc_server,
@@ -214,7 +229,11 @@ def build_engine(
         batcher = TopkBatcher(
             scorer.topk, max_batch=settings.topk_batch_size, observe_batch=observe_batch
         )
-    limits = Limits(max_k=settings.max_k, max_request_ids=settings.max_request_ids)
+    limits = Limits(
+        max_k=settings.max_k,
+        max_request_ids=settings.max_request_ids,
+        max_id_bytes=settings.max_id_bytes,
+    )
     return RecommendationEngine(
         bundle, limits, scorer=scorer, resolver=resolver, batcher=batcher, metrics=metrics
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -171,13 +172,25 @@ class Settings:
         "crc32(event_id) (1.0 = every event, 0 = none); the check scores all target items.",
     )
     # --- input limits (hostile clients) ---
+    max_id_bytes: int = _setting(
+        256,
+        "Longest string accepted in any request field, in UTF-8 bytes: user, item and event "
+        "ids, strategy names (longer -> INVALID_ARGUMENT naming the field). Must cover the "
+        "longest item id of the served bundle.",
+    )
+    min_rating: float = _setting(
+        0.0,
+        "Smallest EVENT_KIND_RATING value accepted (smaller -> the event is rejected with "
+        "REJECTION_REASON_INVALID_VALUE). Ratings are refused altogether by a bundle trained "
+        "on implicit feedback.",
+    )
+    max_rating: float = _setting(10.0, "Largest EVENT_KIND_RATING value accepted (see min_rating).")
 
     # --- concurrency, start-up and shutdown ---
 
     # --- storage faults, erasure and retention ---
 
     # --- security (TLS, tokens, exposure) ---
-
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -198,6 +211,7 @@ class Settings:
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError("log_level", f"unknown level {self.log_level!r}")
         _check_online(self)
+        _check_input(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -246,6 +260,17 @@ def _check_online(s: Settings) -> None:
         raise ConfigError(
             "prequential_sample_rate", f"must be in 0..1, got {s.prequential_sample_rate}"
         )
+
+
+def _check_input(s: Settings) -> None:
+    """Range checks of the input limits."""
+    if s.max_id_bytes < 1:
+        raise ConfigError("max_id_bytes", f"must be >= 1, got {s.max_id_bytes}")
+    for name in ("min_rating", "max_rating"):
+        if not math.isfinite(getattr(s, name)):
+            raise ConfigError(name, f"must be finite, got {getattr(s, name)}")
+    if s.min_rating > s.max_rating:
+        raise ConfigError("min_rating", f"{s.min_rating} exceeds max_rating={s.max_rating}")
 
 
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}

@@ -5,10 +5,13 @@ Both servicers (``serving.servicer`` and ``streaming.servicer``) translate throu
 =========================  ====================
 ``InvalidRequestError``    ``INVALID_ARGUMENT``
 ``NotReadyError``          ``UNAVAILABLE``
+``RequestTooLargeError``   ``RESOURCE_EXHAUSTED``
 other ``ColdbridgeError``  ``INTERNAL`` (logged)
 =========================  ====================
 
-Any other exception reaches the client as ``UNKNOWN`` (grpc's default).
+Any other exception reaches the client as ``UNKNOWN`` (grpc's default). Messages are cut
+at :data:`~coldbridge_server.limits.MAX_STATUS_CHARS` characters (client input in them is
+already quoted through :func:`~coldbridge_server.limits.shorten`).
 """
 
 from __future__ import annotations
@@ -21,15 +24,29 @@ import grpc
 from coldbridge.v1 import recommender_pb2
 
 from coldbridge_server.core import Blend, Provenance, Stage
-from coldbridge_server.errors import ColdbridgeError, InvalidRequestError, NotReadyError
+from coldbridge_server.errors import (
+    ColdbridgeError,
+    InvalidRequestError,
+    NotReadyError,
+    RequestTooLargeError,
+)
+from coldbridge_server.limits import MAX_STATUS_CHARS
 
-__all__ = ["blend_pb", "map_errors", "provenance_pb", "stage_pb", "status_code"]
+__all__ = [
+    "blend_pb",
+    "map_errors",
+    "provenance_pb",
+    "stage_pb",
+    "status_code",
+    "status_message",
+]
 
 logger = logging.getLogger(__name__)
 
 _STATUS: tuple[tuple[type[ColdbridgeError], grpc.StatusCode], ...] = (
     (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotReadyError, grpc.StatusCode.UNAVAILABLE),
+    (RequestTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ColdbridgeError, grpc.StatusCode.INTERNAL),
 )
 _PROVENANCE = {
@@ -66,7 +83,15 @@ def map_errors(context: grpc.ServicerContext) -> Iterator[None]:
         code = status_code(exc)
         if code is grpc.StatusCode.INTERNAL:
             logger.exception("internal error")
-        context.abort(code, str(exc))
+        context.abort(code, status_message(exc))
+
+
+def status_message(error: ColdbridgeError) -> str:
+    """The status message of ``error``, at most ``MAX_STATUS_CHARS`` characters."""
+    message = str(error)
+    if len(message) <= MAX_STATUS_CHARS:
+        return message
+    return f"{message[: MAX_STATUS_CHARS - 20]}… ({len(message)} chars)"
 
 
 def provenance_pb(provenance: Provenance) -> recommender_pb2.Provenance.ValueType:
