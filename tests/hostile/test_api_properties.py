@@ -14,6 +14,7 @@ About 10,000 examples in all, ``derandomize=True`` so that CI runs the same ones
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections.abc import Callable, Iterator
@@ -113,13 +114,18 @@ texts = st.one_of(
 )
 id_lists = st.lists(texts, max_size=12)
 int32 = st.integers(-(2**31), 2**31 - 1)
-doubles = st.one_of(st.floats(), st.sampled_from([0.0, 1.0, 5.0, 10.0, 10.000001, -0.0, 1e308]))
+doubles = st.one_of(
+    st.floats(),
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -1.0, 5.0, 10.0, 10.000001, 1e308]),
+)
 timestamps = st.one_of(
     st.none(),
     st.tuples(st.integers(-(2**63), 2**63 - 1), int32),
     st.tuples(st.integers(-62_135_596_800, 253_402_300_799), st.integers(0, 999_999_999)),
 )
-enums = st.integers(-3, 4)
+# valid values half of the time, so that one bad field is often the only one
+enums = st.one_of(st.sampled_from([1, 2]), st.integers(-3, 4))
+items = st.one_of(st.sampled_from(["v1", "v7", "v49", "g3", "g39"]), texts)
 
 
 @st.composite
@@ -127,7 +133,7 @@ def events(draw: st.DrawFn) -> epb.Event:
     message = epb.Event(
         event_id=draw(st.one_of(texts, st.uuids().map(str))),
         user_id=draw(texts),
-        item_id=draw(texts),
+        item_id=draw(items),
         domain=draw(enums),
         kind=draw(enums),
         value=draw(doubles),

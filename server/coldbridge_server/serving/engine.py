@@ -7,8 +7,8 @@ Documented behaviours
 * **Limits.** ``user_id`` must be non-empty; ``1 <= k <= max_k``; every id list holds at
   most ``max_request_ids`` entries; every string (``user_id``, ``strategy``, each listed id)
   is at most ``max_id_bytes`` UTF-8 bytes. Violations raise :class:`InvalidRequestError`
-  naming the field (``exclude_item_ids[3]``). A ``k`` larger than the number of (non-excluded) target items is *not* an
-  error: all of them are returned.
+  naming the field (``exclude_item_ids[3]``). A ``k`` larger than the number of
+  (non-excluded) target items is *not* an error: all of them are returned.
 * **Exclusions.** Known ``exclude_item_ids`` never appear in the answer; the model is
   asked for ``k + len(known exclusions)`` items (capped at the item count), the excluded
   ones are dropped and the first ``k`` kept, so exactly ``min(k, N - excluded)`` items

@@ -21,6 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from math import isfinite
 from typing import Any, NamedTuple
 
 import grpc
@@ -41,7 +42,6 @@ from coldbridge_server.streaming.validate import (
     Reason,
     Rejection,
     check_batch,
-    is_plain_target,
     validate,
 )
 
@@ -196,20 +196,27 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         quick = policy.max_id_bytes // 4  # no id of at most this many characters is too long
         rejected: list[Rejection] = []
         for index, (message, event) in enumerate(zip(messages, events, strict=True)):
-            if (
-                len(event.event_id) > quick
-                or len(event.user_id) > quick
-                or len(event.item_id) > quick
-            ):
+            eid, uid, iid = event.event_id, event.user_id, event.item_id
+            if len(eid) > quick or len(uid) > quick or len(iid) > quick:
                 policy.check_ids(index, event)
-            problem = None if is_plain_target(event, items) else validate(event, bundle)
+            if (  # the common event, inline: a plain implicit target event without timestamp
+                event.kind is Kind.IMPLICIT
+                and event.domain is Domain.TARGET
+                and eid
+                and uid
+                and iid in items
+                and isfinite(event.value)
+                and not message.HasField("timestamp")
+            ):
+                continue
+            problem = validate(event, bundle)
             if problem is None:
                 stamp = message.timestamp if message.HasField("timestamp") else None
                 why = policy.problem(event, None if stamp is None else (stamp.seconds, stamp.nanos))
                 if why is not None:
                     problem = Reason.INVALID_VALUE, why
             if problem is not None:
-                rejected.append(Rejection(index, event.event_id, *problem))
+                rejected.append(Rejection(index, eid, *problem))
                 self._count_rejected(event, problem[0])
         return rejected
 
