@@ -122,7 +122,9 @@ class Settings:
     )
     max_message_bytes: int = _setting(
         4 * 1024 * 1024,
-        "Largest gRPC message the server accepts (grpc.max_receive_message_length).",
+        "Largest request message the server accepts (larger -> RESOURCE_EXHAUSTED, counted in "
+        "grpc_server_handled_total; the transport itself refuses, uncounted, messages over twice "
+        "this: grpc.max_receive_message_length).",
     )
     ingest_queue_size: int = _setting(
         16, "Batches waiting to be applied; when full, streams stop reading (gRPC flow control)."
