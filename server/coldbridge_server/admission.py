@@ -36,6 +36,7 @@ import grpc
 
 from coldbridge_server.config import Settings
 from coldbridge_server.errors import CapacityError, ColdbridgeError, ConfigError, NotReadyError
+from coldbridge_server.observability.interceptor import transport_limit
 from coldbridge_server.status import status_code
 
 __all__ = [
@@ -72,7 +73,8 @@ _FACTORIES = {
 def server_options(settings: Settings) -> list[tuple[str, int]]:
     """The ``grpc.server`` channel arguments of ``settings`` (see the module docstring)."""
     options = [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        # the metrics interceptor enforces max_message_bytes itself (counted)
+        ("grpc.max_receive_message_length", transport_limit(settings.max_message_bytes)),
         ("grpc.so_reuseport", 0),
         ("grpc.keepalive_time_ms", _ms(settings.keepalive_seconds)),
         ("grpc.keepalive_timeout_ms", _ms(settings.keepalive_timeout_seconds)),

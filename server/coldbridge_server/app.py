@@ -59,6 +59,7 @@ from coldbridge_server.streaming.servicer import EVENTS_SERVICE_NAME, EventsServ
 from coldbridge_server.streaming.sqlite_store import SqliteEventStore
 from coldbridge_server.streaming.store import EventStore
 from coldbridge_server.streaming.update import OnlineUpdater
+from coldbridge_server.streaming.validate import EventPolicy
 
 __all__ = [
     "ColdbridgeServer",
@@ -159,9 +160,15 @@ def create_server(
             thread_name_prefix="coldbridge-rpc",
         ),
         # metrics first (outermost), so an auth or admission rejection is counted with its
-        # code; auth before admission, so an unauthenticated call never takes a stream slot
+        # code; auth before admission, so an unauthenticated call never takes a stream slot.
+        # The metrics interceptor enforces max_message_bytes (a counted RESOURCE_EXHAUSTED);
+        # the transport refuses, uncounted, only messages over twice that.
         interceptors=[
-            ServerInterceptor(metrics, access_log=settings.access_log),
+            ServerInterceptor(
+                metrics,
+                access_log=settings.access_log,
+                max_message_bytes=settings.max_message_bytes,
+            ),
             *security.interceptors,
             admission,
         ],
@@ -175,6 +182,12 @@ def create_server(
         states,
         max_batch_events=settings.max_batch_events,
         window=settings.ingest_queue_size,
+        policy=EventPolicy(
+            max_id_bytes=settings.max_id_bytes,
+            min_rating=settings.min_rating,
+            max_rating=settings.max_rating,
+            ratings=bundle.feedback == "explicit",
+        ),
         metrics=metrics,
     )
     _add_events(events, grpc_server)
@@ -251,7 +264,11 @@ def build_engine(
         batcher = TopkBatcher(
             scorer.topk, max_batch=settings.topk_batch_size, observe_batch=observe_batch
         )
-    limits = Limits(max_k=settings.max_k, max_request_ids=settings.max_request_ids)
+    limits = Limits(
+        max_k=settings.max_k,
+        max_request_ids=settings.max_request_ids,
+        max_id_bytes=settings.max_id_bytes,
+    )
     return RecommendationEngine(
         bundle, limits, scorer=scorer, resolver=resolver, batcher=batcher, metrics=metrics
     )

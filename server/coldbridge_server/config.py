@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -131,7 +132,9 @@ class Settings:
     )
     max_message_bytes: int = _setting(
         4 * 1024 * 1024,
-        "Largest gRPC message the server accepts (grpc.max_receive_message_length).",
+        "Largest request message the server accepts (larger -> RESOURCE_EXHAUSTED, counted in "
+        "grpc_server_handled_total; the transport itself refuses, uncounted, messages over twice "
+        "this: grpc.max_receive_message_length).",
     )
     ingest_queue_size: int = _setting(
         16, "Batches waiting to be applied; when full, streams stop reading (gRPC flow control)."
@@ -181,6 +184,19 @@ class Settings:
         "crc32(event_id) (1.0 = every event, 0 = none); the check scores all target items.",
     )
     # --- input limits (hostile clients) ---
+    max_id_bytes: int = _setting(
+        256,
+        "Longest string accepted in any request field, in UTF-8 bytes: user, item and event "
+        "ids, strategy names (longer -> INVALID_ARGUMENT naming the field). Must cover the "
+        "longest item id of the served bundle.",
+    )
+    min_rating: float = _setting(
+        0.0,
+        "Smallest EVENT_KIND_RATING value accepted (smaller -> the event is rejected with "
+        "REJECTION_REASON_INVALID_VALUE). Ratings are refused altogether by a bundle trained "
+        "on implicit feedback.",
+    )
+    max_rating: float = _setting(10.0, "Largest EVENT_KIND_RATING value accepted (see min_rating).")
 
     # --- concurrency, start-up and shutdown ---
     max_streams: int = _setting(
@@ -302,6 +318,7 @@ class Settings:
         _check_security(self)
         _check_lifecycle(self)
         _check_storage(self)
+        _check_input(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -393,6 +410,17 @@ def _check_storage(s: Settings) -> None:
         raise ConfigError(
             "event_retention_seconds", f"must be >= 0 and finite, got {s.event_retention_seconds}"
         )
+
+
+def _check_input(s: Settings) -> None:
+    """Range checks of the input limits."""
+    if s.max_id_bytes < 1:
+        raise ConfigError("max_id_bytes", f"must be >= 1, got {s.max_id_bytes}")
+    for name in ("min_rating", "max_rating"):
+        if not math.isfinite(getattr(s, name)):
+            raise ConfigError(name, f"must be finite, got {getattr(s, name)}")
+    if s.min_rating > s.max_rating:
+        raise ConfigError("min_rating", f"{s.min_rating} exceeds max_rating={s.max_rating}")
 
 
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}

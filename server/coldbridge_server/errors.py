@@ -8,6 +8,7 @@ The hierarchy::
     │   └── BundleError(path, msg)   the bundle directory is corrupt or incomplete
     ├── InvalidRequestError(field, msg)
     │                                a request violates the API contract -> INVALID_ARGUMENT
+    ├── RequestTooLargeError         a message over max_message_bytes -> RESOURCE_EXHAUSTED
     ├── NotReadyError                the model is not loaded / warmed up yet -> UNAVAILABLE
     ├── UnauthenticatedError         no valid bearer token (security) -> UNAUTHENTICATED
     ├── PermissionDeniedError        the token lacks the method's role -> PERMISSION_DENIED
@@ -35,9 +36,10 @@ __all__ = [
     "ModelLoadError",
     "NotReadyError",
     "PermissionDeniedError",
-    "UnauthenticatedError",
+    "RequestTooLargeError",
     "StorageError",
     "StorageFullError",
+    "UnauthenticatedError",
 ]
 
 
@@ -95,6 +97,10 @@ class InvalidRequestError(ColdbridgeError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+class RequestTooLargeError(ColdbridgeError):
+    """A request message is larger than the server accepts (``max_message_bytes``)."""
 
 
 class NotReadyError(ColdbridgeError):

@@ -11,10 +11,13 @@ Both servicers (``serving.servicer`` and ``streaming.servicer``) translate throu
 ``BundleRefusedError``     ``FAILED_PRECONDITION``
 ``StorageFullError``       ``RESOURCE_EXHAUSTED``
 ``StorageError``           ``UNAVAILABLE``
+``RequestTooLargeError``   ``RESOURCE_EXHAUSTED``
 other ``ColdbridgeError``  ``INTERNAL`` (logged)
 =========================  ====================
 
-Any other exception reaches the client as ``UNKNOWN`` (grpc's default).
+Any other exception reaches the client as ``UNKNOWN`` (grpc's default). Messages are cut
+at :data:`~coldbridge_server.limits.MAX_STATUS_CHARS` characters (client input in them is
+already quoted through :func:`~coldbridge_server.limits.shorten`).
 """
 
 from __future__ import annotations
@@ -34,12 +37,21 @@ from coldbridge_server.errors import (
     InvalidRequestError,
     NotReadyError,
     PermissionDeniedError,
+    RequestTooLargeError,
     StorageError,
     StorageFullError,
     UnauthenticatedError,
 )
+from coldbridge_server.limits import MAX_STATUS_CHARS
 
-__all__ = ["blend_pb", "map_errors", "provenance_pb", "stage_pb", "status_code"]
+__all__ = [
+    "blend_pb",
+    "map_errors",
+    "provenance_pb",
+    "stage_pb",
+    "status_code",
+    "status_message",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +64,7 @@ _STATUS: tuple[tuple[type[ColdbridgeError], grpc.StatusCode], ...] = (
     (BundleRefusedError, grpc.StatusCode.FAILED_PRECONDITION),
     (StorageFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StorageError, grpc.StatusCode.UNAVAILABLE),
+    (RequestTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ColdbridgeError, grpc.StatusCode.INTERNAL),
 )
 _PROVENANCE = {
@@ -88,7 +101,15 @@ def map_errors(context: grpc.ServicerContext) -> Iterator[None]:
         code = status_code(exc)
         if code is grpc.StatusCode.INTERNAL:
             logger.exception("internal error")
-        context.abort(code, str(exc))
+        context.abort(code, status_message(exc))
+
+
+def status_message(error: ColdbridgeError) -> str:
+    """The status message of ``error``, at most ``MAX_STATUS_CHARS`` characters."""
+    message = str(error)
+    if len(message) <= MAX_STATUS_CHARS:
+        return message
+    return f"{message[: MAX_STATUS_CHARS - 20]}… ({len(message)} chars)"
 
 
 def provenance_pb(provenance: Provenance) -> recommender_pb2.Provenance.ValueType:

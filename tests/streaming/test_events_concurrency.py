@@ -119,7 +119,11 @@ def test_a_fast_client_is_slowed_down_not_buffered(
             yield batch(b + 1, *[event(f"{b}-{i}-{filler}", "s0", "v1") for i in range(50)])
 
     with serving(
-        tiny_bundle.path, tmp_path / "state", ingest_queue_size=2, max_batch_events=50
+        tiny_bundle.path,
+        tmp_path / "state",
+        ingest_queue_size=2,
+        max_batch_events=50,
+        max_id_bytes=4096,  # the filler makes 2 kB event ids
     ) as c:
         acks = []
         thread = threading.Thread(target=lambda: acks.extend(c.events.StreamEvents(batches())))

@@ -63,9 +63,13 @@ class _EventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventKind.V
     EVENT_KIND_UNSPECIFIED: _EventKind.ValueType  # 0
     """Not a valid kind: the event is rejected (REJECTION_REASON_UNKNOWN_KIND)."""
     EVENT_KIND_IMPLICIT: _EventKind.ValueType  # 1
-    """The user interacted with the item (a positive; value is ignored)."""
+    """The user interacted with the item (a positive; value is not used but must
+    be finite).
+    """
     EVENT_KIND_RATING: _EventKind.ValueType  # 2
-    """An explicit rating; value holds it and must be finite."""
+    """An explicit rating; value holds it, within the server's
+    [min_rating, max_rating]. Refused by a bundle trained on implicit feedback.
+    """
 
 class EventKind(_EventKind, metaclass=_EventKindEnumTypeWrapper):
     """What kind of feedback an event carries."""
@@ -73,9 +77,13 @@ class EventKind(_EventKind, metaclass=_EventKindEnumTypeWrapper):
 EVENT_KIND_UNSPECIFIED: EventKind.ValueType  # 0
 """Not a valid kind: the event is rejected (REJECTION_REASON_UNKNOWN_KIND)."""
 EVENT_KIND_IMPLICIT: EventKind.ValueType  # 1
-"""The user interacted with the item (a positive; value is ignored)."""
+"""The user interacted with the item (a positive; value is not used but must
+be finite).
+"""
 EVENT_KIND_RATING: EventKind.ValueType  # 2
-"""An explicit rating; value holds it and must be finite."""
+"""An explicit rating; value holds it, within the server's
+[min_rating, max_rating]. Refused by a bundle trained on implicit feedback.
+"""
 Global___EventKind: _TypeAlias = EventKind  # noqa: Y015
 
 class _RejectionReason:
@@ -95,7 +103,10 @@ class _RejectionReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Rejec
     REJECTION_REASON_UNKNOWN_ITEM: _RejectionReason.ValueType  # 4
     """item_id is not an item of the event's domain in the served bundle."""
     REJECTION_REASON_INVALID_VALUE: _RejectionReason.ValueType  # 5
-    """The rating is NaN or infinite."""
+    """value is NaN or infinite, a rating is outside [min_rating, max_rating]
+    or sent to a bundle trained on implicit feedback, or the timestamp is out
+    of range; the message names the field.
+    """
     REJECTION_REASON_DUPLICATE_EVENT: _RejectionReason.ValueType  # 6
     """An event with this event_id was already applied (earlier, or earlier in
     the same batch). Safe to treat as success when resending.
@@ -115,7 +126,10 @@ REJECTION_REASON_UNKNOWN_KIND: RejectionReason.ValueType  # 3
 REJECTION_REASON_UNKNOWN_ITEM: RejectionReason.ValueType  # 4
 """item_id is not an item of the event's domain in the served bundle."""
 REJECTION_REASON_INVALID_VALUE: RejectionReason.ValueType  # 5
-"""The rating is NaN or infinite."""
+"""value is NaN or infinite, a rating is outside [min_rating, max_rating]
+or sent to a bundle trained on implicit feedback, or the timestamp is out
+of range; the message names the field.
+"""
 REJECTION_REASON_DUPLICATE_EVENT: RejectionReason.ValueType  # 6
 """An event with this event_id was already applied (earlier, or earlier in
 the same batch). Safe to treat as success when resending.
@@ -149,11 +163,14 @@ class Event(_message.Message):
     kind: Global___EventKind.ValueType
     """Required. Implicit interaction or explicit rating."""
     value: _builtins.float
-    """The rating for EVENT_KIND_RATING (finite); ignored for implicit events."""
+    """The rating for EVENT_KIND_RATING; not used for implicit events. Must be
+    finite.
+    """
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp:
         """When the interaction happened (client clock); stored in the event log.
         Unset means "when the server received it". Learning follows log order.
+        Must lie in 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999999Z.
         """
 
     def __init__(

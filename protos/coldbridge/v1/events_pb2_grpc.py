@@ -74,9 +74,10 @@ class EventsServicer:
 
         Errors (the stream ends; batches acknowledged before stay applied):
         INVALID_ARGUMENT for a malformed stream (a sequence that does not
-        increase, or a batch with more than max_batch_events events),
+        increase, a batch with more than max_batch_events events, a batch that
+        does not decode, or an id over max_id_bytes, named as events[i].<field>),
         RESOURCE_EXHAUSTED for a message over max_message_bytes, UNAVAILABLE while
-        the model is loading.
+        the model is loading. The table of every code: docs/api.md.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -93,7 +94,7 @@ class EventsServicer:
     def GetUserState(self, request, context):
         """The online-learning state of one user.
 
-        Errors: INVALID_ARGUMENT when user_id is empty.
+        Errors: INVALID_ARGUMENT when user_id is empty or over max_id_bytes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -55,9 +55,10 @@ class EventsStub:
 
     Errors (the stream ends; batches acknowledged before stay applied):
     INVALID_ARGUMENT for a malformed stream (a sequence that does not
-    increase, or a batch with more than max_batch_events events),
+    increase, a batch with more than max_batch_events events, a batch that
+    does not decode, or an id over max_id_bytes, named as events[i].<field>),
     RESOURCE_EXHAUSTED for a message over max_message_bytes, UNAVAILABLE while
-    the model is loading.
+    the model is loading. The table of every code: docs/api.md.
     """
     IngestEvents: _grpc.UnaryUnaryMultiCallable[_events_pb2.EventBatch, _events_pb2.EventAck]
     """One batch, same semantics as one StreamEvents round trip (the sequence
@@ -66,7 +67,7 @@ class EventsStub:
     GetUserState: _grpc.UnaryUnaryMultiCallable[_events_pb2.GetUserStateRequest, _events_pb2.UserState]
     """The online-learning state of one user.
 
-    Errors: INVALID_ARGUMENT when user_id is empty.
+    Errors: INVALID_ARGUMENT when user_id is empty or over max_id_bytes.
     """
     DeleteUser: _grpc.UnaryUnaryMultiCallable[_events_pb2.DeleteUserRequest, _events_pb2.DeleteUserResponse]
     """Erase one user: their logged events, their snapshot state and their online
@@ -99,9 +100,10 @@ class EventsAsyncStub(EventsStub):
 
     Errors (the stream ends; batches acknowledged before stay applied):
     INVALID_ARGUMENT for a malformed stream (a sequence that does not
-    increase, or a batch with more than max_batch_events events),
+    increase, a batch with more than max_batch_events events, a batch that
+    does not decode, or an id over max_id_bytes, named as events[i].<field>),
     RESOURCE_EXHAUSTED for a message over max_message_bytes, UNAVAILABLE while
-    the model is loading.
+    the model is loading. The table of every code: docs/api.md.
     """
     IngestEvents: _aio.UnaryUnaryMultiCallable[_events_pb2.EventBatch, _events_pb2.EventAck]  # type: ignore[assignment]
     """One batch, same semantics as one StreamEvents round trip (the sequence
@@ -110,7 +112,7 @@ class EventsAsyncStub(EventsStub):
     GetUserState: _aio.UnaryUnaryMultiCallable[_events_pb2.GetUserStateRequest, _events_pb2.UserState]  # type: ignore[assignment]
     """The online-learning state of one user.
 
-    Errors: INVALID_ARGUMENT when user_id is empty.
+    Errors: INVALID_ARGUMENT when user_id is empty or over max_id_bytes.
     """
     DeleteUser: _aio.UnaryUnaryMultiCallable[_events_pb2.DeleteUserRequest, _events_pb2.DeleteUserResponse]  # type: ignore[assignment]
     """Erase one user: their logged events, their snapshot state and their online
@@ -146,9 +148,10 @@ class EventsServicer(metaclass=_abc_1.ABCMeta):
 
         Errors (the stream ends; batches acknowledged before stay applied):
         INVALID_ARGUMENT for a malformed stream (a sequence that does not
-        increase, or a batch with more than max_batch_events events),
+        increase, a batch with more than max_batch_events events, a batch that
+        does not decode, or an id over max_id_bytes, named as events[i].<field>),
         RESOURCE_EXHAUSTED for a message over max_message_bytes, UNAVAILABLE while
-        the model is loading.
+        the model is loading. The table of every code: docs/api.md.
         """
 
     @_abc_1.abstractmethod
@@ -169,7 +172,7 @@ class EventsServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_events_pb2.UserState, _abc.Awaitable[_events_pb2.UserState]]:
         """The online-learning state of one user.
 
-        Errors: INVALID_ARGUMENT when user_id is empty.
+        Errors: INVALID_ARGUMENT when user_id is empty or over max_id_bytes.
         """
 
     @_abc_1.abstractmethod

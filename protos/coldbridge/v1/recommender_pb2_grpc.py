@@ -61,9 +61,11 @@ class RecommenderServicer:
     def Recommend(self, request, context):
         """Top-k target-domain items for one user, best first.
 
-        Errors: INVALID_ARGUMENT when user_id is empty, k <= 0, k > max_k, or a
-        repeated field holds more than max_request_ids entries (the message names
-        the offending field). UNAVAILABLE while no bundle is loaded.
+        Errors: INVALID_ARGUMENT when user_id is empty, k <= 0, k > max_k, a
+        repeated field holds more than max_request_ids entries, a string is over
+        max_id_bytes, or the request does not decode (the message names the
+        offending field). RESOURCE_EXHAUSTED for a message over max_message_bytes.
+        UNAVAILABLE while no bundle is loaded. The table of every code: docs/api.md.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

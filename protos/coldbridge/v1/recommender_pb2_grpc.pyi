@@ -49,9 +49,11 @@ class RecommenderStub:
     Recommend: _grpc.UnaryUnaryMultiCallable[_recommender_pb2.RecommendRequest, _recommender_pb2.RecommendResponse]
     """Top-k target-domain items for one user, best first.
 
-    Errors: INVALID_ARGUMENT when user_id is empty, k <= 0, k > max_k, or a
-    repeated field holds more than max_request_ids entries (the message names
-    the offending field). UNAVAILABLE while no bundle is loaded.
+    Errors: INVALID_ARGUMENT when user_id is empty, k <= 0, k > max_k, a
+    repeated field holds more than max_request_ids entries, a string is over
+    max_id_bytes, or the request does not decode (the message names the
+    offending field). RESOURCE_EXHAUSTED for a message over max_message_bytes.
+    UNAVAILABLE while no bundle is loaded. The table of every code: docs/api.md.
     """
     Score: _grpc.UnaryUnaryMultiCallable[_recommender_pb2.ScoreRequest, _recommender_pb2.ScoreResponse]
     """Scores of the given target-domain items for one user, in request order.
@@ -72,9 +74,11 @@ class RecommenderAsyncStub(RecommenderStub):
     Recommend: _aio.UnaryUnaryMultiCallable[_recommender_pb2.RecommendRequest, _recommender_pb2.RecommendResponse]  # type: ignore[assignment]
     """Top-k target-domain items for one user, best first.
 
-    Errors: INVALID_ARGUMENT when user_id is empty, k <= 0, k > max_k, or a
-    repeated field holds more than max_request_ids entries (the message names
-    the offending field). UNAVAILABLE while no bundle is loaded.
+    Errors: INVALID_ARGUMENT when user_id is empty, k <= 0, k > max_k, a
+    repeated field holds more than max_request_ids entries, a string is over
+    max_id_bytes, or the request does not decode (the message names the
+    offending field). RESOURCE_EXHAUSTED for a message over max_message_bytes.
+    UNAVAILABLE while no bundle is loaded. The table of every code: docs/api.md.
     """
     Score: _aio.UnaryUnaryMultiCallable[_recommender_pb2.ScoreRequest, _recommender_pb2.ScoreResponse]  # type: ignore[assignment]
     """Scores of the given target-domain items for one user, in request order.
@@ -98,9 +102,11 @@ class RecommenderServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_recommender_pb2.RecommendResponse, _abc.Awaitable[_recommender_pb2.RecommendResponse]]:
         """Top-k target-domain items for one user, best first.
 
-        Errors: INVALID_ARGUMENT when user_id is empty, k <= 0, k > max_k, or a
-        repeated field holds more than max_request_ids entries (the message names
-        the offending field). UNAVAILABLE while no bundle is loaded.
+        Errors: INVALID_ARGUMENT when user_id is empty, k <= 0, k > max_k, a
+        repeated field holds more than max_request_ids entries, a string is over
+        max_id_bytes, or the request does not decode (the message names the
+        offending field). RESOURCE_EXHAUSTED for a message over max_message_bytes.
+        UNAVAILABLE while no bundle is loaded. The table of every code: docs/api.md.
         """
 
     @_abc_1.abstractmethod

@@ -12,7 +12,16 @@ For each call it
   ``grpc_server_msg_received_total`` / ``grpc_server_msg_sent_total`` and observes
   ``grpc_server_handling_seconds``;
 * writes one access-log line (method, code, duration, request id; never the payload)
-  at INFO to the ``coldbridge.access`` logger when ``access_log`` is on.
+  at INFO to the ``coldbridge.access`` logger when ``access_log`` is on;
+* decodes requests tolerantly: grpc turns a deserializer's exception into INTERNAL before
+  any handler runs, so each handler's deserializer is wrapped to return a :class:`_Rejected`
+  instead, for a message that does not decode (corrupt bytes, invalid UTF-8 in a string:
+  INVALID_ARGUMENT) or is over ``max_message_bytes`` (RESOURCE_EXHAUSTED), and the call
+  ends with that status inside the book-keeping, counted like any other. In a request
+  stream the rejection is raised from the request iterator as the matching
+  :class:`~coldbridge_server.errors.ColdbridgeError`, the status already set. The transport
+  itself refuses only messages over :func:`transport_limit` (twice ``max_message_bytes``),
+  before any handler: those are the only calls not counted.
 """
 
 from __future__ import annotations
@@ -26,10 +35,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 
+from coldbridge_server.errors import ColdbridgeError, InvalidRequestError, RequestTooLargeError
 from coldbridge_server.observability.logs import request_id
 from coldbridge_server.observability.metrics import GrpcSeries, Metrics
+from coldbridge_server.status import status_code, status_message
 
-__all__ = ["REQUEST_ID_KEY", "ServerInterceptor"]
+__all__ = ["REQUEST_ID_KEY", "ServerInterceptor", "transport_limit"]
 
 if TYPE_CHECKING:  # generic in grpc-stubs only
     _Interceptor = grpc.ServerInterceptor[Any, Any]
@@ -57,6 +68,49 @@ def _code_name(context: grpc.ServicerContext, failed: bool) -> str:
     if isinstance(code, grpc.StatusCode):
         return code.name
     return "UNKNOWN" if failed else "OK"
+
+
+def transport_limit(max_message_bytes: int) -> int:
+    """The transport's own message limit: twice ``max_message_bytes`` (at most 2 GiB - 1).
+
+    Messages between the two limits reach the tolerant deserializer, which refuses them
+    with a counted RESOURCE_EXHAUSTED.
+    """
+    return min(2 * max_message_bytes, 2**31 - 1)
+
+
+class _Rejected:
+    """A request the tolerant deserializer refused (grpc treats ``None`` as a failure)."""
+
+    __slots__ = ("error", "code")
+
+    def __init__(self, error: ColdbridgeError) -> None:
+        self.error = error
+        self.code = status_code(error)
+
+
+def _tolerant(deserializer: Callable[[bytes], Any], max_bytes: int) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        if len(data) > max_bytes:
+            return _Rejected(
+                RequestTooLargeError(
+                    f"request message of {len(data)} bytes exceeds max_message_bytes={max_bytes}"
+                )
+            )
+        try:
+            return deserializer(data)
+        except Exception as exc:  # DecodeError (corrupt, bad UTF-8), RecursionError, ...
+            return _Rejected(InvalidRequestError("request", f"cannot be decoded ({exc})"))
+
+    return deserialize
+
+
+def _refuse(call: _Call, rejected: _Rejected, context: grpc.ServicerContext) -> Any:
+    """End the call with the status of a refused request message (counted by ``call``)."""
+    try:
+        context.abort(rejected.code, status_message(rejected.error))
+    finally:
+        call.finish(failed=True)
 
 
 _PROCESS_PREFIX = os.urandom(8).hex()
@@ -129,11 +183,20 @@ class ServerInterceptor(_Interceptor):
         Where the ``grpc_server_*`` series live.
     access_log
         Log one line per finished RPC.
+    max_message_bytes
+        Largest request message accepted (larger: RESOURCE_EXHAUSTED).
     """
 
-    def __init__(self, metrics: Metrics, *, access_log: bool = False) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        access_log: bool = False,
+        max_message_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
         self._metrics = metrics
         self._access_log = access_log
+        self._max_bytes = max_message_bytes
         self._wrapped: dict[int, tuple[Any, Any]] = {}
 
     def intercept_service(
@@ -163,9 +226,12 @@ class ServerInterceptor(_Interceptor):
             or handler.stream_stream
         )
         wrap = self._wrap_stream if shape[1] else self._wrap_unary
+        deserializer = handler.request_deserializer
+        if deserializer is not None:
+            deserializer = _tolerant(deserializer, self._max_bytes)
         return _FACTORIES[shape](
             wrap(behaviour, series, shape[0]),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
 
@@ -179,6 +245,10 @@ class ServerInterceptor(_Interceptor):
         def counted(requests: Iterator[Any]) -> Iterator[Any]:
             for item in requests:
                 series.received()
+                if item.__class__ is _Rejected:
+                    context.set_code(item.code)  # the status, whoever handles the error
+                    context.set_details(status_message(item.error))
+                    raise item.error
                 yield item
 
         return call, counted(request)
@@ -189,7 +259,10 @@ class ServerInterceptor(_Interceptor):
         access_log = self._access_log
 
         def handle_unary(request: Any, context: grpc.ServicerContext) -> Any:  # the hot path
-            return _respond(_Call(series, access_log, context, 1), behaviour, request, context)
+            call = _Call(series, access_log, context, 1)
+            if request.__class__ is _Rejected:
+                return _refuse(call, request, context)
+            return _respond(call, behaviour, request, context)
 
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
             call, request = self._begin(request, context, series, streaming_in)
@@ -202,6 +275,8 @@ class ServerInterceptor(_Interceptor):
     ) -> Callable[..., Iterator[Any]]:
         def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             call, request = self._begin(request, context, series, streaming_in)
+            if request.__class__ is _Rejected:
+                _refuse(call, request, context)
             try:
                 for response in behaviour(request, context):
                     series.sent()

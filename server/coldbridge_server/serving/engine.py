@@ -5,9 +5,10 @@
 Documented behaviours
 ---------------------
 * **Limits.** ``user_id`` must be non-empty; ``1 <= k <= max_k``; every id list holds at
-  most ``max_request_ids`` entries. Violations raise :class:`InvalidRequestError` naming
-  the field. A ``k`` larger than the number of (non-excluded) target items is *not* an
-  error: all of them are returned.
+  most ``max_request_ids`` entries; every string (``user_id``, ``strategy``, each listed id)
+  is at most ``max_id_bytes`` UTF-8 bytes. Violations raise :class:`InvalidRequestError`
+  naming the field (``exclude_item_ids[3]``). A ``k`` larger than the number of
+  (non-excluded) target items is *not* an error: all of them are returned.
 * **Exclusions.** Known ``exclude_item_ids`` never appear in the answer; the model is
   asked for ``k + len(known exclusions)`` items (capped at the item count), the excluded
   ones are dropped and the first ``k`` kept, so exactly ``min(k, N - excluded)`` items
@@ -31,7 +32,8 @@ import numpy as np
 
 from coldbridge_server.bundle import Bundle
 from coldbridge_server.core import Blend, Provenance, Stage
-from coldbridge_server.errors import InvalidRequestError, NotReadyError
+from coldbridge_server.errors import ConfigError, InvalidRequestError, NotReadyError
+from coldbridge_server.limits import check_id, check_ids
 from coldbridge_server.observability.metrics import Metrics
 from coldbridge_server.serving.batch import TopkBatcher
 from coldbridge_server.serving.prepare import AffineBlend
@@ -47,6 +49,7 @@ class Limits:
 
     max_k: int = 1000
     max_request_ids: int = 1000
+    max_id_bytes: int = 256
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,12 @@ class RecommendationEngine:
         ``None`` runs each Recommend's top-k on its own.
     metrics
         Where to count answers by provenance and fallbacks by reason (optional).
+
+    Raises
+    ------
+    ConfigError
+        If an item id of the bundle is longer than ``limits.max_id_bytes`` (requests naming
+        it would be refused).
     """
 
     def __init__(
@@ -117,6 +126,7 @@ class RecommendationEngine:
         batcher: TopkBatcher | None = None,
         metrics: Metrics | None = None,
     ) -> None:
+        _check_bundle_ids(bundle, limits.max_id_bytes)
         self.bundle = bundle
         self.limits = limits
         self.scorer = scorer
@@ -156,7 +166,7 @@ class RecommendationEngine:
         ``strategy`` names the transfer strategy for a cold user ("" = A/B arm or default).
         """
         self._check_request(
-            user_id, exclude_item_ids=exclude_item_ids, source_item_ids=source_item_ids
+            user_id, strategy, exclude_item_ids=exclude_item_ids, source_item_ids=source_item_ids
         )
         if k <= 0:
             raise InvalidRequestError("k", f"must be >= 1, got {k}")
@@ -181,7 +191,7 @@ class RecommendationEngine:
         strategy: str = "",
     ) -> Scored:
         """Scores of the known ``item_ids`` for ``user_id``, in request order."""
-        self._check_request(user_id, item_ids=item_ids, source_item_ids=source_item_ids)
+        self._check_request(user_id, strategy, item_ids=item_ids, source_item_ids=source_item_ids)
         known, unknown = split_known(item_ids, self.bundle.target_item_index)
         user = self.resolver.resolve(user_id, source_item_ids, strategy)
         idx = np.asarray(known, dtype=np.int64)
@@ -222,16 +232,20 @@ class RecommendationEngine:
         indices, scores = self._top_vector(blended.vector32, n)
         return blended.merge_top(indices, scores, n)
 
-    def _check_request(self, user_id: str, **id_lists: Sequence[str]) -> None:
+    def _check_request(self, user_id: str, strategy: str, **id_lists: Sequence[str]) -> None:
         if not self._ready.is_set():
             raise NotReadyError("the model is still loading or warming up")
         if not user_id:
             raise InvalidRequestError("user_id", "must be non-empty")
+        max_bytes = self.limits.max_id_bytes
+        check_id("user_id", user_id, max_bytes)
+        check_id("strategy", strategy, max_bytes)
         for field, ids in id_lists.items():
             if len(ids) > self.limits.max_request_ids:
                 raise InvalidRequestError(
                     field, f"{len(ids)} ids exceed max_request_ids={self.limits.max_request_ids}"
                 )
+            check_ids(field, ids, max_bytes)
 
     def _answer(
         self, items: list[tuple[str, float]], user: ResolvedUser, unknown_targets: tuple[str, ...]
@@ -253,3 +267,14 @@ class RecommendationEngine:
             user.strategy or self.router.default,
             user.blend,
         )
+
+
+def _check_bundle_ids(bundle: Bundle, max_bytes: int) -> None:
+    """Raise :class:`ConfigError` if an item id of ``bundle`` exceeds ``max_bytes``."""
+    for ids in (bundle.source_item_ids, bundle.target_item_ids):
+        try:
+            check_ids("item", ids, max_bytes)
+        except InvalidRequestError as exc:
+            raise ConfigError(
+                "max_id_bytes", f"bundle {bundle.version} has a longer item id ({exc})"
+            ) from None

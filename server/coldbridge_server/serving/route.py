@@ -22,6 +22,7 @@ from coldbridge_plugins import ColdUsers, StrategyParts, TransferStrategy, build
 
 from coldbridge_server.bundle import Bundle
 from coldbridge_server.errors import ConfigError, InvalidRequestError
+from coldbridge_server.limits import shorten
 from coldbridge_server.observability.metrics import Metrics
 
 __all__ = ["StrategyRouter", "parse_weights"]
@@ -121,7 +122,7 @@ class StrategyRouter:
             if requested not in self.instances:
                 raise InvalidRequestError(
                     "strategy",
-                    f"unknown strategy {requested!r}; available: {sorted(self.instances)}",
+                    f"unknown strategy {shorten(requested)}; available: {sorted(self.instances)}",
                 )
             return requested
         if not self._arms:

@@ -41,9 +41,9 @@ def recover(
     else:
         seq = 0  # no snapshot, or one of another bundle: replay everything
     replayed = 0
-    for _, event in store.events_after(seq):
+    for _, event, received_at in store.received_after(seq):
         if validate(event, bundle) is None:  # items of an older bundle are skipped
-            updater.apply(event, event.timestamp, evaluate=False)
+            updater.apply(event, received_at, evaluate=False)  # the live apply's time
             replayed += 1
     if replayed or not same_bundle:
         try:

@@ -6,15 +6,23 @@ the client down); the handler yields one ack per batch, in order, once the batch
 and applied. A protocol error ends the stream with INVALID_ARGUMENT after the acks of the
 batches submitted before it. Errors map to status codes in
 :func:`coldbridge_server.status.map_errors`.
+
+Every event is checked here, in the handler's thread, before its batch is queued: an id over
+``max_id_bytes`` fails the whole batch with INVALID_ARGUMENT naming ``events[i].<field>``;
+an event that :func:`~coldbridge_server.streaming.validate.validate` or the
+:class:`~coldbridge_server.streaming.validate.EventPolicy` refuses is rejected alone (its
+``EventRejection``) and never reaches the writer, whose group commit other clients share.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from math import isfinite
+from typing import Any, NamedTuple
 
 import grpc
 from coldbridge.v1 import events_pb2, events_pb2_grpc
@@ -22,10 +30,20 @@ from coldbridge.v1 import events_pb2, events_pb2_grpc
 from coldbridge_server.bundle import Bundle
 from coldbridge_server.core import ServingModel, UserStates
 from coldbridge_server.errors import ColdbridgeError, InvalidRequestError
+from coldbridge_server.limits import TIMESTAMP_MAX_SECONDS, TIMESTAMP_MIN_SECONDS, check_id
 from coldbridge_server.observability.metrics import Metrics
 from coldbridge_server.status import blend_pb, map_errors, provenance_pb, stage_pb
 from coldbridge_server.streaming.ingest import BatchResult, Ingestor, Pending
-from coldbridge_server.streaming.validate import Domain, Event, Kind, Reason, check_batch
+from coldbridge_server.streaming.validate import (
+    Domain,
+    Event,
+    EventPolicy,
+    Kind,
+    Reason,
+    Rejection,
+    check_batch,
+    validate,
+)
 
 __all__ = ["EVENTS_SERVICE_NAME", "EventsServicer"]
 
@@ -36,6 +54,16 @@ _REASON = {
     reason: events_pb2.RejectionReason.Value("REJECTION_REASON_" + reason.name) for reason in Reason
 }
 _END = object()
+
+
+class _Submitted(NamedTuple):
+    """A batch handed to the ingestor, with what the servicer rejected before."""
+
+    sequence: int
+    received: float
+    pending: Pending
+    kept: list[int] | None  # batch index of each submitted event (None: all of them)
+    rejected: list[Rejection]
 
 
 class EventsServicer(events_pb2_grpc.EventsServicer):
@@ -53,6 +81,9 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         Largest accepted batch.
     window
         Batches of one stream submitted but not yet acknowledged, at most.
+    policy
+        The input limits of events (default: :class:`EventPolicy` defaults, ratings
+        accepted only if the bundle's feedback is explicit).
     metrics
         Optional Prometheus metrics.
     """
@@ -65,6 +96,7 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         *,
         max_batch_events: int,
         window: int = 16,
+        policy: EventPolicy | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.ingestor = ingestor
@@ -73,6 +105,7 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         self.states = states
         self.max_batch_events = max_batch_events
         self.window = window
+        self.policy = policy or EventPolicy(ratings=self.bundle.feedback == "explicit")
         self.metrics = metrics
 
     def StreamEvents(  # noqa: N802 - gRPC method name
@@ -89,17 +122,16 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
             with map_errors(context):
                 if isinstance(item, ColdbridgeError):
                     raise item
-                sequence, received, pending = item
-                result = pending.wait()
-            yield self._ack(sequence, result, received)
+                result = item.pending.wait()
+            yield self._ack(item, result)
 
     def IngestEvents(  # noqa: N802 - gRPC method name
         self, request: events_pb2.EventBatch, context: grpc.ServicerContext
     ) -> events_pb2.EventAck:
-        received = time.perf_counter()
         with map_errors(context):
-            result = self._submit(request, None).wait()
-        return self._ack(request.sequence, result, received)
+            submitted = self._submit(request, None)
+            result = submitted.pending.wait()
+        return self._ack(submitted, result)
 
     def GetUserState(  # noqa: N802 - gRPC method name
         self, request: events_pb2.GetUserStateRequest, context: grpc.ServicerContext
@@ -107,6 +139,7 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         with map_errors(context):
             if not request.user_id:
                 raise InvalidRequestError("user_id", "must be non-empty")
+            check_id("user_id", request.user_id, self.policy.max_id_bytes)
             view = self.model.describe(request.user_id)
         state = self.states.get(request.user_id)
         reply = events_pb2.UserState(
@@ -120,7 +153,8 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         if state is not None:
             reply.source_events, reply.target_events = state.source_events, state.target_events
             reply.online_updates, reply.seen_items = state.online_updates, len(state.seen)
-            reply.last_update_time.FromNanoseconds(int(state.last_update * 1e9))
+            if _MIN_TIME <= state.last_update <= _MAX_TIME:  # a state of an older log may not be
+                reply.last_update_time.FromNanoseconds(int(state.last_update * 1e9))
         return reply
 
     def DeleteUser(  # noqa: N802 - gRPC method name
@@ -144,10 +178,9 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         previous: int | None = None
         try:
             for batch in requests:
-                received = time.perf_counter()
-                pending = self._submit(batch, previous)
+                submitted = self._submit(batch, previous)
                 previous = batch.sequence
-                if not _put(acks, (batch.sequence, received, pending), context):
+                if not _put(acks, submitted, context):
                     return
         except ColdbridgeError as exc:
             _put(acks, exc, context)
@@ -155,12 +188,54 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
             pass  # the client went away; nothing left to acknowledge
         _put(acks, _END, context)
 
-    def _submit(self, batch: events_pb2.EventBatch, previous: int | None) -> Pending:
+    def _submit(self, batch: events_pb2.EventBatch, previous: int | None) -> _Submitted:
+        received = time.perf_counter()
         check_batch(batch.sequence, previous, len(batch.events), self.max_batch_events)
         events = [_event(message) for message in batch.events]
+        rejected = self._check(batch.events, events)
         if self.metrics is not None:
             self._count_received(events)
-        return self.ingestor.submit(events)
+        kept = None
+        if rejected:
+            bad = {r.index for r in rejected}
+            kept = [i for i in range(len(events)) if i not in bad]
+            events = [events[i] for i in kept]
+        return _Submitted(batch.sequence, received, self.ingestor.submit(events), kept, rejected)
+
+    def _check(self, messages: Sequence[events_pb2.Event], events: list[Event]) -> list[Rejection]:
+        """The rejections of ``events`` (see the module docs); raises for an over-long id."""
+        policy, bundle, items = self.policy, self.bundle, self.bundle.target_item_index
+        quick = policy.max_id_bytes // 4  # no id of at most this many characters is too long
+        rejected: list[Rejection] = []
+        for index, (message, event) in enumerate(zip(messages, events, strict=True)):
+            eid, uid, iid = event.event_id, event.user_id, event.item_id
+            if len(eid) > quick or len(uid) > quick or len(iid) > quick:
+                policy.check_ids(index, event)
+            if (  # the common event, inline: a plain implicit target event without timestamp
+                event.kind is Kind.IMPLICIT
+                and event.domain is Domain.TARGET
+                and eid
+                and uid
+                and iid in items
+                and isfinite(event.value)
+                and not message.HasField("timestamp")
+            ):
+                continue
+            problem = validate(event, bundle)
+            if problem is None:
+                stamp = message.timestamp if message.HasField("timestamp") else None
+                why = policy.problem(event, None if stamp is None else (stamp.seconds, stamp.nanos))
+                if why is not None:
+                    problem = Reason.INVALID_VALUE, why
+            if problem is not None:
+                rejected.append(Rejection(index, eid, *problem))
+                self._count_rejected(event, problem[0])
+        return rejected
+
+    def _count_rejected(self, event: Event, reason: Reason) -> None:
+        if self.metrics is not None:
+            domain = event.domain.value if event.domain is not None else "unknown"
+            self.metrics.count_rejected(domain, reason.value)
 
     def _count_received(self, events: list[Event]) -> None:
         assert self.metrics is not None
@@ -174,21 +249,29 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
             if n:
                 self.metrics.count_events("received", domain, n)
 
-    def _ack(self, sequence: int, result: BatchResult, received: float) -> events_pb2.EventAck:
+    def _ack(self, submitted: _Submitted, result: BatchResult) -> events_pb2.EventAck:
+        rejections: Sequence[Rejection] = result.rejections
+        if submitted.kept is not None:  # the writer's indices are positions among the kept
+            kept = submitted.kept
+            moved = [dataclasses.replace(r, index=kept[r.index]) for r in rejections]
+            rejections = sorted((*submitted.rejected, *moved), key=lambda r: r.index)
         ack = events_pb2.EventAck(
-            sequence=sequence,
+            sequence=submitted.sequence,
             accepted=result.accepted,
             log_position=result.log_position,
             rejections=[
                 events_pb2.EventRejection(
                     index=r.index, event_id=r.event_id, reason=_REASON[r.reason], message=r.message
                 )
-                for r in result.rejections
+                for r in rejections
             ],
         )
         if self.metrics is not None:
-            self.metrics.ack_lag_seconds.observe(time.perf_counter() - received)
+            self.metrics.ack_lag_seconds.observe(time.perf_counter() - submitted.received)
         return ack
+
+
+_MIN_TIME, _MAX_TIME = float(TIMESTAMP_MIN_SECONDS), float(TIMESTAMP_MAX_SECONDS)
 
 
 def _event(message: events_pb2.Event) -> Event:

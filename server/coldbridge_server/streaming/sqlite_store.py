@@ -188,6 +188,16 @@ class SqliteEventStore(EventStore):
                 Event(row[1], row[2], row[3], Domain(row[4]), Kind(row[5]), row[6], row[7]),
             )
 
+    def received_after(self, seq: int) -> Iterator[tuple[int, Event, float]]:
+        """``(seq, event, received_at)`` of the log after position ``seq``, in log order."""
+        query = (
+            "SELECT seq, event_id, user_id, item_id, domain, kind, value, event_time, "
+            "received_at FROM events WHERE seq > ? ORDER BY seq"
+        )
+        for row in self._db.execute(query, (seq,)):
+            event = Event(row[1], row[2], row[3], Domain(row[4]), Kind(row[5]), row[6], row[7])
+            yield row[0], event, row[8]
+
     def snapshot_info(self) -> tuple[str, int]:
         """``(bundle_version, snapshot_seq)`` of the stored snapshot (``("", 0)`` if none)."""
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())

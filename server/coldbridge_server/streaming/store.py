@@ -95,6 +95,16 @@ class EventStore(abc.ABC):
     def events_after(self, seq: int) -> Iterator[tuple[int, Event]]:
         """``(position, event)`` of the log after position ``seq``, in log order."""
 
+    def received_after(self, seq: int) -> Iterator[tuple[int, Event, float]]:
+        """``(position, event, received_at)`` of the log after ``seq``: what recovery applies.
+
+        ``received_at`` is the server time the event's batch was appended with (the time the
+        live apply used, so a replayed user's ``last_update`` is unchanged). This default,
+        for a backend that does not keep it, uses the event's timestamp.
+        """
+        for position, event in self.events_after(seq):
+            yield position, event, event.timestamp
+
     @abc.abstractmethod
     def snapshot_info(self) -> tuple[str, int]:
         """``(bundle_version, snapshot_seq)`` of the stored snapshot (``("", 0)`` if none)."""

@@ -6,6 +6,13 @@ arrive as ``None`` so that validation, not the translator, rejects them.
 ``None``; :func:`is_plain_target` is its fast path for the common event (a well-formed
 implicit target event). Duplicates are detected by the ingest writer, which owns the set of
 applied event ids. :func:`check_batch` holds the stream protocol checks of a whole batch.
+
+:class:`EventPolicy` holds the input limits a client's event must also meet before it is
+queued (checked by the servicer, so a bad event never reaches the writer's group commit):
+a finite ``value`` of any kind, a rating within ``[min_rating, max_rating]`` and only for a
+bundle trained on explicit feedback, a valid timestamp, ids of at most ``max_id_bytes``.
+:func:`validate` alone decides what replay applies: events logged under other limits stay
+applied after a restart.
 """
 
 from __future__ import annotations
@@ -18,10 +25,12 @@ from typing import NamedTuple
 
 from coldbridge_server.bundle import Bundle
 from coldbridge_server.errors import InvalidRequestError
+from coldbridge_server.limits import check_id, shorten, timestamp_problem
 
 __all__ = [
     "Domain",
     "Event",
+    "EventPolicy",
     "Kind",
     "Reason",
     "Rejection",
@@ -96,8 +105,59 @@ def validate(event: Event, bundle: Bundle) -> tuple[Reason, str] | None:
     index = bundle.source_item_index if event.domain is Domain.SOURCE else bundle.target_item_index
     if event.item_id not in index:
         name = bundle.source_domain if event.domain is Domain.SOURCE else bundle.target_domain
-        return Reason.UNKNOWN_ITEM, f"item {event.item_id!r} is not a {name} item of the bundle"
+        return Reason.UNKNOWN_ITEM, f"item {shorten(event.item_id)} is not a {name} item"
     return None
+
+
+@dataclass(frozen=True)
+class EventPolicy:
+    """The input limits of streamed events (from :class:`~coldbridge_server.config.Settings`).
+
+    Parameters
+    ----------
+    max_id_bytes
+        Longest event, user or item id in UTF-8 bytes.
+    min_rating, max_rating
+        Accepted range of a rating.
+    ratings
+        Whether ratings are accepted at all (the bundle was trained on explicit feedback).
+    """
+
+    max_id_bytes: int = 256
+    min_rating: float = 0.0
+    max_rating: float = 10.0
+    ratings: bool = True
+
+    def check_ids(self, index: int, event: Event) -> None:
+        """Raise :class:`InvalidRequestError` naming ``events[index].<field>`` for an id
+        over ``max_id_bytes``."""
+        for name in ("event_id", "user_id", "item_id"):
+            check_id(f"events[{index}].{name}", getattr(event, name), self.max_id_bytes)
+
+    def problem(self, event: Event, timestamp: tuple[int, int] | None) -> str | None:
+        """Why ``event`` breaks the value limits (a rejection message), or ``None``.
+
+        ``timestamp`` is the message's ``(seconds, nanos)``, ``None`` when unset.
+        """
+        value = event.value
+        if not math.isfinite(value):
+            return f"value: must be finite, got {value}"
+        if event.kind is Kind.RATING:
+            if not self.ratings:
+                return (
+                    "kind: EVENT_KIND_RATING is not accepted, the bundle was trained on "
+                    "implicit feedback (send EVENT_KIND_IMPLICIT)"
+                )
+            if not self.min_rating <= value <= self.max_rating:
+                return (
+                    f"value: rating {value} is outside "
+                    f"[min_rating={self.min_rating}, max_rating={self.max_rating}]"
+                )
+        if timestamp is not None:
+            problem = timestamp_problem(*timestamp)
+            if problem is not None:
+                return f"timestamp: {problem}"
+        return None
 
 
 def is_plain_target(event: Event, target_items: Mapping[str, int]) -> bool:
