@@ -8,6 +8,7 @@ PATH; ``.ci/run`` installs them. A test that needs them fails (never skips) with
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -37,9 +38,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below 40000 whose +10000 (a cluster node's bus port) is free."""
+    while True:
+        port = random.randrange(20000, 40000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
 
 
 def _binary(name: str) -> str:
@@ -126,7 +134,7 @@ def redis_cluster(tmp: Path, masters: int = 3) -> Iterator[list[RedisServer]]:
         create += ["--cluster-replicas", "0", "--cluster-yes"]
         subprocess.run(create, check=True, capture_output=True, timeout=60)
         deadline = time.monotonic() + 30
-        while b"cluster_state:ok" not in nodes[0].client().execute_command("CLUSTER INFO"):
+        while not all(_cluster_ok(node) for node in nodes):
             if time.monotonic() > deadline:
                 raise AssertionError("the cluster did not reach cluster_state:ok")
             time.sleep(0.1)
@@ -134,6 +142,11 @@ def redis_cluster(tmp: Path, masters: int = 3) -> Iterator[list[RedisServer]]:
     finally:
         for node in nodes:
             node.kill()
+
+
+def _cluster_ok(node: RedisServer) -> bool:
+    info = node.client().execute_command("CLUSTER INFO")  # parsed into a dict by redis-py
+    return bool(info.get("cluster_state") == "ok")
 
 
 @dataclass
