@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 import numpy as np
 import redis
+from coldbridge_plugins import get_plugin_manager, load_strategies
 from coldbridge_server import Settings, load_bundle
 from coldbridge_server.app import build_engine
 from coldbridge_server.core import UserStates
@@ -31,7 +32,6 @@ from coldbridge_server.streaming.online import ColdStartEmbeddings
 from coldbridge_server.streaming.redis_codec import decode_entry, keys
 from coldbridge_server.streaming.update import OnlineUpdater
 from coldbridge_server.streaming.validate import Event, validate
-from coldbridge_plugins import get_plugin_manager, load_strategies
 from river import optim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,8 @@ class RedisServer:
                 pass
             except redis.exceptions.ConnectionError:
                 if self.process.poll() is not None:
-                    raise AssertionError(f"redis-server exited with {self.process.returncode}")
+                    code = self.process.returncode
+                    raise AssertionError(f"redis-server exited with {code}") from None
             if time.monotonic() > deadline:
                 raise AssertionError("redis-server did not answer within 30 s")
             time.sleep(0.05)

@@ -20,9 +20,10 @@ def test_delete_user_on_one_replica_erases_it_everywhere(
 ) -> None:
     with redis_server(tmp_path) as redis:
         url = redis.url
-        with serving(tiny_bundle.path, tmp_path / "a", redis_url=url, **SETTINGS) as a, serving(
-            tiny_bundle.path, tmp_path / "b", redis_url=url, **SETTINGS
-        ) as b:
+        with (
+            serving(tiny_bundle.path, tmp_path / "a", redis_url=url, **SETTINGS) as a,
+            serving(tiny_bundle.path, tmp_path / "b", redis_url=url, **SETTINGS) as b,
+        ):
             events = [event(f"e{k}", "gone" if k % 2 else "kept", f"v{k}") for k in range(20)]
             assert a.events.IngestEvents(batch(1, *events)).accepted == 20  # snapshots too
             deadline = time.monotonic() + 30

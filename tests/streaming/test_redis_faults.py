@@ -49,9 +49,10 @@ def test_kill_9_of_redis_mid_stream_loses_no_acknowledged_event(
     tiny_bundle: TinyBundle, tmp_path: Path
 ) -> None:
     batches = [batch(n + 1, *events_of(n)) for n in range(300)]
-    with redis_server(tmp_path) as redis, serving(
-        tiny_bundle.path, tmp_path / "state", redis_url=redis.url, **SETTINGS
-    ) as client:
+    with (
+        redis_server(tmp_path) as redis,
+        serving(tiny_bundle.path, tmp_path / "state", redis_url=redis.url, **SETTINGS) as client,
+    ):
         acked: list[epb.EventBatch] = []
         with pytest.raises(grpc.RpcError) as failure:
             for ack in client.events.StreamEvents(iter(batches)):
@@ -82,9 +83,10 @@ def test_kill_9_of_redis_mid_stream_loses_no_acknowledged_event(
 def test_redis_outage_unavailable_ingest_serving_recommend_and_self_recovery(
     tiny_bundle: TinyBundle, tmp_path: Path
 ) -> None:
-    with redis_server(tmp_path) as redis, serving(
-        tiny_bundle.path, tmp_path / "state", redis_url=redis.url, **SETTINGS
-    ) as client:
+    with (
+        redis_server(tmp_path) as redis,
+        serving(tiny_bundle.path, tmp_path / "state", redis_url=redis.url, **SETTINGS) as client,
+    ):
         client.events.IngestEvents(batch(1, *events_of(0)))
         source = event("src-1", "n9", "g3", SOURCE)
         client.events.IngestEvents(batch(2, source))

@@ -76,9 +76,10 @@ def test_two_replicas_apply_concurrent_overlapping_events_once_in_one_order(
     b_batches = workload("b", 2, 40)
     # B also receives 10 of A's batches: the same event ids, at the same time
     b_batches += [batch(41 + n, *a_batches[n * 4].events) for n in range(10)]
-    with redis_server(tmp_path) as redis, server_processes(
-        tiny_bundle.path, tmp_path, 2, redis_url=redis.url, **SETTINGS
-    ) as (a, b):
+    with (
+        redis_server(tmp_path) as redis,
+        server_processes(tiny_bundle.path, tmp_path, 2, redis_url=redis.url, **SETTINGS) as (a, b),
+    ):
         acks: dict[str, list[epb.EventAck]] = {"a": [], "b": []}
         threads = [
             threading.Thread(target=stream, args=(a.channel, a_batches, acks["a"])),
@@ -124,6 +125,6 @@ def test_two_replicas_apply_concurrent_overlapping_events_once_in_one_order(
             np.testing.assert_allclose(
                 scores[user], tiny_bundle.all_scores(vector), rtol=1e-5, atol=1e-5
             )
-    for counts, scores in results[1:]:  # the replicas agree exactly
+    for _, scores in results[1:]:  # the replicas agree exactly
         for user in USERS:
             np.testing.assert_array_equal(scores[user], results[0][1][user])
