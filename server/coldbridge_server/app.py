@@ -45,6 +45,7 @@ from coldbridge_server.observability.interceptor import ServerInterceptor
 from coldbridge_server.observability.metrics import Metrics
 from coldbridge_server.reload import ADMIN_SERVICE_NAME, AdminServicer, BundleReloader, Generation
 from coldbridge_server.reload.wiring import attach
+from coldbridge_server.scaleout import build_replicated
 from coldbridge_server.security import load_security
 from coldbridge_server.server import HEALTH_SERVICES, LIVENESS_SERVICE, ColdbridgeServer
 from coldbridge_server.serving.batch import TopkBatcher
@@ -293,7 +294,8 @@ def build_ingestor(
 ) -> Ingestor:
     """Build the streaming side over ``model``: learner, updater and ingestor.
 
-    The SQLite store in ``settings.state_dir`` is opened when the ingestor recovers.
+    The store (SQLite in ``settings.state_dir``, or Redis with ``store = "redis"``) is
+    opened when the ingestor recovers.
 
     Raises
     ------
@@ -321,6 +323,8 @@ def build_ingestor(
         prequential_sample_rate=settings.prequential_sample_rate,
         observe=observe,
     )
+    if settings.store == "redis":
+        return build_replicated(settings, updater, metrics)
     try:
         Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -271,6 +271,42 @@ class Settings:
         "requests that started on it, then is closed.",
     )
 
+    # --- scale-out (Redis) ---
+    store: str = _setting(
+        "sqlite",
+        "Where the event log, event ids and user-state snapshots live: 'sqlite' (state_dir, "
+        "one server process) or 'redis' (redis_url, shared by any number of replicas that "
+        "all serve every user; docs/scaling.md).",
+    )
+    redis_url: str = _setting(
+        "redis://127.0.0.1:6379/0",
+        "Redis of store = 'redis': redis://host:port/db (rediss:// for TLS, unix:// for a "
+        "socket), or redis+cluster://host:port for a Redis Cluster (any one node).",
+    )
+    redis_partitions: int = _setting(
+        16,
+        "Partitions (Redis Streams) users are hashed to; the same on every replica and fixed "
+        "once the keyspace holds data (a server with another count refuses to start).",
+    )
+    redis_wait_replicas: int = _setting(
+        0,
+        "Before acknowledging a batch, WAIT until this many Redis replicas have it (0 = the "
+        "primary's append-only file only).",
+    )
+    redis_wait_timeout_seconds: float = _setting(
+        1.0,
+        "Longest WAIT; with fewer replicas by then the batch gets UNAVAILABLE (it is logged: "
+        "a resend comes back as DUPLICATE_EVENT).",
+    )
+    redis_timeout_seconds: float = _setting(
+        5.0, "Socket timeout of every Redis command (a hung Redis fails a batch after it)."
+    )
+    redis_follow_ms: int = _setting(
+        20,
+        "Longest block of a replica's XREAD on the log (single-node Redis; it returns as soon "
+        "as another replica appends); with a Redis Cluster, the pause between two polls.",
+    )
+
     # --- security (TLS, tokens, exposure) ---
     tls_cert_file: str = _setting(
         "",
@@ -319,6 +355,7 @@ class Settings:
         _check_lifecycle(self)
         _check_storage(self)
         _check_input(self)
+        _check_scaleout(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -421,6 +458,29 @@ def _check_input(s: Settings) -> None:
             raise ConfigError(name, f"must be finite, got {getattr(s, name)}")
     if s.min_rating > s.max_rating:
         raise ConfigError("min_rating", f"{s.min_rating} exceeds max_rating={s.max_rating}")
+
+
+def _check_scaleout(s: Settings) -> None:
+    """Range checks of the Redis store settings."""
+    if s.store not in ("sqlite", "redis"):
+        raise ConfigError("store", f"must be 'sqlite' or 'redis', got {s.store!r}")
+    if not 1 <= s.redis_partitions <= 16384:
+        raise ConfigError("redis_partitions", f"must be in 1..16384, got {s.redis_partitions}")
+    if s.redis_wait_replicas < 0 or s.redis_follow_ms < 1:
+        raise ConfigError("redis_wait_replicas/redis_follow_ms", "must be >= 0 / >= 1")
+    for name in ("redis_wait_timeout_seconds", "redis_timeout_seconds"):
+        if not 0 < getattr(s, name) < float("inf"):
+            raise ConfigError(name, f"must be > 0, got {getattr(s, name)}")
+    if s.store != "redis":
+        return
+    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+    if not s.redis_url.startswith(schemes):
+        raise ConfigError("redis_url", f"must start with one of {', '.join(schemes)}")
+    if s.event_retention_seconds or s.event_retention_events:
+        raise ConfigError(
+            "event_retention_seconds/event_retention_events",
+            "retention is not supported with store = 'redis' yet (docs/scaling.md)",
+        )
 
 
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}

@@ -1,0 +1,55 @@
+"""Wiring of the Redis store (``store = "redis"``): the replicated ingestor and its gauge.
+
+Kept out of ``app.py`` so that the SQLite path is untouched; docs/scaling.md describes the
+design.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Gauge
+
+from coldbridge_server.config import Settings
+from coldbridge_server.observability.metrics import Metrics
+from coldbridge_server.streaming.redis_store import RedisEventStore
+from coldbridge_server.streaming.replicated import ReplicatedIngestor
+from coldbridge_server.streaming.store import EventStore
+from coldbridge_server.streaming.update import OnlineUpdater
+
+__all__ = ["build_replicated"]
+
+
+def build_replicated(
+    settings: Settings, updater: OnlineUpdater, metrics: Metrics | None = None
+) -> ReplicatedIngestor:
+    """The ingestor over the Redis log of ``settings.redis_url`` (opened at recovery)."""
+
+    def open_store() -> EventStore:
+        return RedisEventStore(
+            settings.redis_url,
+            partitions=settings.redis_partitions,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout=settings.redis_wait_timeout_seconds,
+            timeout=settings.redis_timeout_seconds,
+        )
+
+    ingestor = ReplicatedIngestor(
+        open_store,
+        updater,
+        follow_block_ms=settings.redis_follow_ms,
+        queue_size=settings.ingest_queue_size,
+        snapshot_every=settings.snapshot_every_events,
+        metrics=metrics,
+        retry_seconds=settings.storage_retry_seconds,
+    )
+    if metrics is not None:
+        lag = Gauge(
+            "coldbridge_replica_lag_seconds",
+            "Store redis: seconds since this replica last read the end of the shared event "
+            "log (stays below a second while Redis answers; grows during a Redis outage, "
+            "while Recommend serves the states in memory).",
+            registry=metrics.registry,
+        )
+        lag.set_function(lambda: time.time() - ingestor.last_caught_up)
+    return ingestor

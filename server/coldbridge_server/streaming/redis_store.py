@@ -1,0 +1,385 @@
+"""The second :class:`~coldbridge_server.streaming.store.EventStore`: a replicated log in Redis.
+
+Users are hashed to ``partitions`` partitions (:func:`~.redis_codec.partition_of`); each
+partition is one Redis Stream plus its idempotency hash and snapshot
+(:mod:`~coldbridge_server.streaming.redis_codec` lists the keys). Appending runs one Lua
+script per partition (:data:`~.redis_scripts.APPEND`) that claims each event id and XADDs the
+event: Redis decides one total order per partition, shared by every replica. Every replica
+applies every partition's stream in that order
+(:class:`~coldbridge_server.streaming.replicated.ReplicatedIngestor`), so all replicas converge
+to the serial replay of the log.
+
+Differences from the SQLite contract of :class:`EventStore` (docs/scaling.md):
+
+* **No lock**: many server processes share the keyspace by design; the Lua scripts make
+  their writes safe. The partition count is stored in Redis, and a server configured with
+  another count refuses to start.
+* **Positions**: the stream ids order each partition; :meth:`events_after` packs
+  ``(partition, stream id)`` into one integer (:func:`~.redis_codec.position`) and yields the
+  events this replica has applied (up to :attr:`cursors`), partition after partition.
+  :attr:`last_seq` and :attr:`count` count the entries this replica applied.
+* **Snapshots** are per partition and cover this replica's :attr:`cursors`.
+* **Idempotency** is per partition: a resent event (same user) is always recognised.
+
+Durability: :meth:`append_events` returns once Redis answered, i.e. once the events are in
+the append-only file, fsynced with ``appendfsync always``; with ``wait_replicas`` > 0 it then
+WAITs for that many Redis replicas. Redis errors become
+:class:`~coldbridge_server.errors.StorageError` (``OOM``: :class:`StorageFullError`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.retry import Retry
+
+from coldbridge_server.core import UserState
+from coldbridge_server.errors import ConfigError, StorageError, StorageFullError
+from coldbridge_server.streaming import redis_scripts
+from coldbridge_server.streaming.redis_codec import (
+    PARTITIONS_KEY,
+    StreamId,
+    decode_blob,
+    decode_entry,
+    encode_blob,
+    encode_entry,
+    fmt_id,
+    keys,
+    parse_id,
+    partition_of,
+    position,
+    unposition,
+)
+from coldbridge_server.streaming.store import EventStore
+from coldbridge_server.streaming.validate import Event
+
+__all__ = ["Entry", "RedisEventStore", "connect"]
+
+logger = logging.getLogger(__name__)
+Entry = tuple[StreamId, Event | str]
+"""A stream entry: its id and its event (or the user id of an erasure)."""
+_ZERO: StreamId = (0, 0)
+_CHUNK = 1000
+
+
+def connect(url: str, timeout: float) -> redis.Redis | RedisCluster:
+    """A client of ``url``; ``redis+cluster://`` (or ``rediss+cluster://``) is a Redis Cluster.
+
+    Commands are not retried (a retried append could report its own events as
+    duplicates): a failure is reported at once and the writer or follower tries again.
+    """
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    for scheme in ("redis+cluster://", "rediss+cluster://"):
+        if url.startswith(scheme):
+            return RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
+    return redis.Redis.from_url(url, **options)
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Redis errors -> :class:`StorageError` / :class:`StorageFullError` with the cause."""
+    try:
+        yield
+    except redis.exceptions.ResponseError as exc:
+        if str(exc).startswith("OOM"):
+            raise StorageFullError(f"{what} failed: Redis out of memory ({exc})") from exc
+        if str(exc).startswith(("LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")):
+            raise StorageError(f"{what} failed: Redis unavailable ({exc})") from exc
+        raise
+    except (redis.exceptions.RedisError, OSError) as exc:
+        raise StorageError(f"{what} failed: Redis unavailable ({exc})") from exc
+
+
+class RedisEventStore(EventStore):
+    """The partitioned event log, idempotency ids and snapshots in Redis.
+
+    Parameters
+    ----------
+    url
+        ``redis://host:port/db`` (``rediss://`` for TLS), or ``redis+cluster://host:port``
+        for a Redis Cluster (any node; the others are discovered).
+    partitions
+        Number of partitions (streams); fixed for a keyspace.
+    wait_replicas, wait_timeout
+        After an append, ``WAIT wait_replicas wait_timeout`` (0 replicas: no WAIT).
+    timeout
+        Socket timeout of every command (seconds).
+
+    Raises
+    ------
+    ConfigError
+        If the keyspace was created with another partition count.
+    StorageError
+        If Redis cannot be reached.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        partitions: int = 16,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+        timeout: float = 5.0,
+    ) -> None:
+        client = connect(url, timeout)
+        self.cluster = isinstance(client, RedisCluster)
+        self.client: Any = client  # redis-py's annotations vary by version: used untyped
+        self.partitions = partitions
+        self.wait_replicas, self.wait_timeout = wait_replicas, wait_timeout
+        self.cursors: list[StreamId] = [_ZERO] * partitions
+        """Per partition, the id of the last entry this replica applied."""
+        self.bases: list[StreamId | None] = [None] * partitions
+        """Per partition, the cursor of this replica's last snapshot (``None``: none yet)."""
+        self.applied = 0
+        self._keys = [keys(p) for p in range(partitions)]
+        self._partition = {k[0].encode(): p for p, k in enumerate(self._keys)}
+        self._append = self.client.register_script(redis_scripts.APPEND)
+        self._erase = self.client.register_script(redis_scripts.ERASE)
+        self._snapshot = self.client.register_script(redis_scripts.SNAPSHOT)
+        with _translated("connect"):
+            self.client.set(PARTITIONS_KEY, partitions, nx=True)
+            stored = int(self.client.get(PARTITIONS_KEY) or partitions)
+        if stored != partitions:
+            self.client.close()
+            raise ConfigError(
+                "redis_partitions",
+                f"the Redis keyspace has {stored} partitions, this server is configured "
+                f"with {partitions}: all replicas must use the same count",
+            )
+
+    def partition(self, user_id: str) -> int:
+        """The partition of ``user_id``."""
+        return partition_of(user_id, self.partitions)
+
+    @property
+    def last_seq(self) -> int:
+        """The number of log entries this replica applied (a local, increasing number)."""
+        return self.applied
+
+    @property
+    def count(self) -> int:
+        """The number of log entries this replica applied (see :attr:`last_seq`)."""
+        return self.applied
+
+    def append_events(self, events: Sequence[Event], received_at: float) -> list[StreamId | None]:
+        """Log ``events``: per event its stream id, or ``None`` if its id is already logged.
+
+        One script per partition (pipelined on a single node); each partition's part is
+        all-or-nothing. Raises :class:`StorageError` if Redis fails (parts of the batch
+        may then be logged: the client resends, and those come back as duplicates).
+        """
+        parts: dict[int, list[int]] = defaultdict(list)
+        for n, event in enumerate(events):
+            parts[self.partition(event.user_id)].append(n)
+        results: list[StreamId | None] = [None] * len(events)
+        with _translated("append"):
+            replies = self._run_scripts(
+                [
+                    (
+                        self._keys[p][:2],
+                        [
+                            a
+                            for n in ns
+                            for a in (
+                                events[n].event_id,
+                                events[n].user_id,
+                                encode_entry(events[n], received_at),
+                            )
+                        ],
+                    )
+                    for p, ns in parts.items()
+                ],
+            )
+            for ns, reply in zip(parts.values(), replies, strict=True):
+                for n, sid in zip(ns, reply, strict=True):
+                    results[n] = parse_id(sid) if sid else None
+            if self.wait_replicas:
+                self._wait(list(parts))
+        return results
+
+    def _run_scripts(self, calls: list[tuple[Sequence[str], list[Any]]]) -> list[Any]:
+        if self.cluster or len(calls) == 1:
+            return [self._append(keys=k, args=a) for k, a in calls]
+        pipe = self.client.pipeline(transaction=False)
+        for k, a in calls:
+            self._append(keys=k, args=a, client=pipe)
+        return list(pipe.execute())
+
+    def _wait(self, parts: list[int]) -> None:
+        timeout_ms = int(self.wait_timeout * 1000)
+        if self.cluster:
+            nodes = {self.client.get_node_from_key(self._keys[p][0]).name for p in parts}
+            targets = [n for n in self.client.get_primaries() if n.name in nodes]
+            got = self.client.execute_command(
+                "WAIT", self.wait_replicas, timeout_ms, target_nodes=targets
+            )
+            acks = min(got.values()) if isinstance(got, dict) else int(got)
+        else:
+            acks = int(self.client.execute_command("WAIT", self.wait_replicas, timeout_ms))
+        if acks < self.wait_replicas:
+            raise StorageError(
+                f"append failed: only {acks} of {self.wait_replicas} Redis replicas confirmed "
+                f"within {self.wait_timeout}s (WAIT)"
+            )
+
+    def read(self, p: int, after: StreamId, upto: StreamId | None = None) -> Iterator[Entry]:
+        """The entries of partition ``p`` after ``after`` (up to ``upto``), in stream order."""
+        log = self._keys[p][0]
+        end = "+" if upto is None else fmt_id(upto)
+        start = after
+        while True:
+            with _translated("read"):
+                rows = self.client.xrange(log, f"({fmt_id(start)}", end, count=_CHUNK)
+            for sid, fields in rows:
+                start = parse_id(sid)
+                yield start, decode_entry(fields)
+            if len(rows) < _CHUNK:
+                return
+
+    def read_new(self, block_ms: int) -> dict[int, list[Entry]]:
+        """New entries after :attr:`cursors` of every partition (XREAD; on a single node it
+        blocks up to ``block_ms`` while there are none)."""
+        found: dict[int, list[Entry]] = {}
+        with _translated("follow"):
+            if self.cluster:
+                replies: Any = []
+                for p, (log, *_) in enumerate(self._keys):
+                    replies += self.client.xread({log: fmt_id(self.cursors[p])}, count=_CHUNK)
+            else:
+                streams = {k[0]: fmt_id(c) for k, c in zip(self._keys, self.cursors, strict=True)}
+                replies = self.client.xread(streams, count=_CHUNK, block=block_ms) or []
+        if isinstance(replies, dict):  # RESP3
+            replies = [[k, v[0]] for k, v in replies.items()]
+        for name, rows in replies:
+            key = name if isinstance(name, bytes) else name.encode()
+            found[self._partition[key]] = [(parse_id(s), decode_entry(f)) for s, f in rows]
+        return found
+
+    def erase(self, user_id: str) -> tuple[StreamId, list[str]]:
+        """Delete the user's entries, ids and snapshot state, append an erasure entry;
+        return its stream id and the deleted event ids (atomic per partition)."""
+        with _translated("delete"):
+            sid, deleted = self._erase(keys=self._keys[self.partition(user_id)], args=[user_id])
+        return parse_id(sid), [d.decode() for d in deleted]
+
+    def snapshot_meta(self, p: int) -> tuple[str, StreamId | None]:
+        """``(bundle version, cursor)`` of partition ``p``'s snapshot (``("", None)``: none)."""
+        with _translated("recover"):
+            cursor, version = self.client.hmget(self._keys[p][3], ["cursor", "version"])
+        if cursor is None:
+            return "", None
+        return (version or b"").decode(), parse_id(cursor)
+
+    def partition_states(self, p: int) -> Iterator[UserState]:
+        """The user states of partition ``p``'s snapshot (``vector`` left ``None``)."""
+        with _translated("recover"):
+            rows = list(self.client.hscan_iter(self._keys[p][2], count=_CHUNK))
+        for user, blob in rows:
+            yield decode_blob(user.decode("utf-8"), blob)
+
+    def write_partition(
+        self, p: int, states: Iterable[UserState], version: str, *, full: bool
+    ) -> str:
+        """Store ``states`` of partition ``p`` as its snapshot at :attr:`cursors` ``[p]``.
+
+        Returns the script's answer: ``ok``, ``skip``, ``stale`` or ``full`` (an incremental
+        write that must be redone with every user of the partition).
+        """
+        cursor, base = self.cursors[p], self.bases[p]
+        if not full and base is None:
+            return "full"
+        args: list[Any] = [fmt_id(cursor), version, "full" if full else "inc"]
+        args.append(fmt_id(base or _ZERO))
+        for state in states:
+            args += (state.user_id, encode_blob(state))
+        with _translated("snapshot"):
+            answer = self._snapshot(keys=self._keys[p][2:], args=args)
+        result = answer.decode() if isinstance(answer, bytes) else str(answer)
+        if result in ("ok", "skip"):
+            self.bases[p] = cursor
+        return result
+
+    # --- the EventStore interface -------------------------------------------------------
+
+    def append(self, events: Sequence[Event], received_at: float) -> int:
+        """Log ``events`` (duplicate ids are skipped, not raised); return :attr:`last_seq`."""
+        self.append_events(events, received_at)
+        return self.last_seq
+
+    def event_ids(self) -> Iterator[str]:
+        """Every logged event id (all partitions)."""
+        for _, ids, _, _ in self._keys:
+            with _translated("read"):
+                rows = list(self.client.hscan_iter(ids, count=_CHUNK))
+            yield from (eid.decode() for eid, _ in rows)
+
+    def events_after(self, seq: int) -> Iterator[tuple[int, Event]]:
+        """The events this replica applied after position ``seq``, partition after
+        partition, each in stream order (erasure entries are left out: the erased events
+        are deleted from the log)."""
+        first, after = unposition(seq)
+        for p in range(first, self.partitions):
+            for sid, entry in self.read(p, after if p == first else _ZERO, self.cursors[p]):
+                if not isinstance(entry, str):
+                    yield position(p, sid), entry
+
+    def snapshot_info(self) -> tuple[str, int]:
+        """``(bundle version of partition 0's snapshot, 0)``: snapshots are per partition."""
+        return self.snapshot_meta(0)[0], 0
+
+    def load_states(self) -> Iterator[UserState]:
+        """The user states of every partition's snapshot."""
+        for p in range(self.partitions):
+            yield from self.partition_states(p)
+
+    def write_snapshot(
+        self, states: Iterable[UserState], seq: int, bundle_version: str, *, replace: bool = False
+    ) -> None:
+        """Snapshot ``states`` at :attr:`cursors` (``seq`` is ignored), partition by partition.
+
+        Without ``replace``, ``states`` are the users changed since this replica's last
+        snapshot; partitions whose stored snapshot that does not extend are collected in
+        :attr:`need_full` for the caller to write in full.
+        """
+        parts: dict[int, list[UserState]] = {p: [] for p in range(self.partitions)}
+        for state in states:
+            parts[self.partition(state.user_id)].append(state)
+        self.need_full = [
+            p
+            for p, group in parts.items()
+            if self.write_partition(p, group, bundle_version, full=replace) == "full"
+        ]
+
+    need_full: list[int] = []
+    """Partitions the last :meth:`write_snapshot` could not extend (see there)."""
+
+    def delete_user(self, user_id: str) -> list[str]:
+        """Erase ``user_id`` (:meth:`erase`); return the deleted event ids."""
+        return self.erase(user_id)[1]
+
+    def compact(self, through_seq: int, received_before: float) -> list[str]:
+        """Retention is not supported with Redis yet (refused by the settings): no-op."""
+        return []
+
+    def probe(self) -> None:
+        """Write and delete 64 KiB (raises while Redis is down or out of memory)."""
+        with _translated("probe"):
+            self.client.set("cb:probe", b"\0" * 65536)
+            self.client.delete("cb:probe")
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        with contextlib.suppress(Exception):
+            self.client.close()
