@@ -162,3 +162,19 @@ def test_watch_picks_up_a_new_version(tmp_path: Path) -> None:
         time.sleep(0.3)
         assert s.metric("coldbridge_bundle_reloads_total", outcome="refused") == 1
         assert s.client.model_info().bundle_version == "v2"
+
+
+def test_a_reload_keeps_requests_responsive_and_restores_the_interpreter() -> None:
+    """responsive(): a short GIL switch interval and a frozen heap, both undone afterwards."""
+    import gc
+    import sys
+
+    from coldbridge_server.reload.reloader import RELOAD_SWITCH_INTERVAL, responsive
+
+    before = sys.getswitchinterval()
+    with pytest.raises(RuntimeError), responsive():
+        assert sys.getswitchinterval() == pytest.approx(RELOAD_SWITCH_INTERVAL)
+        assert gc.get_freeze_count() > 0
+        raise RuntimeError("a failed reload restores them too")
+    assert sys.getswitchinterval() == before
+    assert gc.get_freeze_count() == 0

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -43,12 +45,14 @@ from coldbridge_server.reload.generation import Generation, same_space
 from coldbridge_server.reload.rebuild import Replay, paused, replay_log
 from coldbridge_server.streaming.ingest import Ingestor
 
-__all__ = ["BundleReloader", "ReloadResult", "ReloadStatus"]
+__all__ = ["RELOAD_SWITCH_INTERVAL", "BundleReloader", "ReloadResult", "ReloadStatus", "responsive"]
 
 logger = logging.getLogger(__name__)
 Build = Callable[[Bundle, UserStates], Generation]
 """Builds the generation of a bundle over fresh user states (``app.build_generation``)."""
 _T = TypeVar("_T")
+RELOAD_SWITCH_INTERVAL = 0.0005
+"""GIL switch interval (s) while a reload runs: a tenth of CPython's default 5 ms."""
 _BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -159,9 +163,8 @@ class BundleReloader:
         ColdbridgeError
             If the state rebuild or the swap fails (the old one keeps serving).
         """
-        with self._lock:
+        with self._lock, responsive():
             start = time.perf_counter()
-            gc.freeze()  # the collector skips the served objects while the reload allocates
             try:
                 result = self._reload(path or self.settings.bundle_path, force, start)
             except BundleRefusedError as exc:
@@ -175,8 +178,6 @@ class BundleReloader:
                 raise ColdbridgeError(
                     f"reload failed, still serving the old bundle: {exc}"
                 ) from exc
-            finally:
-                gc.unfreeze()
             self.reloads_total.labels("swapped" if result.swapped else "unchanged").inc()
             return result
 
@@ -293,6 +294,26 @@ class BundleReloader:
         except BundleRefusedError:
             self._refused.add(key)
             raise
+
+
+@contextmanager
+def responsive(switch_interval: float = RELOAD_SWITCH_INTERVAL) -> Iterator[None]:
+    """Keep request threads responsive while a reload runs in the same process.
+
+    Two speed tricks (``benchmarks/reload_under_load.py`` measures both): ``gc.freeze()``, so
+    the collector skips the served objects while the reload allocates (without it a full
+    collection of the doubled heap paused every thread for 70-80 ms), and a shorter GIL
+    switch interval, so a request thread waiting for the interpreter gets it within
+    ``switch_interval`` seconds instead of the default 5 ms while the rebuild computes.
+    """
+    previous = sys.getswitchinterval()
+    gc.freeze()
+    sys.setswitchinterval(switch_interval)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+        gc.unfreeze()
 
 
 def _take_over(old: Generation, new: Generation) -> None:
