@@ -131,3 +131,11 @@ def test_history_items_are_never_positives_and_empty_buckets_inherit() -> None:
         "history_weight": weights[1],
     }
     assert weights[2] == weights[1]
+
+
+def test_histories_below_the_first_bound_are_not_fitted() -> None:
+    """With buckets from 2 events on, a one-item history belongs to no bucket (``a = 0``)."""
+    model, valid, scores = _chain_model(), _split(STREAMS), _noise(len(STREAMS))
+    _, rows = fit_blend(model, valid, scores)
+    later = replace(model, events=EVENTS[1:], history_weight=(0.0,) * (len(EVENTS) - 1))
+    assert fit_blend(later, valid, scores)[1] == rows[1:]

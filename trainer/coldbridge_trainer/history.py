@@ -22,7 +22,6 @@ Two fits, two data sources:
 
 from __future__ import annotations
 
-import itertools
 import time
 import zlib
 from dataclasses import dataclass, replace
@@ -139,9 +138,10 @@ def fit_blend(
 
     Every valid user with ``m`` valid items is streamed ``repeats`` times, each time in its
     own random order (:func:`stream_order` with seeds ``seed, seed + 1, ...``; once with
-    ``order="file"``); after each of the first ``m - 1`` items (``p`` streamed), the
-    remaining items that are not in the history are positives of the bucket of ``p`` (the
-    last bound ``<= p``), each ranked against its line's candidates. So a bucket sees every
+    ``order="file"``); after each of the first ``m - 1`` items (``p`` streamed, from the
+    first bound on: a shorter history is served with ``a = 0``), the remaining items that
+    are not in the history are positives of the bucket of ``p`` (the last bound ``<= p``),
+    each ranked against its line's candidates. So a bucket sees every
     history length it serves, a user's largest histories (the regime of a user who streamed
     all they have) among them, and the repeated draws keep the few heavy users of the last
     bucket from deciding it by one lucky order.
@@ -168,19 +168,20 @@ def fit_blend(
     """
     buckets = [_Bucket(grid) for _ in model.events]
     draws = range(repeats if order != "file" else 1)
-    for user, draw in itertools.product(range(len(valid.users)), draws):
-        lines = stream_order(valid, user, order, seed + draw)
-        if len(lines) < 2:
+    for user in range(len(valid.users)):
+        streams = [stream_order(valid, user, order, seed + draw) for draw in draws]
+        if len(streams[0]) < 2:
             continue
-        zt = standardise(transferred[user])
+        zt = standardise(transferred[user])  # once per user: every draw shares it
         raw = np.asarray(transferred[user], dtype=np.float32)
-        for p in range(1, len(lines)):
-            history = valid.positives[lines[:p]]
-            rest = lines[p:][~np.isin(valid.positives[lines[p:]], history)]
-            if len(rest):
-                zh = standardise(model.scores(history.tolist()))
-                bucket = buckets[int(np.searchsorted(model.events, p, side="right")) - 1]
-                bucket.add(user, valid.candidates[rest], raw, zt, zh)
+        for lines in streams:
+            for p in range(model.events[0], len(lines)):  # shorter histories weigh 0
+                history = valid.positives[lines[:p]]
+                rest = lines[p:][~np.isin(valid.positives[lines[p:]], history)]
+                if len(rest):
+                    zh = standardise(model.scores(history.tolist()))
+                    bucket = buckets[int(np.searchsorted(model.events, p, side="right")) - 1]
+                    bucket.add(user, valid.candidates[rest], raw, zt, zh)
     chosen: list[float] = []
     rows: list[dict[str, Any]] = []
     for bound, bucket in zip(model.events, buckets, strict=True):
