@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 from coldbridge_bundle.history import HistoryModel
+from coldbridge_trainer.report import WARMUP_CURVES, warmup_curve
 from coldbridge_trainer.summary import bootstrap
 
 __all__ = [
-    "CURVES",
     "HistoryOnly",
     "METRICS",
     "PROTOCOLS",
@@ -38,12 +38,6 @@ __all__ = [
 
 METRICS = ("HR@10", "NDCG@10", "MRR")
 PROTOCOLS = ("sampled", "full")
-CURVES = {
-    "online": "coldbridge online",
-    "static": "static best (no event)",
-    "history_only": "history-only (streamed)",
-    "warm": "warm reference (all valid)",
-}
 Lines = dict[str, dict[str, np.ndarray]]
 """``{protocol: {metric: per-line values}}`` of one curve at one step."""
 
@@ -121,14 +115,6 @@ def compare(curves: dict[str, Lines], line_user: np.ndarray, idx: np.ndarray) ->
     return out
 
 
-def _value(results: dict[str, Any], curve: str, step: str) -> dict[str, Any]:
-    if curve == "online":
-        return results[step]
-    if curve == "history_only":
-        return results["history_only"][step]
-    return results[curve]
-
-
 def _diff(cell: dict[str, Any]) -> str:
     lo, hi = cell["ci95"]
     return f"{cell['diff']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
@@ -151,8 +137,8 @@ def format_markdown(results: dict[str, Any], direction: str) -> str:
         "|---|---|" + "---|" * len(cols),
     ]
     for step in results["steps"]:
-        for curve, name in CURVES.items():
-            row = _value(results, curve, step)
+        for curve, name in WARMUP_CURVES.items():
+            row = warmup_curve(results, curve, step)
             cells = " | ".join(f"{row[p]['line'][m]:.4f}" for p, m in cols)
             lines.append(f"| {step} | {name} | {cells} |")
         best = results["compare"][step]["vs_best_input"]
@@ -187,8 +173,8 @@ def plot(merged: dict[str, dict[str, Any]], path: Path) -> None:
         steps = r["steps"]
         for row, proto in enumerate(protos):
             ax = axes[row][col]
-            for curve, name in CURVES.items():
-                ys = [_value(r, curve, s)[proto]["line"]["HR@10"] for s in steps]
+            for curve, name in WARMUP_CURVES.items():
+                ys = [warmup_curve(r, curve, s)[proto]["line"]["HR@10"] for s in steps]
                 ax.plot(range(len(steps)), ys, marker="o", label=name)
             ax.set_xticks(range(len(steps)), steps)
             ax.set_xlabel("streamed valid events per user")

@@ -27,7 +27,15 @@ from coldbridge_trainer.summary import (
     summarize,
 )
 
-__all__ = ["HEADLINE", "bootstrap", "summarize", "write_report", "write_summaries"]
+__all__ = [
+    "HEADLINE",
+    "WARMUP_CURVES",
+    "bootstrap",
+    "summarize",
+    "warmup_curve",
+    "write_report",
+    "write_summaries",
+]
 
 
 def _fmt(cell: Cell, ci: bool = True) -> str:
@@ -195,22 +203,32 @@ def _bars(s: DirectionSummary, path: Path) -> None:
 
 WARMUP_STEPS = ("0", "1", "2", "3", "5", "10", "all")
 WARMUP_CURVES = {
-    "online": "online",
-    "static": "static best",
-    "history_only": "history-only",
-    "warm": "warm reference",
+    "online": "coldbridge online",
+    "static": "static best (no event)",
+    "history_only": "history-only (streamed)",
+    "warm": "warm reference (all valid)",
 }
-"""The curves of ``benchmarks/online_warmup.py`` output: the server's answers, the static
-strategy with no event, the history model on the events streamed so far, and on all of them."""
+"""The curves of ``benchmarks/online_warmup.py`` output and their labels: the server's
+answers, the static strategy with no event, the history model on the events streamed so far,
+and on all of them (:func:`warmup_curve` reads one)."""
 
 
-def _curve(run: dict[str, Any], curve: str, step: str) -> dict[str, Any] | None:
-    """One curve's metrics at ``step``, or ``None`` when ``run`` does not have it."""
+def warmup_curve(run: dict[str, Any], curve: str, step: str) -> dict[str, Any]:
+    """One curve's metrics at ``step`` in a direction's ``benchmarks/online_warmup.py`` output.
+
+    Raises
+    ------
+    KeyError
+        If ``run`` does not have the curve at ``step``.
+    """
+    cell: dict[str, Any]
     if curve == "online":
-        return run.get(step)
-    if curve == "history_only":
-        return run.get("history_only", {}).get(step)
-    return run.get(curve)
+        cell = run[step]
+    elif curve == "history_only":
+        cell = run["history_only"][step]
+    else:
+        cell = run[curve]
+    return cell
 
 
 def _warmup(data: dict[str, Any], path: Path) -> None:
@@ -236,10 +254,11 @@ def _warmup(data: dict[str, Any], path: Path) -> None:
                 ax.set_axis_off()
                 continue
             for curve, label in WARMUP_CURVES.items():
-                cells = [_curve(r, curve, k) for k in steps]
-                if all(c is not None for c in cells):
-                    ys = [c[p]["line"][m] for c in cells if c is not None]
-                    ax.plot(range(len(steps)), ys, marker="o", label=label)
+                try:
+                    ys = [warmup_curve(r, curve, k)[p]["line"][m] for k in steps]
+                except KeyError:  # a run without this curve
+                    continue
+                ax.plot(range(len(steps)), ys, marker="o", label=label)
             if "popularity" in r:
                 ax.axhline(r["popularity"][p]["line"][m], color="grey", ls=":", lw=0.8)
             ax.set_xticks(range(len(steps)), steps)
