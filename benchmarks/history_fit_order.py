@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 for sub in ("server", "plugins", "protos", "trainer", "bundle", "cli"):
     sys.path.insert(0, str(ROOT / sub))
 
-from coldbridge_bundle.history import HistoryModel, mix, standardise  # noqa: E402
+from coldbridge_bundle.history import HistoryModel  # noqa: E402
 from coldbridge_server import Settings, create_server, load_bundle  # noqa: E402
-from coldbridge_server.bundle import resolve_bundle_dir  # noqa: E402
+from coldbridge_server.bundle import Bundle, resolve_bundle_dir  # noqa: E402
+from coldbridge_server.server import ColdbridgeServer  # noqa: E402
+from coldbridge_server.serving.blend import vector_scores  # noqa: E402
 from coldbridge_trainer.data import load_cdrib  # noqa: E402
 from coldbridge_trainer.evaluate import EvalSplit, make_split, rank_metrics  # noqa: E402
 from coldbridge_trainer.history import fit_blend  # noqa: E402
@@ -76,6 +79,15 @@ def prefix_vs_test(
     return rows
 
 
+def transferred(server: ColdbridgeServer, bundle: Bundle, users: list[str]) -> np.ndarray:
+    """``[len(users), N_t]`` served scores with no event: the resolver's answer in process."""
+    out = []
+    for user in users:
+        r = server.engine.resolver.resolve(user)
+        out.append(r.scores if r.scores is not None else vector_scores(bundle, r.vector))
+    return np.stack(out).astype(np.float32)
+
+
 def all_events(
     model: HistoryModel,
     weights: tuple[float, ...],
@@ -84,15 +96,11 @@ def all_events(
     valid: dict[str, list[int]],
 ) -> tuple[float, float]:
     """Sampled (MRR, HR@10) on test after all valid events, with ``a(n) = weights``."""
-    rows = []
+    fitted, rows = replace(model, history_weight=weights), []
     for row, user in enumerate(test.users):
         lines = np.flatnonzero(test.line_user == row)
         history = valid.get(user, [])
-        zt = standardise(transferred[row])
-        served = zt
-        if history:
-            bucket = int(np.searchsorted(model.events, len(history), side="right")) - 1
-            served = mix(weights[bucket], zt, standardise(model.scores(history)))
+        served, _ = fitted.blend(transferred[row], history, len(history))
         rows.append(served[test.candidates[lines]])
     return _metrics(np.concatenate(rows))
 
@@ -114,17 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as state:
         settings = Settings(port=0, metrics_port=-1, state_dir=state, history_blend=False)
         server, _ = create_server(settings, bundle=bundle)
-        resolver = server.engine.resolver
-        v, b = bundle.target_item_embeddings, bundle.target_item_bias
-
-        def transferred(users: list[str]) -> np.ndarray:
-            out = []
-            for user in users:
-                r = resolver.resolve(user)
-                out.append(r.scores if r.scores is not None else r.vector @ v.T + b)
-            return np.stack(out).astype(np.float32)
-
-        tv, tt = transferred(valid_split.users), transferred(test_split.users)
+        try:
+            tv, tt = (transferred(server, bundle, s.users) for s in (valid_split, test_split))
+        finally:
+            server.stop(None).wait()
     valid: dict[str, list[int]] = {}
     test: dict[str, list[int]] = {}
     for split, into in ((ds.valid, valid), (ds.test, test)):
