@@ -49,8 +49,10 @@ class Client:
 
 
 @contextlib.contextmanager
-def serving(bundle_path: Path, state_dir: Path, **settings: Any) -> Iterator[Client]:
-    """A real server on 127.0.0.1:0 with its state in ``state_dir``."""
+def started(
+    bundle_path: Path, state_dir: Path, **settings: Any
+) -> Iterator[tuple[ColdbridgeServer, int, CollectorRegistry]]:
+    """A real, warmed-up server on 127.0.0.1:0; yields (server, port, registry)."""
     registry = CollectorRegistry()
     config = Settings(
         host="127.0.0.1",
@@ -64,16 +66,25 @@ def serving(bundle_path: Path, state_dir: Path, **settings: Any) -> Iterator[Cli
     server.start()
     try:
         assert server.wait_until_ready(timeout=60)
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield Client(
-                server,
-                channel,
-                events_pb2_grpc.EventsStub(channel),
-                recommender_pb2_grpc.RecommenderStub(channel),
-                registry,
-            )
+        yield server, port, registry
     finally:
         server.stop(None).wait()
+
+
+@contextlib.contextmanager
+def serving(bundle_path: Path, state_dir: Path, **settings: Any) -> Iterator[Client]:
+    """A real server on 127.0.0.1:0 with its state in ``state_dir``, and a client of it."""
+    with (
+        started(bundle_path, state_dir, **settings) as (server, port, registry),
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+    ):
+        yield Client(
+            server,
+            channel,
+            events_pb2_grpc.EventsStub(channel),
+            recommender_pb2_grpc.RecommenderStub(channel),
+            registry,
+        )
 
 
 def event(

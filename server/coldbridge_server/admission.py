@@ -30,12 +30,13 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any
 
 import grpc
 
 from coldbridge_server.config import Settings
-from coldbridge_server.errors import CapacityError, ColdbridgeError, ConfigError, NotReadyError
+from coldbridge_server.errors import CapacityError, ConfigError, NotReadyError
+from coldbridge_server.interception import Interceptor, WrapOnce, handler_like, refusal
 from coldbridge_server.observability.interceptor import transport_limit
 from coldbridge_server.status import status_code
 
@@ -49,11 +50,6 @@ __all__ = [
     "server_options",
 ]
 
-if TYPE_CHECKING:  # generic in grpc-stubs only
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.ServerInterceptor
-
 GATED_PREFIXES: tuple[str, ...] = ("/coldbridge.v1.Recommender/", "/coldbridge.v1.Events/")
 """Methods answered only once the server is ready (start-up gate)."""
 UNGATED: frozenset[str] = frozenset({"/coldbridge.v1.Recommender/GetModelInfo"})
@@ -62,12 +58,6 @@ STARTING = (
     "the server is starting (warming up the models / replaying the event log); "
     "retry when health is SERVING"
 )
-_FACTORIES = {
-    (False, False): grpc.unary_unary_rpc_method_handler,
-    (False, True): grpc.unary_stream_rpc_method_handler,
-    (True, False): grpc.stream_unary_rpc_method_handler,
-    (True, True): grpc.stream_stream_rpc_method_handler,
-}
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -129,12 +119,7 @@ def client_of(peer: str) -> str:
     return peer
 
 
-def _abort(context: grpc.ServicerContext, error: ColdbridgeError) -> NoReturn:
-    context.abort(status_code(error), str(error))
-    raise error  # not reached: abort raises
-
-
-class AdmissionInterceptor(_Interceptor):
+class AdmissionInterceptor(Interceptor):
     """The start-up gate and the stream caps (see the module docstring).
 
     Parameters
@@ -152,8 +137,7 @@ class AdmissionInterceptor(_Interceptor):
         self._lock = threading.Lock()
         self._open = 0
         self._per_client: Counter[str] = Counter()
-        self._wrapped: dict[int, tuple[Any, Any]] = {}
-        self._refusals: dict[str, Any] = {}
+        self._wrapped = WrapOnce(self._wrap)  # one wrapper per streaming method handler
 
     @property
     def ready(self) -> bool:
@@ -178,28 +162,12 @@ class AdmissionInterceptor(_Interceptor):
         if handler is None:
             return None
         if not self._ready.is_set() and _gated(details.method):
-            return self._refusal(details.method, handler)
+            return refusal(handler, NotReadyError(STARTING))
         if not (handler.request_streaming or handler.response_streaming):
             return handler
-        entry = self._wrapped.get(id(handler))  # one wrapper per method handler
-        if entry is None or entry[0] is not handler:
-            entry = (handler, self._wrap(handler))
-            self._wrapped[id(handler)] = entry
-        return entry[1]
+        return self._wrapped(handler, details.method)
 
-    def _refusal(self, method: str, handler: Any) -> Any:
-        refusal = self._refusals.get(method)
-        if refusal is None:
-
-            def refuse(request: Any, context: grpc.ServicerContext) -> NoReturn:
-                _abort(context, NotReadyError(STARTING))
-
-            shape = (handler.request_streaming, handler.response_streaming)
-            refusal = self._refusals[method] = _FACTORIES[shape](refuse)
-        return refusal
-
-    def _wrap(self, handler: Any) -> Any:
-        shape = (handler.request_streaming, handler.response_streaming)
+    def _wrap(self, handler: Any, method: str) -> Any:
         behaviour = handler.unary_stream or handler.stream_stream or handler.stream_unary
 
         def handle_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
@@ -216,11 +184,7 @@ class AdmissionInterceptor(_Interceptor):
             finally:
                 self._release(client)
 
-        return _FACTORIES[shape](
-            handle_stream if shape[1] else handle_unary,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return handler_like(handler, handle_stream if handler.response_streaming else handle_unary)
 
     def _admit(self, context: grpc.ServicerContext) -> str:
         client = client_of(context.peer())
@@ -241,7 +205,8 @@ class AdmissionInterceptor(_Interceptor):
                 self._open += 1
                 self._per_client[client] += 1
                 return client
-        _abort(context, error)
+        context.abort(status_code(error), str(error))
+        raise error  # not reached: abort raises
 
     def _release(self, client: str) -> None:
         with self._lock:

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable, Mapping
 from concurrent import futures
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import grpc
 from coldbridge.v1 import admin_pb2_grpc, events_pb2_grpc, recommender_pb2_grpc
@@ -85,6 +85,13 @@ _add_events = cast(
 _add_admin = cast(
     Callable[[AdminServicer, grpc.Server], None], admin_pb2_grpc.add_AdminServicer_to_server
 )
+_REFLECTED_SERVICES = (
+    SERVICE_NAME,
+    EVENTS_SERVICE_NAME,
+    ADMIN_SERVICE_NAME,
+    health.SERVICE_NAME,
+    reflection.SERVICE_NAME,
+)
 
 
 def create_server(
@@ -126,18 +133,7 @@ def create_server(
     BundleError, ModelLoadError
         If the bundle or its models are invalid.
     """
-    if bundle is None:
-        if not settings.bundle_path:
-            raise ConfigError("bundle_path", "no bundle given (set COLDBRIDGE_BUNDLE_PATH)")
-        bundle = load_bundle(resolve_bundle_dir(settings.bundle_path))
-    if strategies is None:
-        strategies = load_strategies(get_plugin_manager())
-    if bundle.strategy not in strategies:
-        raise ConfigError(
-            "strategy",
-            f"bundle {bundle.version} needs strategy {bundle.strategy!r}, registered: "
-            f"{sorted(strategies)}",
-        )
+    bundle, strategies = _bundle_and_strategies(settings, bundle, strategies)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     metrics.bundle_info.info(
         {
@@ -155,26 +151,8 @@ def create_server(
     admission = AdmissionInterceptor(
         max_streams=settings.max_streams, max_streams_per_client=settings.max_streams_per_client
     )
-    grpc_server = grpc.server(  # streams hold threads: max_workers stay free for unary calls
-        futures.ThreadPoolExecutor(
-            max_workers=settings.max_workers + settings.max_streams,
-            thread_name_prefix="coldbridge-rpc",
-        ),
-        # metrics first (outermost), so an auth or admission rejection is counted with its
-        # code; auth before admission, so an unauthenticated call never takes a stream slot.
-        # The metrics interceptor enforces max_message_bytes (a counted RESOURCE_EXHAUSTED);
-        # the transport refuses, uncounted, only messages over twice that.
-        interceptors=[
-            ServerInterceptor(
-                metrics,
-                access_log=settings.access_log,
-                max_message_bytes=settings.max_message_bytes,
-            ),
-            *security.interceptors,
-            admission,
-        ],
-        options=server_options(settings),
-    )
+    # auth before admission, so an unauthenticated call never takes a stream slot
+    grpc_server = _grpc_server(settings, metrics, [*security.interceptors, admission])
     recommender = RecommenderServicer(engine)
     _add_recommender(recommender, grpc_server)
     events = EventsServicer(
@@ -183,12 +161,7 @@ def create_server(
         states,
         max_batch_events=settings.max_batch_events,
         window=settings.ingest_queue_size,
-        policy=EventPolicy(
-            max_id_bytes=settings.max_id_bytes,
-            min_rating=settings.min_rating,
-            max_rating=settings.max_rating,
-            ratings=bundle.feedback == "explicit",
-        ),
+        policy=_event_policy(settings, bundle),
         metrics=metrics,
     )
     _add_events(events, grpc_server)
@@ -201,16 +174,11 @@ def create_server(
         metrics=metrics,
     )
     _add_admin(AdminServicer(reloader), grpc_server)
-    health_servicer = health.HealthServicer()
-    for service in HEALTH_SERVICES:
-        health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-    health_servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    health_servicer = _starting_health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     ingestor.on_health = _events_health(health_servicer)
-    services: tuple[str, ...] = (SERVICE_NAME, EVENTS_SERVICE_NAME, ADMIN_SERVICE_NAME)
-    services += (health.SERVICE_NAME, reflection.SERVICE_NAME)
     if settings.reflection:
-        reflection.enable_server_reflection(services, grpc_server)
+        reflection.enable_server_reflection(_REFLECTED_SERVICES, grpc_server)
     try:
         check_port_free(settings.host, settings.port)
         port = security.bind(grpc_server, f"{settings.host}:{settings.port}")
@@ -220,6 +188,65 @@ def create_server(
     server = ColdbridgeServer(grpc_server, engine, health_servicer, metrics, ingestor, admission)
     attach(reloader, recommender=recommender, events=events, server=server)
     return server, port
+
+
+def _bundle_and_strategies(
+    settings: Settings,
+    bundle: Bundle | None,
+    strategies: Mapping[str, type[TransferStrategy]] | None,
+) -> tuple[Bundle, Mapping[str, type[TransferStrategy]]]:
+    """The given or configured bundle and strategies; the bundle's strategy must be there."""
+    if bundle is None:
+        if not settings.bundle_path:
+            raise ConfigError("bundle_path", "no bundle given (set COLDBRIDGE_BUNDLE_PATH)")
+        bundle = load_bundle(resolve_bundle_dir(settings.bundle_path))
+    if strategies is None:
+        strategies = load_strategies(get_plugin_manager())
+    if bundle.strategy not in strategies:
+        raise ConfigError(
+            "strategy",
+            f"bundle {bundle.version} needs strategy {bundle.strategy!r}, registered: "
+            f"{sorted(strategies)}",
+        )
+    return bundle, strategies
+
+
+def _grpc_server(settings: Settings, metrics: Metrics, inner: list[Any]) -> grpc.Server:
+    """The ``grpc.Server``: its thread pool, the interceptor chain and channel options.
+
+    Streams hold threads, so the pool has ``max_workers + max_streams``: ``max_workers``
+    stay free for unary calls. The metrics interceptor comes first (outermost), so an auth
+    or admission rejection in ``inner`` is counted with its code; it also enforces
+    ``max_message_bytes`` (a counted RESOURCE_EXHAUSTED), and the transport refuses,
+    uncounted, only messages over twice that.
+    """
+    observe = ServerInterceptor(
+        metrics, access_log=settings.access_log, max_message_bytes=settings.max_message_bytes
+    )
+    pool = futures.ThreadPoolExecutor(
+        max_workers=settings.max_workers + settings.max_streams,
+        thread_name_prefix="coldbridge-rpc",
+    )
+    return grpc.server(pool, interceptors=[observe, *inner], options=server_options(settings))
+
+
+def _event_policy(settings: Settings, bundle: Bundle) -> EventPolicy:
+    """What an event must satisfy: id sizes, rating range, ratings only for explicit bundles."""
+    return EventPolicy(
+        max_id_bytes=settings.max_id_bytes,
+        min_rating=settings.min_rating,
+        max_rating=settings.max_rating,
+        ratings=bundle.feedback == "explicit",
+    )
+
+
+def _starting_health() -> health.HealthServicer:
+    """A health servicer as at start-up: readiness NOT_SERVING, liveness SERVING."""
+    servicer = health.HealthServicer()
+    for service in HEALTH_SERVICES:
+        servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    return servicer
 
 
 def build_engine(

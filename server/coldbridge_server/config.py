@@ -336,9 +336,7 @@ class Settings:
             raise ConfigError("port", f"must be in 0..65535, got {self.port}")
         if not -1 <= self.metrics_port <= 65535:
             raise ConfigError("metrics_port", f"must be in -1..65535, got {self.metrics_port}")
-        for name in ("max_k", "max_request_ids", "max_workers", "topk_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        _at_least(self, 1, "max_k", "max_request_ids", "max_workers", "topk_batch_size")
         if self.grace_seconds < 0:
             raise ConfigError("grace_seconds", f"must be >= 0, got {self.grace_seconds}")
         if self.intra_op_threads < 0:
@@ -380,22 +378,41 @@ class Settings:
             yield s.name, s.env, s.default, s.help
 
 
+def _at_least(s: Settings, low: int, *names: str) -> None:
+    """Raise :class:`ConfigError` for the first of ``names`` whose value is not ``>= low``.
+
+    NaN is not, so a float setting is refused as NaN too.
+    """
+    for name in names:
+        value = getattr(s, name)
+        if not value >= low:
+            raise ConfigError(name, f"must be >= {low}, got {value}")
+
+
+def _positive(s: Settings, *names: str) -> None:
+    """Raise :class:`ConfigError` for the first of ``names`` whose value is not ``> 0``."""
+    for name in names:
+        value = getattr(s, name)
+        if not value > 0:
+            raise ConfigError(name, f"must be > 0, got {value}")
+
+
 def _check_online(s: Settings) -> None:
     """Range checks of the online-learning settings."""
     if not s.state_dir:
         raise ConfigError("state_dir", "must be non-empty")
     if s.state_sync not in ("FULL", "NORMAL"):
         raise ConfigError("state_sync", f"must be 'FULL' or 'NORMAL', got {s.state_sync!r}")
-    for name in (
+    _at_least(
+        s,
+        1,
         "snapshot_every_events",
         "warm_threshold",
         "max_batch_events",
         "max_message_bytes",
         "ingest_queue_size",
         "prequential_k",
-    ):
-        if getattr(s, name) < 1:
-            raise ConfigError(name, f"must be >= 1, got {getattr(s, name)}")
+    )
     if not s.online_learning_rate > 0:
         raise ConfigError("online_learning_rate", f"must be > 0, got {s.online_learning_rate}")
     if s.online_l2 < 0 or s.online_negatives < 0:
@@ -408,9 +425,7 @@ def _check_online(s: Settings) -> None:
 
 def _check_reload(s: Settings) -> None:
     """Range checks of the hot-reload settings."""
-    for name in ("bundle_watch_seconds", "reload_drain_seconds"):
-        if getattr(s, name) < 0:
-            raise ConfigError(name, f"must be >= 0, got {getattr(s, name)}")
+    _at_least(s, 0, "bundle_watch_seconds", "reload_drain_seconds")
 
 
 def _check_security(s: Settings) -> None:
@@ -425,24 +440,17 @@ def _check_security(s: Settings) -> None:
 
 def _check_lifecycle(s: Settings) -> None:
     """Range checks of the concurrency, start-up and shutdown settings."""
-    for name in ("max_streams", "max_streams_per_client"):
-        if getattr(s, name) < 1:
-            raise ConfigError(name, f"must be >= 1, got {getattr(s, name)}")
-    for name in ("drain_seconds", "max_connection_age_seconds", "max_connection_age_grace_seconds"):
-        if not getattr(s, name) >= 0:
-            raise ConfigError(name, f"must be >= 0, got {getattr(s, name)}")
-    for name in ("keepalive_seconds", "keepalive_timeout_seconds"):
-        if not getattr(s, name) > 0:
-            raise ConfigError(name, f"must be > 0, got {getattr(s, name)}")
+    _at_least(s, 1, "max_streams", "max_streams_per_client")
+    _at_least(
+        s, 0, "drain_seconds", "max_connection_age_seconds", "max_connection_age_grace_seconds"
+    )
+    _positive(s, "keepalive_seconds", "keepalive_timeout_seconds")
 
 
 def _check_storage(s: Settings) -> None:
     """Range checks of the storage-fault, erasure and retention settings."""
-    for name in ("state_max_bytes", "event_retention_events"):
-        if getattr(s, name) < 0:
-            raise ConfigError(name, f"must be >= 0, got {getattr(s, name)}")
-    if not s.storage_retry_seconds > 0:
-        raise ConfigError("storage_retry_seconds", f"must be > 0, got {s.storage_retry_seconds}")
+    _at_least(s, 0, "state_max_bytes", "event_retention_events")
+    _positive(s, "storage_retry_seconds")
     if not 0 <= s.event_retention_seconds < float("inf"):
         raise ConfigError(
             "event_retention_seconds", f"must be >= 0 and finite, got {s.event_retention_seconds}"
@@ -451,8 +459,7 @@ def _check_storage(s: Settings) -> None:
 
 def _check_input(s: Settings) -> None:
     """Range checks of the input limits."""
-    if s.max_id_bytes < 1:
-        raise ConfigError("max_id_bytes", f"must be >= 1, got {s.max_id_bytes}")
+    _at_least(s, 1, "max_id_bytes")
     for name in ("min_rating", "max_rating"):
         if not math.isfinite(getattr(s, name)):
             raise ConfigError(name, f"must be finite, got {getattr(s, name)}")
@@ -466,8 +473,8 @@ def _check_scaleout(s: Settings) -> None:
         raise ConfigError("store", f"must be 'sqlite' or 'redis', got {s.store!r}")
     if not 1 <= s.redis_partitions <= 16384:
         raise ConfigError("redis_partitions", f"must be in 1..16384, got {s.redis_partitions}")
-    if s.redis_wait_replicas < 0 or s.redis_follow_ms < 1:
-        raise ConfigError("redis_wait_replicas/redis_follow_ms", "must be >= 0 / >= 1")
+    _at_least(s, 0, "redis_wait_replicas")
+    _at_least(s, 1, "redis_follow_ms")
     for name in ("redis_wait_timeout_seconds", "redis_timeout_seconds"):
         if not 0 < getattr(s, name) < float("inf"):
             raise ConfigError(name, f"must be > 0, got {getattr(s, name)}")

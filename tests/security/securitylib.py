@@ -1,23 +1,20 @@
-"""Helpers of tests/security: a throw-away PKI (``cryptography``) and a real server runner."""
+"""Helpers of tests/security: a throw-away PKI (``cryptography``) and a token file.
+
+The server runner is :func:`eventlib.started`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import ipaddress
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from coldbridge_server import Settings, create_server, load_bundle
-from coldbridge_server.app import ColdbridgeServer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from prometheus_client import CollectorRegistry
 
 _NOW = datetime.datetime.now(datetime.UTC)
 
@@ -127,26 +124,3 @@ def write_tokens(path: Path, lines: list[str], mode: int = 0o600) -> Path:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.chmod(path, mode)
     return path
-
-
-@contextlib.contextmanager
-def serving(
-    bundle_path: Path, state_dir: Path, **settings: Any
-) -> Iterator[tuple[ColdbridgeServer, int, CollectorRegistry]]:
-    """A real, warmed-up server on 127.0.0.1:0; yields (server, port, registry)."""
-    registry = CollectorRegistry()
-    config = Settings(
-        host="127.0.0.1",
-        port=0,
-        state_dir=str(state_dir),
-        metrics_port=-1,
-        state_sync="NORMAL",
-        **settings,
-    )
-    server, port = create_server(config, bundle=load_bundle(bundle_path), registry=registry)
-    server.start()
-    try:
-        assert server.wait_until_ready(timeout=60)
-        yield server, port, registry
-    finally:
-        server.stop(None).wait()

@@ -28,10 +28,11 @@ from coldbridge_client import (
     UnauthenticatedError,
 )
 from conftest import TinyBundle
+from eventlib import started
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
-from securitylib import serving, write_tokens
+from securitylib import write_tokens
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -129,7 +130,7 @@ def served(
     lines = ["# name roles token"]
     lines += [f"{roles.replace(',', '-')}-client {roles} {tok}" for roles, tok in TOKENS.items()]
     tokens = write_tokens(out / "tokens", lines)
-    with serving(
+    with started(
         tiny_bundle.path, out / "state", auth_tokens_file=str(tokens), access_log=True
     ) as (_, port, registry):
         yield port, registry
@@ -290,7 +291,7 @@ def test_client_refuses_a_token_that_metadata_cannot_carry() -> None:
 def test_tokens_file_changes_nothing_when_absent(tiny_bundle: TinyBundle, tmp_path: Path) -> None:
     """Without auth_tokens_file every method answers without a token (the old behaviour)."""
     with (
-        serving(tiny_bundle.path, tmp_path / "state") as (_, port, _registry),
+        started(tiny_bundle.path, tmp_path / "state") as (_, port, _registry),
         grpc.insecure_channel(f"127.0.0.1:{port}") as ch,
     ):
         assert {m: _code(c, ch, []) for m, (_, c) in METHODS.items()} == dict.fromkeys(

@@ -21,8 +21,9 @@ import pytest
 from coldbridge_server import Settings, create_server, load_bundle
 from coldbridge_server.security import exposure_warnings, is_loopback
 from conftest import TinyBundle
+from eventlib import started
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from securitylib import make_pki, serving, write_tokens
+from securitylib import make_pki, write_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(180)
@@ -98,7 +99,7 @@ def _list_services(port: int) -> list[str]:
 def test_reflection_follows_its_setting(
     tiny_bundle: TinyBundle, tmp_path: Path, enabled: bool
 ) -> None:
-    with serving(tiny_bundle.path, tmp_path / "s", reflection=enabled) as (_, port, _registry):
+    with started(tiny_bundle.path, tmp_path / "s", reflection=enabled) as (_, port, _registry):
         if enabled:
             assert "coldbridge.v1.Events" in _list_services(port)
         else:

@@ -16,7 +16,8 @@ from coldbridge_client import Client, Tls, UnavailableError
 from coldbridge_server import ConfigError, Settings, create_server, load_bundle
 from conftest import TinyBundle
 from cryptography.hazmat.primitives import serialization
-from securitylib import Pki, make_pki, serving
+from eventlib import started
+from securitylib import Pki, make_pki
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,7 +33,7 @@ def tls_port(
 ) -> Iterator[int]:
     state = tmp_path_factory.mktemp("tls-state")
     tls = {"tls_cert_file": str(pki.server.cert), "tls_key_file": str(pki.server.key)}
-    with serving(tiny_bundle.path, state, **tls) as (_, port, _registry):
+    with started(tiny_bundle.path, state, **tls) as (_, port, _registry):
         yield port
 
 
@@ -41,7 +42,7 @@ def mtls_port(
     tiny_bundle: TinyBundle, pki: Pki, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[int]:
     state = tmp_path_factory.mktemp("mtls-state")
-    with serving(
+    with started(
         tiny_bundle.path,
         state,
         tls_cert_file=str(pki.server.cert),

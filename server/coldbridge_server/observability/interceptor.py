@@ -31,30 +31,20 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import grpc
 
 from coldbridge_server.errors import ColdbridgeError, InvalidRequestError, RequestTooLargeError
+from coldbridge_server.interception import Interceptor, WrapOnce, handler_like, shape_of
 from coldbridge_server.observability.logs import request_id
 from coldbridge_server.observability.metrics import GrpcSeries, Metrics
 from coldbridge_server.status import status_code, status_message
 
 __all__ = ["REQUEST_ID_KEY", "ServerInterceptor", "transport_limit"]
 
-if TYPE_CHECKING:  # generic in grpc-stubs only
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.ServerInterceptor
-
 REQUEST_ID_KEY = "x-request-id"
 access_logger = logging.getLogger("coldbridge.access")
-_FACTORIES = {
-    (False, False): grpc.unary_unary_rpc_method_handler,
-    (False, True): grpc.unary_stream_rpc_method_handler,
-    (True, False): grpc.stream_unary_rpc_method_handler,
-    (True, True): grpc.stream_stream_rpc_method_handler,
-}
 _TYPES = {
     (False, False): "unary",
     (False, True): "server_stream",
@@ -174,7 +164,7 @@ class _Call:
             pass
 
 
-class ServerInterceptor(_Interceptor):
+class ServerInterceptor(Interceptor):
     """Wraps every handler once (see the module docstring).
 
     Parameters
@@ -197,7 +187,7 @@ class ServerInterceptor(_Interceptor):
         self._metrics = metrics
         self._access_log = access_log
         self._max_bytes = max_message_bytes
-        self._wrapped: dict[int, tuple[Any, Any]] = {}
+        self._wrapped = WrapOnce(self._wrap)  # grpc asks per RPC: wrap each method once
 
     def intercept_service(
         self,
@@ -207,16 +197,10 @@ class ServerInterceptor(_Interceptor):
         handler = continuation(details)
         if handler is None:
             return None
-        # grpc calls this per RPC: wrap each method's handler once, keyed by identity (the
-        # handler is a namedtuple; hashing its fields per call costs more than the lookup)
-        entry = self._wrapped.get(id(handler))
-        if entry is None or entry[0] is not handler:
-            entry = (handler, self._wrap(handler, details.method))
-            self._wrapped[id(handler)] = entry
-        return entry[1]
+        return self._wrapped(handler, details.method)
 
     def _wrap(self, handler: Any, full_method: str) -> Any:
-        shape = (handler.request_streaming, handler.response_streaming)
+        shape = shape_of(handler)
         _, service, method = full_method.split("/", 2)
         series = self._metrics.grpc_series(service, method, _TYPES[shape])
         behaviour = (
@@ -229,11 +213,7 @@ class ServerInterceptor(_Interceptor):
         deserializer = handler.request_deserializer
         if deserializer is not None:
             deserializer = _tolerant(deserializer, self._max_bytes)
-        return _FACTORIES[shape](
-            wrap(behaviour, series, shape[0]),
-            request_deserializer=deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return handler_like(handler, wrap(behaviour, series, shape[0]), deserializer)
 
     def _begin(
         self, request: Any, context: grpc.ServicerContext, series: GrpcSeries, streaming_in: bool

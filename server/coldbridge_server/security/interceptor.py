@@ -20,30 +20,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
 from coldbridge_server.errors import ColdbridgeError, PermissionDeniedError, UnauthenticatedError
+from coldbridge_server.interception import Interceptor, refusal
 from coldbridge_server.security.policy import OPEN, allowed, required_role
 from coldbridge_server.security.tokens import TokenTable
-from coldbridge_server.status import status_code
 
 __all__ = ["AUTHORIZATION_KEY", "AuthInterceptor", "bearer_token"]
 
-if TYPE_CHECKING:  # generic in grpc-stubs only
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.ServerInterceptor
-
 AUTHORIZATION_KEY = "authorization"
 logger = logging.getLogger("coldbridge.security")
-_FACTORIES = {
-    (False, False): grpc.unary_unary_rpc_method_handler,
-    (False, True): grpc.unary_stream_rpc_method_handler,
-    (True, False): grpc.stream_unary_rpc_method_handler,
-    (True, True): grpc.stream_stream_rpc_method_handler,
-}
 _MISSING = "missing credentials: send the metadata 'authorization: Bearer <token>'"
 _INVALID = "invalid token"
 
@@ -65,7 +54,7 @@ def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | No
     return None
 
 
-class AuthInterceptor(_Interceptor):
+class AuthInterceptor(Interceptor):
     """Refuse calls without a valid token or the role their method needs.
 
     Parameters
@@ -76,7 +65,6 @@ class AuthInterceptor(_Interceptor):
 
     def __init__(self, tokens: TokenTable) -> None:
         self._tokens = tokens
-        self._rejections: dict[tuple[str, str], Any] = {}
 
     def intercept_service(
         self,
@@ -110,18 +98,9 @@ class AuthInterceptor(_Interceptor):
         return None
 
     def _rejection(self, handler: Any, method: str, error: ColdbridgeError) -> Any:
-        """A handler of ``handler``'s shape that aborts with ``error`` (one per method+error)."""
-        key = (method, str(error))
-        cached = self._rejections.get(key)
-        if cached is not None:
-            return cached
-        code, message = status_code(error), str(error)
+        """A handler of ``handler``'s shape that logs and aborts with ``error``."""
 
-        def reject(request: Any, context: grpc.ServicerContext) -> Any:
-            logger.info("refused %s from %s: %s", method, context.peer(), message)
-            context.abort(code, message)
+        def log(context: grpc.ServicerContext) -> None:
+            logger.info("refused %s from %s: %s", method, context.peer(), error)
 
-        shape = (handler.request_streaming, handler.response_streaming)
-        rejection = _FACTORIES[shape](reject)  # no deserialiser: the request stays bytes
-        self._rejections[key] = rejection
-        return rejection
+        return refusal(handler, error, log)  # no deserialiser: the request stays bytes
