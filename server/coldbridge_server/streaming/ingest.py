@@ -4,7 +4,8 @@
 
     handler threads --submit(batch)--> Queue(ingest_queue_size) --> writer thread
        (block when full: backpressure)                               take 1..64 batches
-                                                                     validate -> rejections
+                                                                     duplicates (+ validate
+                                                                     if the bundle changed)
                                                                      store.append (durable)
                                                                      updater.apply_many (publish)
                                                                      snapshot if due
@@ -160,9 +161,13 @@ class Ingestor:
         self._full_snapshot = self._full_snapshot or replace
         self._dirty.update(state.user_id for state in self.updater.states)
 
-    def submit(self, events: Sequence[Event]) -> Pending:
-        """Queue a batch; blocks while the queue is full (backpressure)."""
-        return self._put(Pending(events=events))
+    def submit(self, events: Sequence[Event], *, checked: Bundle | None = None) -> Pending:
+        """Queue a batch; blocks while the queue is full (backpressure).
+
+        ``checked``: the bundle ``events`` were already validated against (by the servicer);
+        the writer validates them again only if another bundle is served by then.
+        """
+        return self._put(Pending(events=events, checked=checked))
 
     def ingest(self, events: Sequence[Event]) -> BatchResult:
         """Submit a batch and wait until it is durable and applied."""
@@ -359,33 +364,32 @@ class Ingestor:
         return None
 
     def _validate(self, batches: list[Pending]) -> tuple[list[list[Event]], list[list[Rejection]]]:
+        """Split each batch into accepted events and rejections; claim the accepted ids."""
+        ids, bundle = self._event_ids, self.bundle
+        items = bundle.target_item_index
         accepted: list[list[Event]] = []
         rejected: list[list[Rejection]] = []
         for pending in batches:
+            valid = pending.checked is bundle  # validated by the handler: duplicates only
             ok: list[Event] = []
             bad: list[Rejection] = []
             for index, event in enumerate(pending.events):
-                problem = self._check(event)
+                eid = event.event_id
+                if (valid or is_plain_target(event, items)) and eid not in ids:
+                    ids.add(eid)
+                    ok.append(event)
+                    continue
+                problem = validate(event, bundle)
+                if problem is None and eid in ids:
+                    problem = (Reason.DUPLICATE_EVENT, "event_id was already applied")
                 if problem is None:
+                    ids.add(eid)
                     ok.append(event)
                 else:
-                    bad.append(Rejection(index, event.event_id, *problem))
+                    bad.append(Rejection(index, eid, *problem))
             accepted.append(ok)
             rejected.append(bad)
         return accepted, rejected
-
-    def _check(self, event: Event) -> tuple[Reason, str] | None:
-        """Validate ``event`` and claim its id; ``(reason, message)`` if it is rejected."""
-        ids = self._event_ids
-        if is_plain_target(event, self.bundle.target_item_index) and event.event_id not in ids:
-            ids.add(event.event_id)
-            return None
-        problem = validate(event, self.bundle)
-        if problem is None and event.event_id in ids:
-            problem = (Reason.DUPLICATE_EVENT, "event_id was already applied")
-        if problem is None:
-            ids.add(event.event_id)
-        return problem
 
     def _resolve(
         self,
