@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
-from collections.abc import Iterable, Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,8 @@ from prometheus_client import CollectorRegistry
 
 SOURCE, TARGET = epb.DOMAIN_SOURCE, epb.DOMAIN_TARGET
 IMPLICIT, RATING = epb.EVENT_KIND_IMPLICIT, epb.EVENT_KIND_RATING
+ROOT = Path(__file__).resolve().parents[1]
+StartProcess = Callable[..., tuple[subprocess.Popen[str], grpc.Channel]]
 
 
 @dataclass
@@ -85,6 +90,54 @@ def serving(bundle_path: Path, state_dir: Path, **settings: Any) -> Iterator[Cli
             recommender_pb2_grpc.RecommenderStub(channel),
             registry,
         )
+
+
+@contextlib.contextmanager
+def server_processes(bundle_path: Path, **defaults: str) -> Iterator[StartProcess]:
+    """``start(state_dir, **settings)``: the real server (``python -m coldbridge_server``)
+    as a subprocess on 127.0.0.1:0, and a channel to it once it serves.
+
+    ``defaults`` and ``settings`` are ``COLDBRIDGE_<NAME>`` values (``snapshot_every_events="97"``);
+    every process still running at the end is killed.
+    """
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(state_dir: Path, **settings: str) -> tuple[subprocess.Popen[str], grpc.Channel]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COLDBRIDGE_")}
+        env.update(
+            PYTHONPATH=os.pathsep.join(
+                str(ROOT / p) for p in ("bundle", "server", "plugins", "protos")
+            ),
+            COLDBRIDGE_BUNDLE_PATH=str(bundle_path),
+            COLDBRIDGE_STATE_DIR=str(state_dir),
+            COLDBRIDGE_HOST="127.0.0.1",
+            COLDBRIDGE_PORT="0",
+            COLDBRIDGE_METRICS_PORT="-1",
+            **{f"COLDBRIDGE_{k.upper()}": v for k, v in {**defaults, **settings}.items()},
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "coldbridge_server"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        processes.append(process)
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "serving on" in line:
+                return process, grpc.insecure_channel(line.rsplit(" ", 1)[1].strip())
+        raise AssertionError(f"server exited with {process.wait()}")
+
+    try:
+        yield start
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
 
 
 def event(

@@ -5,6 +5,7 @@ Real server on 127.0.0.1:0, real SQLite in tmp_path, real River; the tiny bundle
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from coldbridge.v1 import events_pb2 as epb
 from coldbridge.v1 import recommender_pb2 as pb
+from coldbridge_server.streaming.validate import Domain, Event, Kind, Reason
 from conftest import TinyBundle
 from eventlib import RATING, SOURCE, TARGET, Client, batch, event, serving
 
@@ -202,3 +204,17 @@ def test_get_user_state_needs_a_user(client: Client) -> None:
     with pytest.raises(grpc.RpcError) as err:
         client.state("")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_writer_revalidates_a_batch_only_under_another_bundle(client: Client) -> None:
+    ingestor = client.server.ingestor
+    assert ingestor is not None
+    served, stale = ingestor.bundle, copy.copy(ingestor.bundle)
+    unknown = Event("x-1", "u0", "not-an-item", Domain.TARGET, Kind.IMPLICIT)
+    got = ingestor.submit([unknown], checked=stale).wait()  # checked against a replaced bundle
+    assert got.accepted == 0
+    assert [r.reason for r in got.rejections] == [Reason.UNKNOWN_ITEM]
+    fine = Event("x-2", "u0", "v1", Domain.TARGET, Kind.IMPLICIT)
+    got = ingestor.submit([fine, fine], checked=served).wait()  # duplicates are still found
+    assert got.accepted == 1
+    assert [(r.index, r.reason) for r in got.rejections] == [(1, Reason.DUPLICATE_EVENT)]

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +19,8 @@ from coldbridge.v1 import events_pb2 as epb
 from coldbridge.v1 import events_pb2_grpc, recommender_pb2_grpc
 from coldbridge.v1 import recommender_pb2 as pb
 from conftest import TinyBundle
-from eventlib import SOURCE, batch, event, replayed_vectors, serving
+from eventlib import SOURCE, StartProcess, batch, event, replayed_vectors, server_processes, serving
 
-ROOT = Path(__file__).resolve().parents[2]
 USERS = ["s0", "s1", "u0", "brand-new-1", "brand-new-2", "brand-new-3"]
 
 
@@ -87,48 +84,16 @@ def test_new_bundle_replays_the_whole_log(tiny_bundle: TinyBundle, tmp_path: Pat
 
 
 @pytest.fixture
-def start_process(tiny_bundle: TinyBundle) -> Iterator:
-    processes: list[subprocess.Popen[str]] = []
-
-    def start(state_dir: Path) -> tuple[subprocess.Popen[str], grpc.Channel]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COLDBRIDGE_")}
-        env.update(
-            PYTHONPATH=os.pathsep.join(
-                str(ROOT / p) for p in ("bundle", "server", "plugins", "protos")
-            ),
-            COLDBRIDGE_BUNDLE_PATH=str(tiny_bundle.path),
-            COLDBRIDGE_STATE_DIR=str(state_dir),
-            COLDBRIDGE_HOST="127.0.0.1",
-            COLDBRIDGE_PORT="0",
-            COLDBRIDGE_METRICS_PORT="-1",
-            COLDBRIDGE_DRAIN_SECONDS="0",  # the drain is tested in tests/serving/test_lifecycle.py
-            COLDBRIDGE_ACCESS_LOG="false",
-            COLDBRIDGE_WARM_THRESHOLD="5",
-            COLDBRIDGE_SNAPSHOT_EVERY_EVENTS="97",
-            COLDBRIDGE_INGEST_QUEUE_SIZE="4",
-        )
-        process = subprocess.Popen(
-            [sys.executable, "-m", "coldbridge_server"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        processes.append(process)
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "serving on" in line:
-                address = line.rsplit(" ", 1)[1].strip()
-                return process, grpc.insecure_channel(address)
-        raise AssertionError(f"server exited with {process.wait()}")
-
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+def start_process(tiny_bundle: TinyBundle) -> Iterator[StartProcess]:
+    with server_processes(
+        tiny_bundle.path,
+        drain_seconds="0",  # the drain is tested in tests/serving/test_lifecycle.py
+        access_log="false",
+        warm_threshold="5",
+        snapshot_every_events="97",
+        ingest_queue_size="4",
+    ) as start:
+        yield start
 
 
 def test_sigkill_mid_stream_then_restart_keeps_every_acked_event_once(

@@ -3,10 +3,7 @@ and a restart with space keeps every acknowledged event."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,52 +13,19 @@ import pytest
 from coldbridge.v1 import events_pb2 as epb
 from coldbridge.v1 import events_pb2_grpc
 from conftest import TinyBundle
-from eventlib import batch
+from eventlib import StartProcess, batch, server_processes
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from test_storage_faults import events_of, logged_ids
 
-ROOT = Path(__file__).resolve().parents[2]
 GRACE = 2.0
 
 
 @pytest.fixture
-def server_process(tiny_bundle: TinyBundle) -> Iterator[Any]:
-    processes: list[subprocess.Popen[str]] = []
-
-    def start(state_dir: Path, **settings: str) -> tuple[subprocess.Popen[str], grpc.Channel]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COLDBRIDGE_")}
-        env.update(
-            PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("server", "plugins", "protos")),
-            COLDBRIDGE_BUNDLE_PATH=str(tiny_bundle.path),
-            COLDBRIDGE_STATE_DIR=str(state_dir),
-            COLDBRIDGE_HOST="127.0.0.1",
-            COLDBRIDGE_PORT="0",
-            COLDBRIDGE_METRICS_PORT="-1",
-            COLDBRIDGE_GRACE_SECONDS=str(GRACE),
-            COLDBRIDGE_SNAPSHOT_EVERY_EVENTS="100",
-            **{f"COLDBRIDGE_{k.upper()}": v for k, v in settings.items()},
-        )
-        process = subprocess.Popen(
-            [sys.executable, "-m", "coldbridge_server"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        processes.append(process)
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "serving on" in line:
-                return process, grpc.insecure_channel(line.rsplit(" ", 1)[1].strip())
-        raise AssertionError(f"server exited with {process.wait()}")
-
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+def server_process(tiny_bundle: TinyBundle) -> Iterator[StartProcess]:
+    with server_processes(
+        tiny_bundle.path, grace_seconds=str(GRACE), snapshot_every_events="100"
+    ) as start:
+        yield start
 
 
 def test_full_disk_then_sigterm_exits_in_the_grace_period_and_nothing_acked_is_lost(

@@ -4,7 +4,8 @@
 
     handler threads --submit(batch)--> Queue(ingest_queue_size) --> writer thread
        (block when full: backpressure)                               take 1..64 batches
-                                                                     validate -> rejections
+                                                                     duplicates (+ validate
+                                                                     if the bundle changed)
                                                                      store.append (durable)
                                                                      updater.apply_many (publish)
                                                                      snapshot if due
@@ -18,8 +19,9 @@ are published, so an acknowledged event is both durable and visible. Start-up re
 before the writer starts. Durable state is reached only through the
 :class:`~coldbridge_server.streaming.store.EventStore` interface.
 
-The writer never dies: a batch that fails inside the store in a group commit is retried
-alone (only it fails); a storage fault (disk full, I/O error) fails the group with
+The queue and the thread are :class:`~coldbridge_server.streaming.writer.Writer`'s; it never
+dies. A batch that fails inside the store in a group commit is retried alone (only it
+fails); a storage fault (disk full, I/O error) fails the group with
 ``StorageFullError`` / ``StorageError`` and is tracked by
 :class:`~coldbridge_server.streaming.faults.StorageHealth` (Events health, retries); a failed
 snapshot is retried later while ingest goes on. An erasure (:meth:`Ingestor.delete_user`)
@@ -31,38 +33,26 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TypeVar
 
 from coldbridge_server.bundle import Bundle
-from coldbridge_server.errors import ColdbridgeError, NotReadyError, StorageError
+from coldbridge_server.errors import ColdbridgeError, StorageError
 from coldbridge_server.observability.metrics import Metrics
-from coldbridge_server.streaming.faults import HealthCallback, StorageHealth
 from coldbridge_server.streaming.replay import recover, snapshot
 from coldbridge_server.streaming.store import EventStore
 from coldbridge_server.streaming.update import OnlineUpdater
-from coldbridge_server.streaming.validate import (
-    Domain,
-    Event,
-    Reason,
-    Rejection,
-    is_plain_target,
-    validate,
-)
+from coldbridge_server.streaming.validate import Domain, Event, Reason, Rejection, admit
 from coldbridge_server.streaming.work import BatchResult, Erasure, Pending, Work
+from coldbridge_server.streaming.writer import Writer
 
 __all__ = ["BatchResult", "Erasure", "Ingestor", "Pending"]
 
 logger = logging.getLogger(__name__)
-_MAX_GROUP = 64
-_W = TypeVar("_W", bound=Work)
 
 
-class Ingestor:
+class Ingestor(Writer):
     """Owns the store, the updater and the writer thread.
 
     Parameters
@@ -98,6 +88,7 @@ class Ingestor:
         retention_events: int = 0,
         retry_seconds: float = 1.0,
     ) -> None:
+        super().__init__(queue_size=queue_size, retry_seconds=retry_seconds, metrics=metrics)
         self._open_store = open_store
         self._store: EventStore | None = None
         self.updater = updater
@@ -106,18 +97,10 @@ class Ingestor:
         self.snapshot_every = snapshot_every
         self.retention_seconds = retention_seconds
         self.retention_events = retention_events
-        self.health = StorageHealth(retry_seconds, metrics)
-        self._queue: queue.Queue[Work | None] = queue.Queue(maxsize=queue_size)
         self._event_ids: set[str] = set()
         self._dirty: set[str] = set()
         self._since_snapshot = 0
         self._full_snapshot = False  # the next snapshot replaces all states (bundle change)
-        self._thread: threading.Thread | None = None
-        self._running = threading.Event()
-        self.writer_lock = threading.Lock()
-        """Held by the writer while it processes a group; holding it pauses the writer (and
-        grants the store to the holder: hot reload reads the log and swaps under it)."""
-        self._submit_lock = threading.Lock()
 
     @property
     def store(self) -> EventStore:
@@ -126,26 +109,10 @@ class Ingestor:
             self._store = self._open_store()
         return self._store
 
-    @property
-    def on_health(self) -> HealthCallback | None:
-        """``callback(serving, reason)`` on every change of the storage health."""
-        return self.health.on_change
-
-    @on_health.setter
-    def on_health(self, callback: HealthCallback | None) -> None:
-        self.health.on_change = callback
-
-    @property
-    def queued(self) -> int:
-        """Requests waiting for the writer (approximate)."""
-        return self._queue.qsize()
-
     def start(self) -> None:
         """Recover the state (snapshot + log replay), then start the writer thread."""
         self.recover()
-        self._thread = threading.Thread(target=self._run, name="coldbridge-ingest", daemon=True)
-        self._running.set()
-        self._thread.start()
+        self._start_writer()
 
     def recover(self) -> int:
         """Load the snapshot, replay the log after it; return the number of replayed events."""
@@ -160,9 +127,13 @@ class Ingestor:
         self._full_snapshot = self._full_snapshot or replace
         self._dirty.update(state.user_id for state in self.updater.states)
 
-    def submit(self, events: Sequence[Event]) -> Pending:
-        """Queue a batch; blocks while the queue is full (backpressure)."""
-        return self._put(Pending(events=events))
+    def submit(self, events: Sequence[Event], *, checked: Bundle | None = None) -> Pending:
+        """Queue a batch; blocks while the queue is full (backpressure).
+
+        ``checked``: the bundle ``events`` were already validated against (by the servicer);
+        the writer validates them again only if another bundle is served by then.
+        """
+        return self._put(Pending(events=events, checked=checked))
 
     def ingest(self, events: Sequence[Event]) -> BatchResult:
         """Submit a batch and wait until it is durable and applied."""
@@ -178,11 +149,7 @@ class Ingestor:
 
     def close(self) -> None:
         """Stop the writer after the queued batches, write a final snapshot, close the store."""
-        if self._thread is not None and self._running.is_set():
-            with self._submit_lock:
-                self._running.clear()
-                self._queue.put(None)
-            self._thread.join()
+        if self._stop_writer():
             with self.writer_lock:  # a hot reload checks `running` under it
                 self._snapshot()
         if self._store is not None:
@@ -191,11 +158,6 @@ class Ingestor:
             except Exception:
                 logger.exception("closing the event log failed")
             self._store = None
-
-    @property
-    def running(self) -> bool:
-        """Whether the writer thread accepts batches (after recovery, before close)."""
-        return self._running.is_set()
 
     def replace_updater(self, updater: OnlineUpdater, *, rebuilt: bool) -> None:
         """Apply the next batches with ``updater`` (a reloaded bundle's); hold ``writer_lock``.
@@ -213,50 +175,6 @@ class Ingestor:
         else:
             self._snapshot()
         self._update_gauges()
-
-    def _put(self, work: _W) -> _W:
-        with self._submit_lock:
-            if not self._running.is_set():
-                raise NotReadyError("the event ingest is not running")
-            self._queue.put(work)
-        return work
-
-    def _run(self) -> None:
-        """The writer: take up to 64 requests, handle them; never dies on an exception."""
-        stop = False
-        while not stop:
-            group: list[Work | None] = []
-            try:
-                group.append(self._queue.get(timeout=self.health.wait_timeout()))
-            except queue.Empty:
-                pass  # a storage retry is due
-            while group and group[-1] is not None and len(group) < _MAX_GROUP:
-                try:
-                    group.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = None in group
-            with self.writer_lock:  # holding it pauses the writer (hot reload)
-                self._guarded([w for w in group if isinstance(w, Work)])
-        while True:  # nothing can be queued any more (submit checks _running under the lock)
-            try:
-                left = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if left is not None:
-                left.fail(NotReadyError("the server is shutting down"))
-
-    def _guarded(self, work: list[Work]) -> None:
-        try:
-            if self.health.retry_due():
-                self._retry()
-            self._handle(work)
-        except Exception as exc:  # a bug: visible in health and to the waiters, never silent
-            self.health.fatal("writer", exc)
-            error = ColdbridgeError(f"ingest failed: {exc}")
-            for item in work:
-                if not item.done.is_set():
-                    item.fail(error)
 
     def _handle(self, work: list[Work]) -> None:
         """Batches in a row share one group commit; an erasure is applied between them."""
@@ -359,33 +277,10 @@ class Ingestor:
         return None
 
     def _validate(self, batches: list[Pending]) -> tuple[list[list[Event]], list[list[Rejection]]]:
-        accepted: list[list[Event]] = []
-        rejected: list[list[Rejection]] = []
-        for pending in batches:
-            ok: list[Event] = []
-            bad: list[Rejection] = []
-            for index, event in enumerate(pending.events):
-                problem = self._check(event)
-                if problem is None:
-                    ok.append(event)
-                else:
-                    bad.append(Rejection(index, event.event_id, *problem))
-            accepted.append(ok)
-            rejected.append(bad)
-        return accepted, rejected
-
-    def _check(self, event: Event) -> tuple[Reason, str] | None:
-        """Validate ``event`` and claim its id; ``(reason, message)`` if it is rejected."""
-        ids = self._event_ids
-        if is_plain_target(event, self.bundle.target_item_index) and event.event_id not in ids:
-            ids.add(event.event_id)
-            return None
-        problem = validate(event, self.bundle)
-        if problem is None and event.event_id in ids:
-            problem = (Reason.DUPLICATE_EVENT, "event_id was already applied")
-        if problem is None:
-            ids.add(event.event_id)
-        return problem
+        """Split each batch into accepted events and rejections; claim the accepted ids."""
+        bundle, ids = self.bundle, self._event_ids
+        admitted = [admit(p.events, bundle, ids, valid=p.checked is bundle) for p in batches]
+        return [ok for ok, _ in admitted], [bad for _, bad in admitted]
 
     def _resolve(
         self,

@@ -12,6 +12,7 @@ Every event is checked here, in the handler's thread, before its batch is queued
 an event that :func:`~coldbridge_server.streaming.validate.validate` or the
 :class:`~coldbridge_server.streaming.validate.EventPolicy` refuses is rejected alone (its
 ``EventRejection``) and never reaches the writer, whose group commit other clients share.
+The writer then only looks for duplicates (unless a reload changed the bundle meanwhile).
 """
 
 from __future__ import annotations
@@ -192,7 +193,8 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         received = time.perf_counter()
         check_batch(batch.sequence, previous, len(batch.events), self.max_batch_events)
         events = [_event(message) for message in batch.events]
-        rejected = self._check(batch.events, events)
+        bundle = self.bundle  # read once: a hot reload may swap it meanwhile
+        rejected = self._check(bundle, batch.events, events)
         if self.metrics is not None:
             self._count_received(events)
         kept = None
@@ -200,11 +202,15 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
             bad = {r.index for r in rejected}
             kept = [i for i in range(len(events)) if i not in bad]
             events = [events[i] for i in kept]
-        return _Submitted(batch.sequence, received, self.ingestor.submit(events), kept, rejected)
+        pending = self.ingestor.submit(events, checked=bundle)
+        return _Submitted(batch.sequence, received, pending, kept, rejected)
 
-    def _check(self, messages: Sequence[events_pb2.Event], events: list[Event]) -> list[Rejection]:
-        """The rejections of ``events`` (see the module docs); raises for an over-long id."""
-        policy, bundle, items = self.policy, self.bundle, self.bundle.target_item_index
+    def _check(
+        self, bundle: Bundle, messages: Sequence[events_pb2.Event], events: list[Event]
+    ) -> list[Rejection]:
+        """The rejections of ``events`` against ``bundle`` (see the module docs); raises for an
+        over-long id."""
+        policy, items = self.policy, bundle.target_item_index
         quick = policy.max_id_bytes // 4  # no id of at most this many characters is too long
         rejected: list[Rejection] = []
         for index, (message, event) in enumerate(zip(messages, events, strict=True)):

@@ -85,8 +85,11 @@ class SqliteEventStore(EventStore):
         self.path = Path(state_dir) / DATABASE
         self._lock = _lock(Path(state_dir))
         self._max_bytes: int | None = max_bytes  # applied by the next transaction
+        db: sqlite3.Connection | None = None
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db = db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute("PRAGMA secure_delete=ON")  # erased rows leave no bytes behind
@@ -94,6 +97,8 @@ class SqliteEventStore(EventStore):
             row = self._db.execute("SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM events").fetchone()
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.Error as exc:
+            if db is not None:  # e.g. not a database, or a read-only directory
+                db.close()
             self._lock.close()
             raise ConfigError("state_dir", f"cannot open {self.path}: {exc}") from exc
         # deletions and compaction may remove the last events: positions are never reused

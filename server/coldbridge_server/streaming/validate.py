@@ -4,8 +4,9 @@ An :class:`Event` is what the servicer makes of a ``coldbridge.v1.Event``; unkno
 arrive as ``None`` so that validation, not the translator, rejects them.
 :func:`validate` checks one event against the bundle and returns ``(reason, message)`` or
 ``None``; :func:`is_plain_target` is its fast path for the common event (a well-formed
-implicit target event). Duplicates are detected by the ingest writer, which owns the set of
-applied event ids. :func:`check_batch` holds the stream protocol checks of a whole batch.
+implicit target event). :func:`admit` splits a batch for the ingest writer, which owns the
+set of applied event ids (duplicates). :func:`check_batch` holds the stream protocol checks
+of a whole batch.
 
 :class:`EventPolicy` holds the input limits a client's event must also meet before it is
 queued (checked by the servicer, so a bad event never reaches the writer's group commit):
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -34,6 +35,7 @@ __all__ = [
     "Kind",
     "Reason",
     "Rejection",
+    "admit",
     "check_batch",
     "is_plain_target",
     "validate",
@@ -174,6 +176,35 @@ def is_plain_target(event: Event, target_items: Mapping[str, int]) -> bool:
         and bool(event.item_id)
         and event.item_id in target_items
     )
+
+
+def admit(
+    events: Sequence[Event], bundle: Bundle, ids: set[str], *, valid: bool = False
+) -> tuple[list[Event], list[Rejection]]:
+    """Split a batch into the events to apply and rejections; add the applied ids to ``ids``.
+
+    ``ids`` are the applied event ids: an event whose id is among them (or earlier in the
+    batch) is a duplicate. ``valid`` skips :func:`validate` (the events were validated
+    against ``bundle`` already).
+    """
+    items = bundle.target_item_index
+    ok: list[Event] = []
+    bad: list[Rejection] = []
+    for index, event in enumerate(events):
+        eid = event.event_id
+        if (valid or is_plain_target(event, items)) and eid not in ids:
+            ids.add(eid)
+            ok.append(event)
+            continue
+        problem = validate(event, bundle)
+        if problem is None and eid in ids:
+            problem = (Reason.DUPLICATE_EVENT, "event_id was already applied")
+        if problem is None:
+            ids.add(eid)
+            ok.append(event)
+        else:
+            bad.append(Rejection(index, eid, *problem))
+    return ok, bad
 
 
 def check_batch(sequence: int, previous: int | None, size: int, max_events: int) -> None:

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from coldbridge_server.bundle import Bundle
 from coldbridge_server.streaming.validate import Event, Rejection
 
 __all__ = ["BatchResult", "Erasure", "Pending", "Work"]
@@ -44,9 +45,14 @@ class Work:
 
 @dataclass(eq=False)
 class Pending(Work):
-    """A submitted batch; :meth:`wait` returns its result once durable and applied."""
+    """A submitted batch; :meth:`wait` returns its result once durable and applied.
+
+    ``checked`` is the bundle the submitter already validated ``events`` against: while it
+    is the served one, the writer only looks for duplicates.
+    """
 
     events: Sequence[Event] = ()
+    checked: Bundle | None = None
     result: BatchResult | None = field(default=None, init=False)
 
     def wait(self) -> BatchResult:
