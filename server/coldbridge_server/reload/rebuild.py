@@ -5,8 +5,10 @@ a chunk at a time, each read under the ingest writer's lock (the store is used b
 at a time); the chunk is applied outside the lock, so the old bundle keeps ingesting and
 answering meanwhile. When a read comes back short, the log tail is read and applied under
 the lock, and the caller swaps before releasing it: no event acknowledged in between is
-missed or applied twice. Events of items the new bundle lacks are skipped and counted, as in
-start-up recovery (:mod:`coldbridge_server.streaming.replay`).
+missed or applied twice. As in start-up recovery (:mod:`coldbridge_server.streaming.replay`),
+events of items the new bundle lacks are skipped (and counted here), and each event is applied
+with the time it was logged at (``received_at``, the live apply's time), so a rebuilt state
+equals the one a restart on the new bundle recovers.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import islice
+from itertools import groupby, islice
 
 from coldbridge_server.errors import NotReadyError
 from coldbridge_server.streaming.ingest import Ingestor
@@ -73,8 +75,11 @@ def replay_log(
         time.sleep(YIELD * (time.perf_counter() - start))
 
 
-def _read(ingestor: Ingestor, seq: int, limit: int | None) -> list[tuple[int, Event]]:
-    events = ingestor.store.events_after(seq)
+_Logged = tuple[int, Event, float]
+
+
+def _read(ingestor: Ingestor, seq: int, limit: int | None) -> list[_Logged]:
+    events = ingestor.store.received_after(seq)
     try:
         return list(islice(events, limit))
     finally:
@@ -83,12 +88,15 @@ def _read(ingestor: Ingestor, seq: int, limit: int | None) -> list[tuple[int, Ev
             close()
 
 
-def _apply(updater: OnlineUpdater, chunk: list[tuple[int, Event]], progress: Replay) -> None:
+def _apply(updater: OnlineUpdater, chunk: list[_Logged], progress: Replay) -> None:
     if not chunk:
         return
-    valid = [event for _, event in chunk if validate(event, updater.bundle) is None]
-    progress.skipped += len(chunk) - len(valid)
-    progress.applied += len(valid)
     progress.seq = chunk[-1][0]
-    if valid:
-        updater.apply_many(valid, valid[-1].timestamp, evaluate=False)
+    # a logged batch shares one received_at: applied together, as the writer applied it
+    for received_at, rows in groupby(chunk, key=lambda row: row[2]):
+        events = [event for _, event, _ in rows]
+        valid = [event for event in events if validate(event, updater.bundle) is None]
+        progress.skipped += len(events) - len(valid)
+        progress.applied += len(valid)
+        if valid:
+            updater.apply_many(valid, received_at, evaluate=False)
