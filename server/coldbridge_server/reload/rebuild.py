@@ -6,18 +6,19 @@ at a time); the chunk is applied outside the lock, so the old bundle keeps inges
 answering meanwhile. When a read comes back short, the log tail is read and applied under
 the lock, and the caller swaps before releasing it: no event acknowledged in between is
 missed or applied twice. As in start-up recovery (:mod:`coldbridge_server.streaming.replay`),
-events of items the new bundle lacks are skipped (and counted here), and each event is applied
-with the time it was logged at (``received_at``, the live apply's time), so a rebuilt state
-equals the one a restart on the new bundle recovers.
+events of items the new bundle lacks are skipped (and counted here), and a user's
+``last_update`` is the time their last event was logged at (``received_at``, the live apply's
+time), so a rebuilt state equals the one a restart on the new bundle recovers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import groupby, islice
+from itertools import islice
 
 from coldbridge_server.errors import NotReadyError
 from coldbridge_server.streaming.ingest import Ingestor
@@ -92,11 +93,17 @@ def _apply(updater: OnlineUpdater, chunk: list[_Logged], progress: Replay) -> No
     if not chunk:
         return
     progress.seq = chunk[-1][0]
-    # a logged batch shares one received_at: applied together, as the writer applied it
-    for received_at, rows in groupby(chunk, key=lambda row: row[2]):
-        events = [event for _, event, _ in rows]
-        valid = [event for event in events if validate(event, updater.bundle) is None]
-        progress.skipped += len(events) - len(valid)
-        progress.applied += len(valid)
-        if valid:
-            updater.apply_many(valid, received_at, evaluate=False)
+    valid = [row for row in chunk if validate(row[1], updater.bundle) is None]
+    progress.skipped += len(chunk) - len(valid)
+    progress.applied += len(valid)
+    if not valid:
+        return
+    # one apply_many for the chunk (the rebuild must outpace the live writer, which applies
+    # whole groups), then each user's last_update set to their last event's received_at:
+    # what recovery's per-event apply leaves
+    updater.apply_many([event for _, event, _ in valid], valid[-1][2], evaluate=False)
+    logged = {event.user_id: received_at for _, event, received_at in valid}
+    for user_id, received_at in logged.items():
+        state = updater.states.get(user_id)
+        if state is not None and state.last_update != received_at:
+            updater.states.publish(dataclasses.replace(state, last_update=received_at))
