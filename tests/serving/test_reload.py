@@ -178,3 +178,19 @@ def test_a_reload_keeps_requests_responsive_and_restores_the_interpreter() -> No
         raise RuntimeError("a failed reload restores them too")
     assert sys.getswitchinterval() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_ratings_follow_the_reloaded_bundles_feedback(tmp_path: Path) -> None:
+    bundles = tmp_path / "bundles"
+    v1 = version(bundles, "v1", seed=0)  # implicit feedback: ratings are refused
+    v2 = write_version(bundles, "v2", {**make_tiny_arrays(1), "feedback": "explicit"})
+
+    def rating(n: int) -> epb.Event:
+        kind, target = epb.EVENT_KIND_RATING, epb.DOMAIN_TARGET
+        return epb.Event(event_id=f"r{n}", user_id="n", item_id="v1", domain=target, kind=kind)
+
+    with serving(v1.path, tmp_path / "state") as s:
+        assert s.client.ingest([rating(0)]).accepted == 0
+        s.client.reload_bundle(str(v2.path))
+        assert s.client.ingest([rating(1)]).accepted == 1
+        assert s.client.user_state("n").bundle_version == "v2"

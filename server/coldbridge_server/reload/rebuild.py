@@ -5,12 +5,15 @@ a chunk at a time, each read under the ingest writer's lock (the store is used b
 at a time); the chunk is applied outside the lock, so the old bundle keeps ingesting and
 answering meanwhile. When a read comes back short, the log tail is read and applied under
 the lock, and the caller swaps before releasing it: no event acknowledged in between is
-missed or applied twice. Events of items the new bundle lacks are skipped and counted, as in
-start-up recovery (:mod:`coldbridge_server.streaming.replay`).
+missed or applied twice. As in start-up recovery (:mod:`coldbridge_server.streaming.replay`),
+events of items the new bundle lacks are skipped (and counted here), and a user's
+``last_update`` is the time their last event was logged at (``received_at``, the live apply's
+time), so a rebuilt state equals the one a restart on the new bundle recovers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,8 +76,11 @@ def replay_log(
         time.sleep(YIELD * (time.perf_counter() - start))
 
 
-def _read(ingestor: Ingestor, seq: int, limit: int | None) -> list[tuple[int, Event]]:
-    events = ingestor.store.events_after(seq)
+_Logged = tuple[int, Event, float]
+
+
+def _read(ingestor: Ingestor, seq: int, limit: int | None) -> list[_Logged]:
+    events = ingestor.store.received_after(seq)
     try:
         return list(islice(events, limit))
     finally:
@@ -83,12 +89,21 @@ def _read(ingestor: Ingestor, seq: int, limit: int | None) -> list[tuple[int, Ev
             close()
 
 
-def _apply(updater: OnlineUpdater, chunk: list[tuple[int, Event]], progress: Replay) -> None:
+def _apply(updater: OnlineUpdater, chunk: list[_Logged], progress: Replay) -> None:
     if not chunk:
         return
-    valid = [event for _, event in chunk if validate(event, updater.bundle) is None]
+    progress.seq = chunk[-1][0]
+    valid = [row for row in chunk if validate(row[1], updater.bundle) is None]
     progress.skipped += len(chunk) - len(valid)
     progress.applied += len(valid)
-    progress.seq = chunk[-1][0]
-    if valid:
-        updater.apply_many(valid, valid[-1].timestamp, evaluate=False)
+    if not valid:
+        return
+    # one apply_many for the chunk (the rebuild must outpace the live writer, which applies
+    # whole groups), then each user's last_update set to their last event's received_at:
+    # what recovery's per-event apply leaves
+    updater.apply_many([event for _, event, _ in valid], valid[-1][2], evaluate=False)
+    logged = {event.user_id: received_at for _, event, received_at in valid}
+    for user_id, received_at in logged.items():
+        state = updater.states.get(user_id)
+        if state is not None and state.last_update != received_at:
+            updater.states.publish(dataclasses.replace(state, last_update=received_at))

@@ -283,6 +283,8 @@ class BundleReloader:
                 pass  # not warm yet, or stopping: try at the next poll
             except ColdbridgeError:
                 pass  # counted, logged and kept in last_error by reload()
+            except Exception:  # e.g. an OSError listing bundle_path: the watch goes on
+                logger.exception("bundle watch: polling %s failed", self.settings.bundle_path)
 
     def _poll(self) -> None:
         directory = resolve_bundle_dir(self.settings.bundle_path)

@@ -26,8 +26,7 @@ def attach(
 
     def swap(generation: Generation) -> None:
         recommender.engine = generation.engine
-        events.model, events.states = generation.engine.resolver, generation.states
-        events.bundle = generation.bundle
+        events.serve(generation.bundle, generation.engine.resolver, generation.states)
         server.engine = generation.engine
 
     reloader.on_swap(swap)

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Mapping
 
 from coldbridge_server.core import UserState
-from coldbridge_server.streaming.sqlite_codec import decode_state, encode_state
+from coldbridge_server.streaming.sqlite_codec import decode_state, encode_state, event_row
 from coldbridge_server.streaming.validate import Domain, Event, Kind
 
 __all__ = [
@@ -85,22 +85,10 @@ def unposition(pos: int) -> tuple[int, StreamId]:
     return pos >> 128, ((pos >> 64) & mask, pos & mask)
 
 
-_DOMAINS: dict[Domain | None, str] = {d: d.value for d in Domain}
-_KINDS: dict[Kind | None, str] = {k: k.value for k in Kind}
-
-
 def encode_entry(event: Event, received_at: float) -> str:
-    """The ``e`` field of a validated event (its domain and kind are set)."""
-    return json.dumps(
-        [
-            event.item_id,
-            _DOMAINS[event.domain],
-            _KINDS[event.kind],
-            event.value,
-            event.timestamp or received_at,
-            received_at,
-        ]
-    )
+    """The ``e`` field of a validated event: the value columns of its SQLite row
+    (:func:`~.sqlite_codec.event_row`, after the position and the two ids)."""
+    return json.dumps(event_row(0, event, received_at)[3:])
 
 
 def decode_entry(fields: Mapping[bytes, bytes]) -> Event | str:

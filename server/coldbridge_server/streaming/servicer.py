@@ -57,6 +57,15 @@ _REASON = {
 _END = object()
 
 
+class _Served(NamedTuple):
+    """What a call reads of the served bundle: one attribute, replaced whole by a reload."""
+
+    bundle: Bundle
+    model: ServingModel
+    states: UserStates
+    policy: EventPolicy
+
+
 class _Submitted(NamedTuple):
     """A batch handed to the ingestor, with what the servicer rejected before."""
 
@@ -101,13 +110,20 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         metrics: Metrics | None = None,
     ) -> None:
         self.ingestor = ingestor
-        self.bundle: Bundle = ingestor.bundle
-        self.model = model
-        self.states = states
+        bundle = ingestor.bundle
+        ratings = bundle.feedback == "explicit"
+        self._served = _Served(bundle, model, states, policy or EventPolicy(ratings=ratings))
         self.max_batch_events = max_batch_events
         self.window = window
-        self.policy = policy or EventPolicy(ratings=self.bundle.feedback == "explicit")
         self.metrics = metrics
+
+    def serve(self, bundle: Bundle, model: ServingModel, states: UserStates) -> None:
+        """Answer from a hot-reloaded bundle from now on (ratings as its feedback says).
+
+        One assignment: a call reads the served parts once, so it never mixes two bundles.
+        """
+        policy = dataclasses.replace(self._served.policy, ratings=bundle.feedback == "explicit")
+        self._served = _Served(bundle, model, states, policy)
 
     def StreamEvents(  # noqa: N802 - gRPC method name
         self, request_iterator: Iterator[events_pb2.EventBatch], context: grpc.ServicerContext
@@ -137,18 +153,19 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
     def GetUserState(  # noqa: N802 - gRPC method name
         self, request: events_pb2.GetUserStateRequest, context: grpc.ServicerContext
     ) -> events_pb2.UserState:
+        served = self._served  # one generation per call: a hot reload replaces it
         with map_errors(context):
             if not request.user_id:
                 raise InvalidRequestError("user_id", "must be non-empty")
-            check_id("user_id", request.user_id, self.policy.max_id_bytes)
-            view = self.model.describe(request.user_id)
-        state = self.states.get(request.user_id)
+            check_id("user_id", request.user_id, served.policy.max_id_bytes)
+            view = served.model.describe(request.user_id)
+        state = served.states.get(request.user_id)
         reply = events_pb2.UserState(
             user_id=request.user_id,
             stage=stage_pb(view.stage),
             provenance=provenance_pb(view.provenance),
             strategy=view.strategy,
-            bundle_version=self.bundle.version,
+            bundle_version=served.bundle.version,
             blend=blend_pb(view.blend),
         )
         if state is not None:
@@ -193,8 +210,8 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         received = time.perf_counter()
         check_batch(batch.sequence, previous, len(batch.events), self.max_batch_events)
         events = [_event(message) for message in batch.events]
-        bundle = self.bundle  # read once: a hot reload may swap it meanwhile
-        rejected = self._check(bundle, batch.events, events)
+        served = self._served  # read once: a hot reload may swap it meanwhile
+        rejected = self._check(served, batch.events, events)
         if self.metrics is not None:
             self._count_received(events)
         kept = None
@@ -202,15 +219,15 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
             bad = {r.index for r in rejected}
             kept = [i for i in range(len(events)) if i not in bad]
             events = [events[i] for i in kept]
-        pending = self.ingestor.submit(events, checked=bundle)
+        pending = self.ingestor.submit(events, checked=served.bundle)
         return _Submitted(batch.sequence, received, pending, kept, rejected)
 
     def _check(
-        self, bundle: Bundle, messages: Sequence[events_pb2.Event], events: list[Event]
+        self, served: _Served, messages: Sequence[events_pb2.Event], events: list[Event]
     ) -> list[Rejection]:
-        """The rejections of ``events`` against ``bundle`` (see the module docs); raises for an
-        over-long id."""
-        policy, items = self.policy, bundle.target_item_index
+        """The rejections of ``events`` against ``served``'s bundle and policy (see the module
+        docs); raises for an over-long id."""
+        policy, bundle, items = served.policy, served.bundle, served.bundle.target_item_index
         quick = policy.max_id_bytes // 4  # no id of at most this many characters is too long
         rejected: list[Rejection] = []
         for index, (message, event) in enumerate(zip(messages, events, strict=True)):
