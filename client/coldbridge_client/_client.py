@@ -45,7 +45,9 @@ class Client:
     Parameters
     ----------
     target
-        ``host:port`` of the server.
+        ``host:port`` of the server, or any gRPC target naming several replicas:
+        ``dns:///coldbridge-headless:50051`` (one address per replica) or
+        ``ipv4:10.0.0.1:50051,10.0.0.2:50051``.
     token
         Bearer token sent with every call (``authorization: Bearer <token>`` metadata), for a
         server with ``auth_tokens_file`` (docs/security.md).
@@ -58,6 +60,10 @@ class Client:
         Default deadline of each call.
     retry
         gRPC retry policy (a service config on the channel); ``None`` disables retries.
+    balance
+        gRPC load-balancing policy over the target's addresses: ``round_robin`` (default)
+        spreads calls over every replica the target resolves to; ``pick_first`` sends them
+        all to one (gRPC's own default). With a single address both behave the same.
     options
         Further channel options, e.g. ``[("grpc.max_receive_message_length", 8 << 20)]``.
 
@@ -76,11 +82,13 @@ class Client:
         credentials: grpc.ChannelCredentials | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy | None = DEFAULT_RETRY,
+        balance: str = "round_robin",
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         if tls is not None and credentials is not None:
             raise ValueError("pass tls or credentials, not both")
         channel_options = [
+            ("grpc.lb_policy_name", balance),
             *(retry.channel_options() if retry is not None else [("grpc.enable_retries", 0)]),
             *(tls.channel_options() if tls is not None else []),
             *options,

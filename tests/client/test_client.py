@@ -398,3 +398,29 @@ def test_public_names_are_sorted_and_exported() -> None:
     assert coldbridge_client.__all__ == sorted(coldbridge_client.__all__)
     missing = [name for name in coldbridge_client.__all__ if not hasattr(coldbridge_client, name)]
     assert not missing
+
+
+@pytest.mark.parametrize("balance", ["round_robin", "pick_first"])
+def test_a_target_naming_two_replicas_spreads_calls_with_round_robin(
+    tiny_bundle: TinyBundle, tmp_path: Path, balance: str
+) -> None:
+    """``Client("ipv4:a,b")`` balances per call by default (``balance="round_robin"``);
+    ``pick_first``, gRPC's own default, would send every call to one replica."""
+    with (
+        running(tiny_bundle.path, tmp_path / "a") as (port_a, reg_a),
+        running(tiny_bundle.path, tmp_path / "b") as (port_b, reg_b),
+    ):
+        wait_serving(port_a)
+        wait_serving(port_b)
+        before = handled(reg_a, "OK"), handled(reg_b, "OK")
+        target = f"ipv4:127.0.0.1:{port_a},127.0.0.1:{port_b}"
+        policy = {} if balance == "round_robin" else {"balance": balance}  # the default first
+        with Client(target, **policy) as client:
+            for n in range(40):
+                client.recommend(f"u{n % 3}", k=2, timeout=30)
+        calls = handled(reg_a, "OK") - before[0], handled(reg_b, "OK") - before[1]
+    assert sum(calls) == 40
+    if balance == "round_robin":
+        assert min(calls) >= 10, calls  # both replicas serve (round robin: about 20 each)
+    else:
+        assert min(calls) == 0, calls
