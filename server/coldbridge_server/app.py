@@ -153,7 +153,7 @@ def create_server(
     )
     # auth before admission, so an unauthenticated call never takes a stream slot
     grpc_server = _grpc_server(settings, metrics, [*security.interceptors, admission])
-    recommender = RecommenderServicer(engine)
+    recommender = RecommenderServicer(engine, ingestor.degraded_reason, metrics)
     _add_recommender(recommender, grpc_server)
     events = EventsServicer(
         ingestor,

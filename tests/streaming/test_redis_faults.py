@@ -92,6 +92,7 @@ def test_redis_outage_unavailable_ingest_serving_recommend_and_self_recovery(
         client.events.IngestEvents(batch(2, source))
         before = {u: client.recommend(u) for u in ("n0", "n9", "u0", "nobody")}
         assert client.metric("coldbridge_storage_ok") == 1
+        assert all(reply.degraded_reason == "" for reply in before.values())
 
         redis.stop()
         with pytest.raises(grpc.RpcError) as failure:
@@ -108,6 +109,9 @@ def test_redis_outage_unavailable_ingest_serving_recommend_and_self_recovery(
             again = client.recommend(user)
             assert [i.item_id for i in again.items] == [i.item_id for i in reply.items]
             assert again.stage == reply.stage and again.provenance == reply.provenance
+            assert again.degraded_reason == "event_log_unavailable"  # other acks go unseen
+        degraded = {"reason": "event_log_unavailable"}
+        assert client.metric("coldbridge_degraded_answers_total", **degraded) >= len(before)
         assert before["nobody"].provenance == pb.PROVENANCE_FALLBACK
         assert before["n9"].provenance == pb.PROVENANCE_TRANSFERRED  # streamed source event
         assert client.state("n0").target_events > 0
@@ -124,3 +128,4 @@ def test_redis_outage_unavailable_ingest_serving_recommend_and_self_recovery(
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert sum(logged(redis).values()) == 21
+        assert client.recommend("n0").degraded_reason == ""

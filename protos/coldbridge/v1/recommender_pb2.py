@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63oldbridge/v1/recommender.proto\x12\rcoldbridge.v1\"\x89\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x18\n\x10\x65xclude_item_ids\x18\x03 \x03(\t\x12\x17\n\x0fsource_item_ids\x18\x04 \x03(\t\x12\x14\n\x0c\x65xclude_seen\x18\x10 \x01(\x08\x12\x10\n\x08strategy\x18\x11 \x01(\t\",\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"\x9b\x02\n\x11RecommendResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.coldbridge.v1.ScoredItem\x12-\n\nprovenance\x18\x02 \x01(\x0e\x32\x19.coldbridge.v1.Provenance\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x10\n\x08strategy\x18\x04 \x01(\t\x12\x17\n\x0f\x66\x61llback_reason\x18\x05 \x01(\t\x12\x18\n\x10unknown_item_ids\x18\x06 \x03(\t\x12,\n\x05stage\x18\x10 \x01(\x0e\x32\x1d.coldbridge.v1.LifecycleStage\x12#\n\x05\x62lend\x18\x11 \x01(\x0b\x32\x14.coldbridge.v1.Blend\"M\n\x05\x42lend\x12\x16\n\x0ehistory_weight\x18\x01 \x01(\x01\x12\x15\n\rtarget_events\x18\x02 \x01(\r\x12\x15\n\rhistory_items\x18\x03 \x01(\r\"\\\n\x0cScoreRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08item_ids\x18\x02 \x03(\t\x12\x17\n\x0fsource_item_ids\x18\x03 \x03(\t\x12\x10\n\x08strategy\x18\x04 \x01(\t\"\x97\x02\n\rScoreResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.coldbridge.v1.ScoredItem\x12\x18\n\x10unknown_item_ids\x18\x02 \x03(\t\x12-\n\nprovenance\x18\x03 \x01(\x0e\x32\x19.coldbridge.v1.Provenance\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x10\n\x08strategy\x18\x05 \x01(\t\x12\x17\n\x0f\x66\x61llback_reason\x18\x06 \x01(\t\x12,\n\x05stage\x18\x10 \x01(\x0e\x32\x1d.coldbridge.v1.LifecycleStage\x12#\n\x05\x62lend\x18\x11 \x01(\x0b\x32\x14.coldbridge.v1.Blend\"\x15\n\x13GetModelInfoRequest\"\x88\x03\n\tModelInfo\x12\x16\n\x0e\x62undle_version\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x10\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x04 \x01(\t\x12\x15\n\rsource_domain\x18\x05 \x01(\t\x12\x15\n\rtarget_domain\x18\x06 \x01(\t\x12\x1c\n\x14source_embedding_dim\x18\x07 \x01(\x05\x12\x1c\n\x14target_embedding_dim\x18\x08 \x01(\x05\x12\x18\n\x10num_source_items\x18\t \x01(\x05\x12\x18\n\x10num_target_items\x18\n \x01(\x05\x12\x18\n\x10num_source_users\x18\x0b \x01(\x05\x12\x18\n\x10num_target_users\x18\x0c \x01(\x05\x12\x14\n\x0cmetrics_json\x18\r \x01(\t\x12\r\n\x05max_k\x18\x0e \x01(\x05\x12\x17\n\x0fmax_request_ids\x18\x0f \x01(\x05\x12\x1b\n\x13\x65ncoder_max_history\x18\x10 \x01(\x05*\x90\x01\n\nProvenance\x12\x1a\n\x16PROVENANCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROVENANCE_WARM_TARGET\x10\x01\x12\x1a\n\x16PROVENANCE_TRANSFERRED\x10\x02\x12\x17\n\x13PROVENANCE_FALLBACK\x10\x03\x12\x15\n\x11PROVENANCE_ONLINE\x10\x04*\xa2\x01\n\x0eLifecycleStage\x12\x1f\n\x1bLIFECYCLE_STAGE_UNSPECIFIED\x10\x00\x12\x17\n\x13LIFECYCLE_STAGE_NEW\x10\x01\x12\x1f\n\x1bLIFECYCLE_STAGE_TRANSFERRED\x10\x02\x12\x1b\n\x17LIFECYCLE_STAGE_WARMING\x10\x03\x12\x18\n\x14LIFECYCLE_STAGE_WARM\x10\x04\x32\xef\x01\n\x0bRecommender\x12N\n\tRecommend\x12\x1f.coldbridge.v1.RecommendRequest\x1a .coldbridge.v1.RecommendResponse\x12\x42\n\x05Score\x12\x1b.coldbridge.v1.ScoreRequest\x1a\x1c.coldbridge.v1.ScoreResponse\x12L\n\x0cGetModelInfo\x12\".coldbridge.v1.GetModelInfoRequest\x1a\x18.coldbridge.v1.ModelInfoBX\n\x10io.coldbridge.v1P\x01ZBgithub.com/coldbridge/coldbridge/gen/go/coldbridge/v1;coldbridgev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63oldbridge/v1/recommender.proto\x12\rcoldbridge.v1\"\x89\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x18\n\x10\x65xclude_item_ids\x18\x03 \x03(\t\x12\x17\n\x0fsource_item_ids\x18\x04 \x03(\t\x12\x14\n\x0c\x65xclude_seen\x18\x10 \x01(\x08\x12\x10\n\x08strategy\x18\x11 \x01(\t\",\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"\xb4\x02\n\x11RecommendResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.coldbridge.v1.ScoredItem\x12-\n\nprovenance\x18\x02 \x01(\x0e\x32\x19.coldbridge.v1.Provenance\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x10\n\x08strategy\x18\x04 \x01(\t\x12\x17\n\x0f\x66\x61llback_reason\x18\x05 \x01(\t\x12\x18\n\x10unknown_item_ids\x18\x06 \x03(\t\x12,\n\x05stage\x18\x10 \x01(\x0e\x32\x1d.coldbridge.v1.LifecycleStage\x12#\n\x05\x62lend\x18\x11 \x01(\x0b\x32\x14.coldbridge.v1.Blend\x12\x17\n\x0f\x64\x65graded_reason\x18\x12 \x01(\t\"M\n\x05\x42lend\x12\x16\n\x0ehistory_weight\x18\x01 \x01(\x01\x12\x15\n\rtarget_events\x18\x02 \x01(\r\x12\x15\n\rhistory_items\x18\x03 \x01(\r\"\\\n\x0cScoreRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08item_ids\x18\x02 \x03(\t\x12\x17\n\x0fsource_item_ids\x18\x03 \x03(\t\x12\x10\n\x08strategy\x18\x04 \x01(\t\"\xb0\x02\n\rScoreResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.coldbridge.v1.ScoredItem\x12\x18\n\x10unknown_item_ids\x18\x02 \x03(\t\x12-\n\nprovenance\x18\x03 \x01(\x0e\x32\x19.coldbridge.v1.Provenance\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x10\n\x08strategy\x18\x05 \x01(\t\x12\x17\n\x0f\x66\x61llback_reason\x18\x06 \x01(\t\x12,\n\x05stage\x18\x10 \x01(\x0e\x32\x1d.coldbridge.v1.LifecycleStage\x12#\n\x05\x62lend\x18\x11 \x01(\x0b\x32\x14.coldbridge.v1.Blend\x12\x17\n\x0f\x64\x65graded_reason\x18\x12 \x01(\t\"\x15\n\x13GetModelInfoRequest\"\x88\x03\n\tModelInfo\x12\x16\n\x0e\x62undle_version\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x10\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x04 \x01(\t\x12\x15\n\rsource_domain\x18\x05 \x01(\t\x12\x15\n\rtarget_domain\x18\x06 \x01(\t\x12\x1c\n\x14source_embedding_dim\x18\x07 \x01(\x05\x12\x1c\n\x14target_embedding_dim\x18\x08 \x01(\x05\x12\x18\n\x10num_source_items\x18\t \x01(\x05\x12\x18\n\x10num_target_items\x18\n \x01(\x05\x12\x18\n\x10num_source_users\x18\x0b \x01(\x05\x12\x18\n\x10num_target_users\x18\x0c \x01(\x05\x12\x14\n\x0cmetrics_json\x18\r \x01(\t\x12\r\n\x05max_k\x18\x0e \x01(\x05\x12\x17\n\x0fmax_request_ids\x18\x0f \x01(\x05\x12\x1b\n\x13\x65ncoder_max_history\x18\x10 \x01(\x05*\x90\x01\n\nProvenance\x12\x1a\n\x16PROVENANCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROVENANCE_WARM_TARGET\x10\x01\x12\x1a\n\x16PROVENANCE_TRANSFERRED\x10\x02\x12\x17\n\x13PROVENANCE_FALLBACK\x10\x03\x12\x15\n\x11PROVENANCE_ONLINE\x10\x04*\xa2\x01\n\x0eLifecycleStage\x12\x1f\n\x1bLIFECYCLE_STAGE_UNSPECIFIED\x10\x00\x12\x17\n\x13LIFECYCLE_STAGE_NEW\x10\x01\x12\x1f\n\x1bLIFECYCLE_STAGE_TRANSFERRED\x10\x02\x12\x1b\n\x17LIFECYCLE_STAGE_WARMING\x10\x03\x12\x18\n\x14LIFECYCLE_STAGE_WARM\x10\x04\x32\xef\x01\n\x0bRecommender\x12N\n\tRecommend\x12\x1f.coldbridge.v1.RecommendRequest\x1a .coldbridge.v1.RecommendResponse\x12\x42\n\x05Score\x12\x1b.coldbridge.v1.ScoreRequest\x1a\x1c.coldbridge.v1.ScoreResponse\x12L\n\x0cGetModelInfo\x12\".coldbridge.v1.GetModelInfoRequest\x1a\x18.coldbridge.v1.ModelInfoBX\n\x10io.coldbridge.v1P\x01ZBgithub.com/coldbridge/coldbridge/gen/go/coldbridge/v1;coldbridgev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,26 +32,26 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'coldbridge.v1.recommender_p
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\020io.coldbridge.v1P\001ZBgithub.com/coldbridge/coldbridge/gen/go/coldbridge/v1;coldbridgev1'
-  _globals['_PROVENANCE']._serialized_start=1396
-  _globals['_PROVENANCE']._serialized_end=1540
-  _globals['_LIFECYCLESTAGE']._serialized_start=1543
-  _globals['_LIFECYCLESTAGE']._serialized_end=1705
+  _globals['_PROVENANCE']._serialized_start=1446
+  _globals['_PROVENANCE']._serialized_end=1590
+  _globals['_LIFECYCLESTAGE']._serialized_start=1593
+  _globals['_LIFECYCLESTAGE']._serialized_end=1755
   _globals['_RECOMMENDREQUEST']._serialized_start=51
   _globals['_RECOMMENDREQUEST']._serialized_end=188
   _globals['_SCOREDITEM']._serialized_start=190
   _globals['_SCOREDITEM']._serialized_end=234
   _globals['_RECOMMENDRESPONSE']._serialized_start=237
-  _globals['_RECOMMENDRESPONSE']._serialized_end=520
-  _globals['_BLEND']._serialized_start=522
-  _globals['_BLEND']._serialized_end=599
-  _globals['_SCOREREQUEST']._serialized_start=601
-  _globals['_SCOREREQUEST']._serialized_end=693
-  _globals['_SCORERESPONSE']._serialized_start=696
-  _globals['_SCORERESPONSE']._serialized_end=975
-  _globals['_GETMODELINFOREQUEST']._serialized_start=977
-  _globals['_GETMODELINFOREQUEST']._serialized_end=998
-  _globals['_MODELINFO']._serialized_start=1001
-  _globals['_MODELINFO']._serialized_end=1393
-  _globals['_RECOMMENDER']._serialized_start=1708
-  _globals['_RECOMMENDER']._serialized_end=1947
+  _globals['_RECOMMENDRESPONSE']._serialized_end=545
+  _globals['_BLEND']._serialized_start=547
+  _globals['_BLEND']._serialized_end=624
+  _globals['_SCOREREQUEST']._serialized_start=626
+  _globals['_SCOREREQUEST']._serialized_end=718
+  _globals['_SCORERESPONSE']._serialized_start=721
+  _globals['_SCORERESPONSE']._serialized_end=1025
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1027
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1048
+  _globals['_MODELINFO']._serialized_start=1051
+  _globals['_MODELINFO']._serialized_end=1443
+  _globals['_RECOMMENDER']._serialized_start=1758
+  _globals['_RECOMMENDER']._serialized_end=1997
 # @@protoc_insertion_point(module_scope)

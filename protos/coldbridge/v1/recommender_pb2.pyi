@@ -224,6 +224,7 @@ class RecommendResponse(_message.Message):
     UNKNOWN_ITEM_IDS_FIELD_NUMBER: _builtins.int
     STAGE_FIELD_NUMBER: _builtins.int
     BLEND_FIELD_NUMBER: _builtins.int
+    DEGRADED_REASON_FIELD_NUMBER: _builtins.int
     provenance: Global___Provenance.ValueType
     """How the user was resolved."""
     model_version: _builtins.str
@@ -238,6 +239,11 @@ class RecommendResponse(_message.Message):
     """
     stage: Global___LifecycleStage.ValueType
     """The user's lifecycle stage when the answer was computed."""
+    degraded_reason: _builtins.str
+    """Set when the answer may miss acknowledged events: "event_log_unavailable" while a
+    replica over Redis cannot read the shared event log (docs/scaling.md, Redis outage).
+    The answer is then computed from the user states this replica already applied.
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScoredItem]:
         """Up to k items, sorted by score descending."""
@@ -263,10 +269,11 @@ class RecommendResponse(_message.Message):
         unknown_item_ids: _abc.Iterable[_builtins.str] | None = ...,
         stage: Global___LifecycleStage.ValueType = ...,
         blend: Global___Blend | None = ...,
+        degraded_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["blend", b"blend"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blend", b"blend", "fallback_reason", b"fallback_reason", "items", b"items", "model_version", b"model_version", "provenance", b"provenance", "stage", b"stage", "strategy", b"strategy", "unknown_item_ids", b"unknown_item_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blend", b"blend", "degraded_reason", b"degraded_reason", "fallback_reason", b"fallback_reason", "items", b"items", "model_version", b"model_version", "provenance", b"provenance", "stage", b"stage", "strategy", b"strategy", "unknown_item_ids", b"unknown_item_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -361,6 +368,7 @@ class ScoreResponse(_message.Message):
     FALLBACK_REASON_FIELD_NUMBER: _builtins.int
     STAGE_FIELD_NUMBER: _builtins.int
     BLEND_FIELD_NUMBER: _builtins.int
+    DEGRADED_REASON_FIELD_NUMBER: _builtins.int
     provenance: Global___Provenance.ValueType
     """How the user was resolved."""
     model_version: _builtins.str
@@ -371,6 +379,8 @@ class ScoreResponse(_message.Message):
     """Set only for PROVENANCE_FALLBACK, as in RecommendResponse."""
     stage: Global___LifecycleStage.ValueType
     """The user's lifecycle stage when the answer was computed."""
+    degraded_reason: _builtins.str
+    """As in RecommendResponse.degraded_reason."""
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScoredItem]:
         """Scores of the known item_ids, in request order (duplicates kept)."""
@@ -396,10 +406,11 @@ class ScoreResponse(_message.Message):
         fallback_reason: _builtins.str = ...,
         stage: Global___LifecycleStage.ValueType = ...,
         blend: Global___Blend | None = ...,
+        degraded_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["blend", b"blend"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blend", b"blend", "fallback_reason", b"fallback_reason", "items", b"items", "model_version", b"model_version", "provenance", b"provenance", "stage", b"stage", "strategy", b"strategy", "unknown_item_ids", b"unknown_item_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blend", b"blend", "degraded_reason", b"degraded_reason", "fallback_reason", b"fallback_reason", "items", b"items", "model_version", b"model_version", "provenance", b"provenance", "stage", b"stage", "strategy", b"strategy", "unknown_item_ids", b"unknown_item_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -112,6 +112,13 @@ class Metrics:
             ("reason",),
             registry=r,
         )
+        self.degraded_answers = FastCounter(
+            "coldbridge_degraded_answers_total",
+            "Recommend/Score answers that may miss acknowledged events (degraded_reason), by "
+            "reason.",
+            ("reason",),
+            registry=r,
+        )
         self.inference_seconds = FastHistogram(
             "coldbridge_inference_seconds",
             "onnxruntime session run time, by model.",

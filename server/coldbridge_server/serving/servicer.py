@@ -8,10 +8,12 @@ answers become messages; domain errors become status codes in
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import grpc
 from coldbridge.v1 import recommender_pb2, recommender_pb2_grpc
 
+from coldbridge_server.observability.metrics import Metrics
 from coldbridge_server.serving.engine import RecommendationEngine, Scored
 from coldbridge_server.status import blend_pb, map_errors, provenance_pb, stage_pb
 
@@ -21,10 +23,34 @@ SERVICE_NAME: str = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].f
 
 
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
-    """Implements ``coldbridge.v1.Recommender`` on top of a :class:`RecommendationEngine`."""
+    """Implements ``coldbridge.v1.Recommender`` on top of a :class:`RecommendationEngine`.
 
-    def __init__(self, engine: RecommendationEngine) -> None:
+    Parameters
+    ----------
+    engine
+        The served engine (a hot reload replaces it).
+    degraded
+        Returns the ``degraded_reason`` of an answer computed now (``""``: none), e.g.
+        :meth:`~coldbridge_server.streaming.ingest.Ingestor.degraded_reason`.
+    metrics
+        Counts degraded answers (``coldbridge_degraded_answers_total``).
+    """
+
+    def __init__(
+        self,
+        engine: RecommendationEngine,
+        degraded: Callable[[], str] = str,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.engine = engine
+        self._degraded = degraded
+        self._metrics = metrics
+
+    def _degraded_reason(self) -> str:
+        reason = self._degraded()
+        if reason and self._metrics is not None:
+            self._metrics.degraded_answers.labels(reason).inc()
+        return reason
 
     def Recommend(  # noqa: N802 - gRPC method name
         self, request: recommender_pb2.RecommendRequest, context: grpc.ServicerContext
@@ -48,6 +74,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             unknown_item_ids=result.unknown_item_ids,
             stage=stage_pb(result.stage),
             blend=blend_pb(result.blend),
+            degraded_reason=self._degraded_reason(),
         )
 
     def Score(  # noqa: N802 - gRPC method name
@@ -70,6 +97,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             fallback_reason=result.fallback_reason,
             stage=stage_pb(result.stage),
             blend=blend_pb(result.blend),
+            degraded_reason=self._degraded_reason(),
         )
 
     def GetModelInfo(  # noqa: N802 - gRPC method name

@@ -109,6 +109,13 @@ class Ingestor(Writer):
             self._store = self._open_store()
         return self._store
 
+    def degraded_reason(self) -> str:
+        """Why answers may miss acknowledged events now (``""``: they do not).
+
+        With a store of its own every acknowledged event was applied here, so never.
+        """
+        return ""
+
     def start(self) -> None:
         """Recover the state (snapshot + log replay), then start the writer thread."""
         self.recover()

@@ -86,6 +86,10 @@ class ReplicatedIngestor(Ingestor):
         assert isinstance(store, RedisEventStore)
         return store
 
+    def degraded_reason(self) -> str:
+        """``event_log_unavailable`` while Redis fails (other replicas' acks go unseen)."""
+        return "" if self.health.serving else "event_log_unavailable"
+
     def start(self) -> None:
         """Recover, start the writer, then the follower."""
         super().start()
