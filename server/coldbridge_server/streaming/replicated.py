@@ -314,6 +314,9 @@ class ReplicatedIngestor(Ingestor):
                 try:
                     for p, entries in found.items():
                         self._apply_entries(p, entries, evaluate=False)
+                except StorageError as exc:  # a re-bootstrap could not read: found again later
+                    self.health.failed("follow", exc)
+                    continue
                 except Exception as exc:
                     self.health.fatal("apply", exc)
                     continue
