@@ -251,12 +251,15 @@ class Settings:
     event_retention_seconds: float = _setting(
         0.0,
         "Delete logged events older than this once a snapshot covers them (0 = keep "
-        "forever). Event ids are recognised as duplicates only while their event is kept.",
+        "forever). Event ids are recognised as duplicates only while their event is kept. "
+        "Store redis: the age is Redis's clock when it logged the event (its stream id).",
     )
     event_retention_events: int = _setting(
         0,
         "Keep at most about this many newest events in the log; older ones are deleted once "
-        "a snapshot covers them (0 = no limit). Same idempotency caveat as the seconds.",
+        "a snapshot covers them (0 = no limit). Same idempotency caveat as the seconds. "
+        "Store redis: per partition (each stream keeps this many; the log up to "
+        "redis_partitions times as many).",
     )
 
     # --- hot reload ---
@@ -483,11 +486,6 @@ def _check_scaleout(s: Settings) -> None:
     schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
     if not s.redis_url.startswith(schemes):
         raise ConfigError("redis_url", f"must start with one of {', '.join(schemes)}")
-    if s.event_retention_seconds or s.event_retention_events:
-        raise ConfigError(
-            "event_retention_seconds/event_retention_events",
-            "retention is not supported with store = 'redis' yet (docs/scaling.md)",
-        )
 
 
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}

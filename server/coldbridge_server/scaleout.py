@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from coldbridge_server.config import Settings
 from coldbridge_server.observability.metrics import Metrics
@@ -34,13 +34,25 @@ def build_replicated(
             timeout=settings.redis_timeout_seconds,
         )
 
+    rebootstraps = None
+    if metrics is not None:
+        rebootstraps = Counter(
+            "coldbridge_replica_rebootstraps",
+            "Store redis: partitions this replica re-bootstrapped from their snapshot because "
+            "retention deleted log entries it had not applied yet (it fell behind or was "
+            "paused).",
+            registry=metrics.registry,
+        )
     ingestor = ReplicatedIngestor(
         open_store,
         updater,
         follow_block_ms=settings.redis_follow_ms,
+        on_rebootstrap=None if rebootstraps is None else rebootstraps.inc,
         queue_size=settings.ingest_queue_size,
         snapshot_every=settings.snapshot_every_events,
         metrics=metrics,
+        retention_seconds=settings.event_retention_seconds,
+        retention_events=settings.event_retention_events,
         retry_seconds=settings.storage_retry_seconds,
     )
     if metrics is not None:

@@ -8,7 +8,8 @@ Keys of partition ``p`` share the hash tag ``{p<p>}``, so they live in one Redis
     cb:{p7}:ids    hash: event_id -> stream id (idempotency)
     cb:{p7}:snap   hash: user_id -> state blob (the snapshot's user states)
     cb:{p7}:meta   hash: cursor (stream id the snapshot covers), version (bundle), floor
-                   (stream id of the last erasure: no older snapshot may be written)
+                   (stream id of the last erasure: no older snapshot may be written),
+                   trimmed (stream id of the last entry retention deleted)
 
 A stream entry of an event has the fields ``u`` (user id), ``i`` (event id) and ``e`` (JSON
 ``[item_id, domain, kind, value, event_time, received_at]``); an erasure has the field ``x``

@@ -3,11 +3,16 @@
 A Lua script runs atomically in Redis, so the check-and-append of an event id, an erasure,
 and a snapshot are each all-or-nothing and ordered with every other write of the partition.
 Stream ids ``ms-seq`` are compared numerically (``lt``).
+
+Retention (:data:`TRIM`) deletes the oldest entries of a stream and their event ids, never
+past the stored snapshot's cursor, and records the last deleted id as ``trimmed`` in the
+partition's meta; :data:`READ` returns that trim point together with the entries it reads,
+so a reader whose cursor is below it knows that entries it never applied are gone.
 """
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "ERASE", "SNAPSHOT"]
+__all__ = ["APPEND", "ERASE", "READ", "SNAPSHOT", "TRIM"]
 
 APPEND = """
 -- KEYS: log, ids; ARGV: (event_id, user_id, payload) per event.
@@ -80,3 +85,68 @@ end
 redis.call('HSET', KEYS[2], 'cursor', ARGV[1], 'version', ARGV[2])
 return 'ok'
 """
+
+_LT = """
+local function lt(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+"""
+
+READ = """
+-- KEYS: log, meta; ARGV: after (exclusive), end (inclusive, or '+'), count.
+-- Returns {trim point or '', entries}: read in one step, so the caller knows whether an
+-- entry after ARGV[1] was already deleted by retention (trim point > ARGV[1]).
+local trimmed = redis.call('HGET', KEYS[2], 'trimmed') or ''
+return {trimmed, redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], ARGV[2], 'COUNT', ARGV[3])}
+"""
+
+TRIM = (
+    """
+-- KEYS: log, ids, meta; ARGV: bundle version, keep (newest entries kept; 0 = no limit),
+-- max age in ms (0 = none), limit (most entries deleted by this call).
+-- Deletes the oldest entries that the stored snapshot (of this bundle version) covers and
+-- that are beyond the newest `keep` or older than the max age (stream ids are Redis's ms
+-- clock), the event ids that point to them, and records the last deleted id as the
+-- partition's trim point. Returns {events deleted (erasure entries not counted), 1 if
+-- the limit stopped it else 0}.
+"""
+    + _LT
+    + """
+local m = redis.call('HMGET', KEYS[3], 'cursor', 'version')
+local cursor, version = m[1], m[2]
+if not cursor or version ~= ARGV[1] then return {0, 0} end
+local keep, age, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local excess = 0
+if keep > 0 then excess = math.max(redis.call('XLEN', KEYS[1]) - keep, 0) end
+local oldest = nil
+if age > 0 then
+  local t = redis.call('TIME')
+  oldest = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - age) .. '-0'
+end
+local entries = redis.call('XRANGE', KEYS[1], '-', cursor, 'COUNT', limit)
+-- An entry's event id maps to it while the entry exists (erasure and trimming delete both).
+local last, n, eids = nil, 0, {}
+for i, entry in ipairs(entries) do
+  local sid = entry[1]
+  if i > excess and not (oldest and lt(sid, oldest)) then break end
+  local f = entry[2]
+  for j = 1, #f, 2 do
+    if f[j] == 'i' then eids[#eids + 1] = f[j + 1] end
+  end
+  last, n = sid, i
+end
+if not last then return {0, 0} end
+for i = 1, #eids, 200 do
+  redis.call('HDEL', KEYS[2], unpack(eids, i, math.min(i + 199, #eids)))
+end
+local ms, seq = string.match(last, '^(%d+)-(%d+)$')
+redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. tostring(tonumber(seq) + 1))
+redis.call('HSET', KEYS[3], 'trimmed', last)
+local more = 0
+if n == limit then more = 1 end
+return {#eids, more}
+"""
+)

@@ -20,6 +20,9 @@ Differences from the SQLite contract of :class:`EventStore` (docs/scaling.md):
   :attr:`last_seq` and :attr:`count` count the entries this replica applied.
 * **Snapshots** are per partition and cover this replica's :attr:`cursors`.
 * **Idempotency** is per partition: a resent event (same user) is always recognised.
+* **Retention** trims each stream below its snapshot's cursor
+  (:mod:`~coldbridge_server.streaming.redis_retention`); :meth:`read` raises
+  :class:`LogTrimmed` when entries after the cursor it reads from are gone.
 
 Durability: :meth:`append_events` returns once Redis answered, i.e. once the events are in
 the append-only file, fsynced with ``appendfsync always``; with ``wait_replicas`` > 0 it then
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -60,13 +64,29 @@ from coldbridge_server.streaming.redis_codec import (
 from coldbridge_server.streaming.store import EventStore
 from coldbridge_server.streaming.validate import Event
 
-__all__ = ["Entry", "RedisEventStore", "connect"]
+__all__ = ["Entry", "LogTrimmed", "RedisEventStore", "connect"]
 
 logger = logging.getLogger(__name__)
 Entry = tuple[StreamId, Event | str]
 """A stream entry: its id and its event (or the user id of an erasure)."""
 _ZERO: StreamId = (0, 0)
 _CHUNK = 1000
+_TRIM_CHECK_SECONDS = 1.0
+
+
+class LogTrimmed(Exception):  # noqa: N818 (a signal to re-bootstrap, not an error)
+    """Entries of partition ``partition`` after the reader's cursor were deleted by
+    retention (up to ``point``): the reader must reload the partition from its snapshot."""
+
+    def __init__(self, partition: int, point: StreamId) -> None:
+        super().__init__(f"partition {partition} was trimmed up to {fmt_id(point)}")
+        self.partition, self.point = partition, point
+
+
+def _gap(partition: int, point: StreamId) -> Iterator[Entry]:
+    """Entries that cannot be read: iterating raises :class:`LogTrimmed`."""
+    raise LogTrimmed(partition, point)
+    yield  # pragma: no cover  (makes this a generator)
 
 
 def connect(url: str, timeout: float) -> redis.Redis | RedisCluster:
@@ -148,6 +168,8 @@ class RedisEventStore(EventStore):
         self._append = self.client.register_script(redis_scripts.APPEND)
         self._erase = self.client.register_script(redis_scripts.ERASE)
         self._snapshot = self.client.register_script(redis_scripts.SNAPSHOT)
+        self._read = self.client.register_script(redis_scripts.READ)
+        self._trim_checked = 0.0  # time.monotonic() of read_new's last look at trim points
         with _translated("connect"):
             self.client.set(PARTITIONS_KEY, partitions, nx=True)
             stored = int(self.client.get(PARTITIONS_KEY) or partitions)
@@ -234,38 +256,82 @@ class RedisEventStore(EventStore):
                 f"within {self.wait_timeout}s (WAIT)"
             )
 
-    def read(self, p: int, after: StreamId, upto: StreamId | None = None) -> Iterator[Entry]:
-        """The entries of partition ``p`` after ``after`` (up to ``upto``), in stream order."""
-        log = self._keys[p][0]
+    def read(
+        self,
+        p: int,
+        after: StreamId,
+        upto: StreamId | None = None,
+        *,
+        checked: bool = True,
+        count: int = _CHUNK,
+    ) -> Iterator[Entry]:
+        """The entries of partition ``p`` after ``after`` (up to ``upto``), in stream order.
+
+        ``checked``: each chunk of ``count`` entries is read together with the partition's
+        trim point (:data:`~.redis_scripts.READ`); :class:`LogTrimmed` is raised when
+        retention deleted entries after the position the chunk starts from. Unchecked, the
+        entries still kept are read (what retention left).
+        """
+        log, meta = self._keys[p][0], self._keys[p][3]
         end = "+" if upto is None else fmt_id(upto)
         start = after
         while True:
             with _translated("read"):
-                rows = self.client.xrange(log, f"({fmt_id(start)}", end, count=_CHUNK)
+                if checked:
+                    point, raw = self._read(keys=[log, meta], args=[fmt_id(start), end, count])
+                    if point and parse_id(point) > start:
+                        raise LogTrimmed(p, parse_id(point))
+                    rows = [(sid, dict(zip(f[::2], f[1::2], strict=True))) for sid, f in raw]
+                else:
+                    rows = self.client.xrange(log, f"({fmt_id(start)}", end, count=count)
             for sid, fields in rows:
                 start = parse_id(sid)
                 yield start, decode_entry(fields)
-            if len(rows) < _CHUNK:
+            if len(rows) < count:
                 return
 
-    def read_new(self, block_ms: int) -> dict[int, list[Entry]]:
+    def read_new(self, block_ms: int) -> dict[int, Iterable[Entry]]:
         """New entries after :attr:`cursors` of every partition (XREAD; on a single node it
-        blocks up to ``block_ms`` while there are none)."""
-        found: dict[int, list[Entry]] = {}
+        blocks up to ``block_ms`` while there are none).
+
+        A partition whose entries after the cursor were trimmed by retention (checked after
+        the XREAD whenever it found entries, else once a second) yields entries whose
+        iteration raises :class:`LogTrimmed` instead.
+        """
+        found: dict[int, Iterable[Entry]] = {}
+        cursors = list(self.cursors)
         with _translated("follow"):
             if self.cluster:
                 replies: Any = []
                 for p, (log, *_) in enumerate(self._keys):
-                    replies += self.client.xread({log: fmt_id(self.cursors[p])}, count=_CHUNK)
+                    replies += self.client.xread({log: fmt_id(cursors[p])}, count=_CHUNK)
             else:
-                streams = {k[0]: fmt_id(c) for k, c in zip(self._keys, self.cursors, strict=True)}
+                streams = {k[0]: fmt_id(c) for k, c in zip(self._keys, cursors, strict=True)}
                 replies = self.client.xread(streams, count=_CHUNK, block=block_ms) or []
         if isinstance(replies, dict):  # RESP3
             replies = [[k, v[0]] for k, v in replies.items()]
         for name, rows in replies:
             key = name if isinstance(name, bytes) else name.encode()
             found[self._partition[key]] = [(parse_id(s), decode_entry(f)) for s, f in rows]
+        now = time.monotonic()
+        if found or now - self._trim_checked >= _TRIM_CHECK_SECONDS:
+            self._trim_checked = now
+            for p, point in enumerate(self.trim_points()):  # read after the XREAD: see docs
+                if point is not None and point > cursors[p]:
+                    found[p] = _gap(p, point)
         return found
+
+    def trim_points(self) -> list[StreamId | None]:
+        """Per partition, the id of the last entry retention deleted (``None``: none)."""
+        with _translated("follow"):
+            if self.cluster:
+                points = [self.client.hget(k[3], "trimmed") for k in self._keys]
+            else:
+                pipe = self.client.pipeline(transaction=False)
+                for k in self._keys:
+                    pipe.hget(k[3], "trimmed")
+                points = pipe.execute()
+        return [None if raw is None else parse_id(raw) for raw in points]
 
     def erase(self, user_id: str) -> tuple[StreamId, list[str]]:
         """Delete the user's entries, ids and snapshot state, append an erasure entry;
@@ -328,10 +394,11 @@ class RedisEventStore(EventStore):
     def events_after(self, seq: int) -> Iterator[tuple[int, Event]]:
         """The events this replica applied after position ``seq``, partition after
         partition, each in stream order (erasure entries are left out: the erased events
-        are deleted from the log)."""
+        are deleted from the log; so are the events retention deleted)."""
         first, after = unposition(seq)
         for p in range(first, self.partitions):
-            for sid, entry in self.read(p, after if p == first else _ZERO, self.cursors[p]):
+            start = after if p == first else _ZERO
+            for sid, entry in self.read(p, start, self.cursors[p], checked=False):
                 if not isinstance(entry, str):
                     yield position(p, sid), entry
 
@@ -370,7 +437,8 @@ class RedisEventStore(EventStore):
         return self.erase(user_id)[1]
 
     def compact(self, through_seq: int, received_before: float) -> list[str]:
-        """Retention is not supported with Redis yet (refused by the settings): no-op."""
+        """Not used: retention trims per partition
+        (:func:`~coldbridge_server.streaming.redis_retention.trim`); no-op."""
         return []
 
     def probe(self) -> None:

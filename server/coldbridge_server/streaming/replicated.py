@@ -24,6 +24,12 @@ failure in either turns the Events health ``NOT_SERVING``
 (:class:`~coldbridge_server.streaming.faults.StorageHealth`); both retry, and health returns
 by itself. Recommend keeps serving the states in memory meanwhile;
 ``coldbridge_replica_lag_seconds`` tells how old the replica's view of the log may be.
+
+Retention (:mod:`~coldbridge_server.streaming.redis_retention`) trims the streams after each
+snapshot this replica writes. A replica that finds entries after its cursor trimmed (it fell
+behind, or was paused) re-bootstraps that partition from the snapshot and the stream after it,
+exactly as at start-up (:meth:`ReplicatedIngestor.bootstrap_partition`), and counts it
+(``coldbridge_replica_rebootstraps_total``).
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ from typing import Any
 from coldbridge_server.errors import ColdbridgeError, StorageError
 from coldbridge_server.streaming.ingest import Ingestor
 from coldbridge_server.streaming.redis_codec import StreamId
-from coldbridge_server.streaming.redis_store import Entry, RedisEventStore
+from coldbridge_server.streaming.redis_retention import read_snapshot, trim
+from coldbridge_server.streaming.redis_store import Entry, LogTrimmed, RedisEventStore
 from coldbridge_server.streaming.store import EventStore
 from coldbridge_server.streaming.update import OnlineUpdater
 from coldbridge_server.streaming.validate import Event, Reason, Rejection, validate
@@ -47,6 +54,7 @@ __all__ = ["ReplicatedIngestor"]
 
 logger = logging.getLogger(__name__)
 _DUPLICATE = (Reason.DUPLICATE_EVENT, "event_id was already applied")
+_ATTEMPTS = 10
 
 
 class ReplicatedIngestor(Ingestor):
@@ -59,8 +67,11 @@ class ReplicatedIngestor(Ingestor):
     follow_block_ms
         Longest XREAD block of the follower (single-node Redis; it returns at once when an
         entry arrives), and its pause between polls of a Redis Cluster.
+    on_rebootstrap
+        Called each time a partition is re-bootstrapped because retention trimmed entries this
+        replica had not applied yet (the metric).
     **kwargs
-        As :class:`Ingestor` (retention must be off).
+        As :class:`Ingestor`; ``retention_events`` counts per partition.
     """
 
     def __init__(
@@ -69,10 +80,12 @@ class ReplicatedIngestor(Ingestor):
         updater: OnlineUpdater,
         *,
         follow_block_ms: int = 100,
+        on_rebootstrap: Callable[[], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(open_store, updater, **kwargs)
         self.follow_block_ms = follow_block_ms
+        self.on_rebootstrap = on_rebootstrap
         self._follower: threading.Thread | None = None
         self._following = threading.Event()
         self._forgotten: dict[str, bool] = {}
@@ -109,16 +122,9 @@ class ReplicatedIngestor(Ingestor):
 
     def recover(self) -> int:
         """Per partition: load its snapshot (if of this bundle), apply the stream after it."""
-        store, bundle, replayed = self.redis, self.bundle, 0
+        store, replayed = self.redis, 0
         for p in range(store.partitions):
-            version, cursor = store.snapshot_meta(p)
-            if cursor is not None and version == bundle.version:
-                for state in store.partition_states(p):
-                    self.updater.restore(state)
-                store.cursors[p] = store.bases[p] = cursor
-            else:  # no snapshot, or another bundle's: the whole stream, then a full snapshot
-                self._full_snapshot = True
-            replayed += self._apply_entries(p, store.read(p, store.cursors[p]), evaluate=False)
+            replayed += self.bootstrap_partition(p, reset=False)
         self._since_snapshot = self.snapshot_every if replayed else 0
         self.last_caught_up = time.time()
         self._update_gauges()
@@ -213,8 +219,53 @@ class ReplicatedIngestor(Ingestor):
 
     # --- applying the log -------------------------------------------------------------------
 
+    def bootstrap_partition(self, p: int, *, reset: bool = True) -> int:
+        """Load partition ``p`` from its snapshot (if of this bundle) and the stream after it.
+
+        ``reset``: forget the partition's users in memory first. Another bundle's snapshot
+        (or none): the stream that retention kept, then a full snapshot. Retried when the
+        stream is trimmed past the snapshot meanwhile (a newer snapshot is then stored).
+        Returns the number of events applied after the snapshot.
+        """
+        store = self.redis
+        for _ in range(_ATTEMPTS):
+            version, cursor, states = read_snapshot(store, p)
+            if reset:
+                for uid in [s.user_id for s in self.updater.states]:
+                    if store.partition(uid) == p:
+                        self.updater.forget(uid)
+                        self._dirty.discard(uid)
+            if cursor is not None and version == self.bundle.version:
+                for state in states:
+                    self.updater.restore(state)
+                store.cursors[p] = store.bases[p] = cursor
+            else:  # no snapshot, or another bundle's: what the log kept, then a full snapshot
+                self._full_snapshot = True
+                store.cursors[p], store.bases[p] = store.trim_points()[p] or (0, 0), None
+            try:
+                return self._apply_log(p, store.read(p, store.cursors[p]), evaluate=False)
+            except LogTrimmed:
+                reset = True
+        raise StorageError(f"partition {p} was trimmed faster than it could be loaded")
+
     def _apply_entries(self, p: int, entries: Iterable[Entry], *, evaluate: bool) -> int:
-        """Apply the entries of partition ``p`` after its cursor, in order; return how many."""
+        """Apply the entries of partition ``p`` after its cursor, in order; return how many.
+
+        If some were deleted by retention before this replica applied them, re-bootstrap the
+        partition instead (:meth:`bootstrap_partition`).
+        """
+        try:
+            return self._apply_log(p, entries, evaluate=evaluate)
+        except LogTrimmed as gap:
+            logger.warning(
+                "%s after this replica's cursor: re-bootstrapping the partition from its snapshot",
+                gap,
+            )
+            if self.on_rebootstrap is not None:
+                self.on_rebootstrap()
+            return self.bootstrap_partition(p)
+
+    def _apply_log(self, p: int, entries: Iterable[Entry], *, evaluate: bool) -> int:
         store, applied = self.redis, 0
         run: list[Event] = []
         for sid, entry in entries:
@@ -267,6 +318,9 @@ class ReplicatedIngestor(Ingestor):
                 try:
                     for p, entries in found.items():
                         self._apply_entries(p, entries, evaluate=False)
+                except StorageError as exc:  # a re-bootstrap could not read: found again later
+                    self.health.failed("follow", exc)
+                    continue
                 except Exception as exc:
                     self.health.fatal("apply", exc)
                     continue
@@ -323,6 +377,22 @@ class ReplicatedIngestor(Ingestor):
         self._dirty.clear()
         self._full_snapshot = False
         self.health.succeeded("snapshot")
+        self._compact(0)
 
     def _compact(self, covered: int) -> None:
-        """Retention is not supported with Redis yet (the settings refuse it)."""
+        """Retention: trim every partition's stream below its snapshot (``covered`` unused)."""
+        if not (self.retention_events or self.retention_seconds):
+            return
+        store, deleted = self.redis, 0
+        max_age_ms = max(1, round(self.retention_seconds * 1000)) if self.retention_seconds else 0
+        try:
+            for p in range(store.partitions):
+                deleted += trim(
+                    store, p, self.bundle.version, keep=self.retention_events, max_age_ms=max_age_ms
+                )
+        except Exception as exc:
+            self.health.failed("compact", exc)
+        else:
+            self.health.succeeded("compact")
+        if deleted and self.metrics is not None:
+            self.metrics.events_erased.labels("retention").inc(deleted)
