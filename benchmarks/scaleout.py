@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/scaleout.py [--items 10000] [--events 20000] [--requests 3000]
+                                  [--no-recommend]
 
 Starts a redis-server (``--appendonly yes --appendfsync always``, a temporary directory) and
 server subprocesses (``python -m coldbridge_server``) on a random-weight bundle
@@ -15,7 +16,8 @@ server subprocesses (``python -m coldbridge_server``) on a random-weight bundle
 2. **Freshness A -> B**: ``IngestEvents`` of one event on replica A, then ``GetUserState``
    on replica B until it shows the event: p50 / p99 of ack-on-A -> visible-on-B.
 3. **Recommend**: ``--requests`` calls from ``--concurrency`` client threads against one
-   SQLite server, one Redis replica, and two Redis replicas (threads spread over both).
+   SQLite server, one Redis replica, and two Redis replicas (threads spread over both);
+   ``--no-recommend`` leaves this part out (ingest and freshness only).
 """
 
 from __future__ import annotations
@@ -182,7 +184,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--probes", type=int, default=200)
+    parser.add_argument("--no-recommend", action="store_true", help="ingest and freshness only")
     args = parser.parse_args()
+    qps = recommend if not args.no_recommend else lambda *_: float("nan")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         bundle = make_bundle(work / "bundle", args.items, 2000, args.dim)
@@ -190,15 +194,15 @@ def main() -> None:
         try:
             sqlite, port = start_server(bundle, work / "sqlite", state_sync="FULL")
             rate_sqlite = ingest(port, args.events, args.items, "s")
-            qps_sqlite = recommend([port], args.requests, args.concurrency)
+            qps_sqlite = qps([port], args.requests, args.concurrency)
             stop(sqlite)
             a, pa = start_server(bundle, work / "a", store="redis", redis_url=url)
             rate_redis1 = ingest(pa, args.events, args.items, "r1")
-            qps_redis1 = recommend([pa], args.requests, args.concurrency)
+            qps_redis1 = qps([pa], args.requests, args.concurrency)
             b, pb_ = start_server(bundle, work / "b", store="redis", redis_url=url)
             rate_redis2 = ingest(pa, args.events, args.items, "r2")
             p50, p99 = freshness(pa, pb_, args.probes)
-            qps_redis2 = recommend([pa, pb_], args.requests, args.concurrency)
+            qps_redis2 = qps([pa, pb_], args.requests, args.concurrency)
             stop(a, b)
         finally:
             stop(redis_proc)

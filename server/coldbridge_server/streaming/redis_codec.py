@@ -18,9 +18,11 @@ A stream entry of an event has the fields ``u`` (user id), ``i`` (event id) and 
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 from collections.abc import Mapping
+from json.encoder import encode_basestring_ascii
 
 from coldbridge_server.core import UserState
 from coldbridge_server.streaming.sqlite_codec import decode_state, encode_state, event_row
@@ -46,6 +48,8 @@ PARTITIONS_KEY = "cb:partitions"
 StreamId = tuple[int, int]
 """A stream id ``(milliseconds, sequence)``; ``(0, 0)`` is before every entry."""
 _HEADER = struct.Struct("<ii")
+_DOMAINS = {d.value: d for d in Domain}
+_KINDS = {k.value: k for k in Kind}
 
 
 def keys(p: int) -> tuple[str, str, str, str]:
@@ -87,8 +91,20 @@ def unposition(pos: int) -> tuple[int, StreamId]:
 
 def encode_entry(event: Event, received_at: float) -> str:
     """The ``e`` field of a validated event: the value columns of its SQLite row
-    (:func:`~.sqlite_codec.event_row`, after the position and the two ids)."""
-    return json.dumps(event_row(0, event, received_at)[3:])
+    (:func:`~.sqlite_codec.event_row`, after the position and the two ids) as JSON.
+
+    Formatted directly (one per logged event; about 2x faster than ``json.dumps`` of the
+    row, and the same text for float values: ``tests/streaming/test_redis_codec.py``).
+    """
+    value, event_time = float(event.value), float(event.timestamp or received_at)
+    if not (math.isfinite(value) and math.isfinite(event_time)):  # JSON's NaN / Infinity
+        return json.dumps(event_row(0, event, received_at)[3:])
+    return (
+        f"[{encode_basestring_ascii(event.item_id)}, "
+        f'"{"target" if event.domain is Domain.TARGET else "source"}", '
+        f'"{"implicit" if event.kind is Kind.IMPLICIT else "rating"}", '
+        f"{value!r}, {event_time!r}, {float(received_at)!r}]"
+    )
 
 
 def decode_entry(fields: Mapping[bytes, bytes]) -> Event | str:
@@ -101,8 +117,8 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> Event | str:
         fields[b"i"].decode("utf-8"),
         fields[b"u"].decode("utf-8"),
         item,
-        Domain(domain),
-        Kind(kind),
+        _DOMAINS[domain],
+        _KINDS[kind],
         value,
         event_time,
     )

@@ -10,10 +10,15 @@ from __future__ import annotations
 __all__ = ["APPEND", "ERASE", "SNAPSHOT"]
 
 APPEND = """
--- KEYS: log, ids; ARGV: (event_id, user_id, payload) per event.
--- Returns per event its new stream id, or '' for an event id already logged.
+-- KEYS: log, ids; ARGV: the caller's cursor, then (event_id, user_id, payload) per event.
+-- Returns {1 if the stream's last entry before this call is the caller's cursor (nothing
+-- it has not applied precedes the new entries) else 0, the new stream id of each event or
+-- '' for an event id already logged, joined by ','}.
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local follows = 0
+if (last[1] and last[1][1] or '0-0') == ARGV[1] then follows = 1 end
 local out = {}
-for i = 1, #ARGV, 3 do
+for i = 2, #ARGV, 3 do
   local eid = ARGV[i]
   if redis.call('HEXISTS', KEYS[2], eid) == 1 then
     out[#out + 1] = ''
@@ -23,7 +28,7 @@ for i = 1, #ARGV, 3 do
     out[#out + 1] = sid
   end
 end
-return out
+return {follows, table.concat(out, ',')}
 """
 
 ERASE = """

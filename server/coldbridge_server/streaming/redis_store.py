@@ -33,7 +33,7 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from redis.backoff import NoBackoff
@@ -60,13 +60,23 @@ from coldbridge_server.streaming.redis_codec import (
 from coldbridge_server.streaming.store import EventStore
 from coldbridge_server.streaming.validate import Event
 
-__all__ = ["Entry", "RedisEventStore", "connect"]
+__all__ = ["Appended", "Entry", "RedisEventStore", "connect"]
 
 logger = logging.getLogger(__name__)
 Entry = tuple[StreamId, Event | str]
 """A stream entry: its id and its event (or the user id of an erasure)."""
 _ZERO: StreamId = (0, 0)
 _CHUNK = 1000
+
+
+class Appended(NamedTuple):
+    """What :meth:`RedisEventStore.append_events` logged."""
+
+    ids: list[StreamId | None]
+    """Per event its stream id, or ``None`` if its event id was already logged."""
+    follows: frozenset[int]
+    """The partitions whose new entries directly follow :attr:`RedisEventStore.cursors`: no
+    entry this replica has not applied precedes them."""
 
 
 def connect(url: str, timeout: float) -> redis.Redis | RedisCluster:
@@ -173,8 +183,9 @@ class RedisEventStore(EventStore):
         """The number of log entries this replica applied (see :attr:`last_seq`)."""
         return self.applied
 
-    def append_events(self, events: Sequence[Event], received_at: float) -> list[StreamId | None]:
-        """Log ``events``: per event its stream id, or ``None`` if its id is already logged.
+    def append_events(self, events: Sequence[Event], received_at: float) -> Appended:
+        """Log ``events``: per event its stream id (``None`` if its id is already logged),
+        and the partitions whose new entries directly follow :attr:`cursors`.
 
         One script per partition (pipelined on a single node); each partition's part is
         all-or-nothing. Raises :class:`StorageError` if Redis fails (parts of the batch
@@ -184,30 +195,30 @@ class RedisEventStore(EventStore):
         for n, event in enumerate(events):
             parts[self.partition(event.user_id)].append(n)
         results: list[StreamId | None] = [None] * len(events)
+        follows: set[int] = set()
+        calls: list[tuple[Sequence[str], list[Any]]] = [
+            (self._keys[p][:2], self._append_args(p, events, ns, received_at))
+            for p, ns in parts.items()
+        ]
         with _translated("append"):
-            replies = self._run_scripts(
-                [
-                    (
-                        self._keys[p][:2],
-                        [
-                            a
-                            for n in ns
-                            for a in (
-                                events[n].event_id,
-                                events[n].user_id,
-                                encode_entry(events[n], received_at),
-                            )
-                        ],
-                    )
-                    for p, ns in parts.items()
-                ],
-            )
-            for ns, reply in zip(parts.values(), replies, strict=True):
-                for n, sid in zip(ns, reply, strict=True):
-                    results[n] = parse_id(sid) if sid else None
+            replies = self._run_scripts(calls)
             if self.wait_replicas:
                 self._wait(list(parts))
-        return results
+        for (p, ns), (follow, sids) in zip(parts.items(), replies, strict=True):
+            if follow:
+                follows.add(p)
+            for n, sid in zip(ns, sids.split(b","), strict=True):
+                results[n] = parse_id(sid) if sid else None
+        return Appended(results, frozenset(follows))
+
+    def _append_args(
+        self, p: int, events: Sequence[Event], ns: list[int], received_at: float
+    ) -> list[str]:
+        args = [fmt_id(self.cursors[p])]
+        for n in ns:
+            event = events[n]
+            args += (event.event_id, event.user_id, encode_entry(event, received_at))
+        return args
 
     def _run_scripts(self, calls: list[tuple[Sequence[str], list[Any]]]) -> list[Any]:
         if self.cluster or len(calls) == 1:

@@ -32,12 +32,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 from coldbridge_server.errors import ColdbridgeError, StorageError
 from coldbridge_server.streaming.ingest import Ingestor
 from coldbridge_server.streaming.redis_codec import StreamId
-from coldbridge_server.streaming.redis_store import Entry, RedisEventStore
+from coldbridge_server.streaming.redis_store import Appended, Entry, RedisEventStore
 from coldbridge_server.streaming.store import EventStore
 from coldbridge_server.streaming.update import OnlineUpdater
 from coldbridge_server.streaming.validate import Event, Reason, Rejection, validate
@@ -47,6 +48,12 @@ __all__ = ["ReplicatedIngestor"]
 
 logger = logging.getLogger(__name__)
 _DUPLICATE = (Reason.DUPLICATE_EVENT, "event_id was already applied")
+
+
+def _before(sid: StreamId) -> StreamId:
+    """The greatest stream id below ``sid`` (an inclusive end that stops before ``sid``)."""
+    ms, seq = sid
+    return (ms, seq - 1) if seq else (ms - 1, (1 << 64) - 1)
 
 
 class ReplicatedIngestor(Ingestor):
@@ -134,24 +141,28 @@ class ReplicatedIngestor(Ingestor):
         for pending in batches:
             ok: list[tuple[int, Event]] = []
             bad: list[Rejection] = []
-            for index, event in enumerate(pending.events):
-                problem = validate(event, self.bundle)
-                if problem is None:
-                    ok.append((index, event))
-                else:
-                    bad.append(Rejection(index, event.event_id, *problem))
+            if pending.checked is self.bundle:  # validated by the servicer against this bundle
+                ok = list(enumerate(pending.events))
+            else:
+                for index, event in enumerate(pending.events):
+                    problem = validate(event, self.bundle)
+                    if problem is None:
+                        ok.append((index, event))
+                    else:
+                        bad.append(Rejection(index, event.event_id, *problem))
             accepted.append(ok)
             rejections.append(bad)
         events = [e for ok in accepted for _, e in ok]
-        ids: list[StreamId | None] = []
+        logged = Appended([], frozenset())
         if events:
             try:
-                ids = self.redis.append_events(events, now)
+                logged = self.redis.append_events(events, now)
             except Exception as exc:  # not acknowledged: the client resends
                 return self._append_failed(batches, exc)
             self.health.succeeded("append", "probe")
+        ids = logged.ids
         try:
-            self._catch_up(events, ids)
+            self._catch_up(events, logged, now)
         except StorageError as exc:  # logged, applied later by the follower: not acked now
             self.health.failed("follow", exc)
             return self._fail(batches, exc)
@@ -173,17 +184,53 @@ class ReplicatedIngestor(Ingestor):
         logger.error("a batch failed in the Redis log: %s", exc, exc_info=exc)
         return self._fail(batches, ColdbridgeError(f"ingest failed: {exc}"))
 
-    def _catch_up(self, events: Sequence[Event], ids: Sequence[StreamId | None]) -> None:
-        """Apply every partition's stream up to the last of ``ids`` (of ``events``) in it."""
+    def _catch_up(self, events: Sequence[Event], logged: Appended, received_at: float) -> None:
+        """Apply the batch's logged ``events`` and, first, what precedes them in each partition.
+
+        A partition whose new entries directly follow this replica's cursor (the append
+        script saw it as the stream's last entry) gets the events from memory, as they were
+        logged; otherwise the gap between the cursor and the first new entry (other
+        replicas' entries) is read from Redis and applied before them.
+        """
         store = self.redis
-        upto: dict[int, StreamId] = {}
-        for event, sid in zip(events, ids, strict=True):
-            p = store.partition(event.user_id)
-            if sid is not None and sid > upto.get(p, (0, 0)):
-                upto[p] = sid
-        for p, sid in sorted(upto.items()):
-            if sid > store.cursors[p]:
-                self._apply_entries(p, store.read(p, store.cursors[p], sid), evaluate=True)
+        own: dict[int, list[tuple[StreamId, Event]]] = {}
+        for event, sid in zip(events, logged.ids, strict=True):
+            if sid is not None:
+                own.setdefault(store.partition(event.user_id), []).append((sid, event))
+        together: list[int] = []
+        for p, entries in sorted(own.items()):
+            follows = p in logged.follows
+            if follows and (entries[-1][1].timestamp or received_at) == received_at:
+                together.append(p)
+                continue
+            # as logged (encode_entry): a missing event time is the receive time
+            as_logged = [
+                (s, e if e.timestamp else e._replace(timestamp=received_at)) for s, e in entries
+            ]
+            if follows:
+                self._apply_entries(p, as_logged, evaluate=True, valid=True)
+            else:
+                gap = store.read(p, store.cursors[p], _before(entries[0][0]))
+                self._apply_entries(p, chain(gap, as_logged), evaluate=True)
+        if together:
+            self._apply_together(own, together, received_at)
+
+    def _apply_together(
+        self, own: dict[int, list[tuple[StreamId, Event]]], partitions: list[int], now: float
+    ) -> None:
+        """Apply the own entries of ``partitions`` (each directly after its cursor, each
+        ending with an event logged at ``now``) as one run.
+
+        The same as one run per partition (:meth:`_apply_entries`): each of those would
+        apply at its last event's time, ``now``, and no user is in two partitions.
+        """
+        store, run = self.redis, []
+        for p in partitions:
+            entries = own[p]
+            run += [event for _, event in entries]
+            store.cursors[p] = entries[-1][0]
+            store.applied += len(entries)
+        self._apply_run(run, evaluate=True, now=now)
 
     def _resolve_logged(
         self,
@@ -209,8 +256,13 @@ class ReplicatedIngestor(Ingestor):
 
     # --- applying the log -------------------------------------------------------------------
 
-    def _apply_entries(self, p: int, entries: Iterable[Entry], *, evaluate: bool) -> int:
-        """Apply the entries of partition ``p`` after its cursor, in order; return how many."""
+    def _apply_entries(
+        self, p: int, entries: Iterable[Entry], *, evaluate: bool, valid: bool = False
+    ) -> int:
+        """Apply the entries of partition ``p`` after its cursor, in order; return how many.
+
+        ``valid``: the events were validated against the served bundle already.
+        """
         store, applied = self.redis, 0
         run: list[Event] = []
         for sid, entry in entries:
@@ -221,16 +273,18 @@ class ReplicatedIngestor(Ingestor):
                 run = []
                 self._forgotten[entry] = self.updater.forget(entry)
                 self._dirty.discard(entry)
-            elif validate(entry, self.bundle) is None:  # items of another bundle: skipped
+            elif valid or validate(entry, self.bundle) is None:  # another bundle's: skipped
                 run.append(entry)
             store.cursors[p] = sid
             store.applied += 1
         return applied + self._apply_run(run, evaluate)
 
-    def _apply_run(self, events: list[Event], evaluate: bool) -> int:
+    def _apply_run(self, events: list[Event], evaluate: bool, now: float | None = None) -> int:
+        """Apply ``events`` at ``now`` (default: the last event's logged time)."""
         if not events:
             return 0
-        updates = self.updater.apply_many(events, events[-1].timestamp, evaluate=evaluate)
+        now = events[-1].timestamp if now is None else now
+        updates = self.updater.apply_many(events, now, evaluate=evaluate)
         self._dirty.update(event.user_id for event in events)
         self._since_snapshot += len(events)
         if self.metrics is not None:
