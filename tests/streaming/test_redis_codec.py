@@ -27,7 +27,7 @@ EVENTS = [
 @pytest.mark.parametrize("event", EVENTS, ids=lambda e: e.event_id)
 def test_entry_is_the_json_of_the_row_and_decodes_to_the_logged_event(event: Event) -> None:
     text = encode_entry(event, RECEIVED)
-    assert text == json.dumps(event_row(0, event, RECEIVED)[3:])
+    assert text == json.dumps(event_row(0, event, RECEIVED)[3:]) and text.isascii()
     fields = {b"i": event.event_id.encode(), b"u": event.user_id.encode(), b"e": text.encode()}
     decoded = decode_entry(fields)
     assert decoded == event._replace(timestamp=event.timestamp or RECEIVED)

@@ -165,3 +165,18 @@ def test_append_reports_the_partitions_that_directly_follow_the_cursor(tmp_path:
         assert put(two, "e5").follows == frozenset()  # two's cursor did not move
         one.close()
         two.close()
+
+
+def test_ids_of_any_characters_are_logged_as_sent(tmp_path: Path) -> None:
+    """The append script's argument carries UTF-8 byte lengths (spaces, digits, non-ASCII)."""
+    weird = ["1 2 3 ", "ü é", "", " 0", "😀\x00,", "x" * 300]
+    batch = [
+        Event(f"{e}#{n}", u or "u", f"v{n}", Domain.TARGET, Kind.RATING, n / 7, 0.0)
+        for n, (e, u) in enumerate(zip(weird, reversed(weird), strict=True))
+    ]
+    with redis_server(tmp_path) as redis:
+        store = RedisEventStore(redis.url, partitions=1)
+        logged = store.append_events([*batch, batch[0]], 5.0)
+        assert None not in logged.ids[:-1] and logged.ids[-1] is None  # the resent one
+        assert log_events(redis.client(), 1) == [[e._replace(timestamp=5.0) for e in batch]]
+        store.close()

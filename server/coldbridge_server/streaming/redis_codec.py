@@ -21,7 +21,7 @@ import json
 import math
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from json.encoder import encode_basestring_ascii
 
 from coldbridge_server.core import UserState
@@ -31,6 +31,7 @@ from coldbridge_server.streaming.validate import Domain, Event, Kind
 __all__ = [
     "PARTITIONS_KEY",
     "StreamId",
+    "append_argument",
     "decode_blob",
     "decode_entry",
     "encode_blob",
@@ -105,6 +106,19 @@ def encode_entry(event: Event, received_at: float) -> str:
         f'"{"implicit" if event.kind is Kind.IMPLICIT else "rating"}", '
         f"{value!r}, {event_time!r}, {float(received_at)!r}]"
     )
+
+
+def append_argument(events: Iterable[Event], received_at: float) -> str:
+    """The events argument of the append script (:data:`~.redis_scripts.APPEND`): per event
+    ``"<n> <n> <n> "`` (the UTF-8 lengths of its id, user id and :func:`encode_entry`),
+    then those three, all in one string."""
+    parts = []
+    for event in events:
+        eid, uid, payload = event.event_id, event.user_id, encode_entry(event, received_at)
+        ne = len(eid) if eid.isascii() else len(eid.encode("utf-8"))
+        nu = len(uid) if uid.isascii() else len(uid.encode("utf-8"))
+        parts.append(f"{ne} {nu} {len(payload)} {eid}{uid}{payload}")  # payload is ASCII
+    return "".join(parts)
 
 
 def decode_entry(fields: Mapping[bytes, bytes]) -> Event | str:

@@ -46,10 +46,10 @@ from coldbridge_server.streaming import redis_scripts
 from coldbridge_server.streaming.redis_codec import (
     PARTITIONS_KEY,
     StreamId,
+    append_argument,
     decode_blob,
     decode_entry,
     encode_blob,
-    encode_entry,
     fmt_id,
     keys,
     parse_id,
@@ -77,6 +77,8 @@ class Appended(NamedTuple):
     follows: frozenset[int]
     """The partitions whose new entries directly follow :attr:`RedisEventStore.cursors`: no
     entry this replica has not applied precedes them."""
+    parts: dict[int, list[int]]
+    """Per partition, the indexes of its events in the batch (in batch order)."""
 
 
 def connect(url: str, timeout: float) -> redis.Redis | RedisCluster:
@@ -209,16 +211,12 @@ class RedisEventStore(EventStore):
                 follows.add(p)
             for n, sid in zip(ns, sids.split(b","), strict=True):
                 results[n] = parse_id(sid) if sid else None
-        return Appended(results, frozenset(follows))
+        return Appended(results, frozenset(follows), parts)
 
     def _append_args(
         self, p: int, events: Sequence[Event], ns: list[int], received_at: float
     ) -> list[str]:
-        args = [fmt_id(self.cursors[p])]
-        for n in ns:
-            event = events[n]
-            args += (event.event_id, event.user_id, encode_entry(event, received_at))
-        return args
+        return [fmt_id(self.cursors[p]), append_argument((events[n] for n in ns), received_at)]
 
     def _run_scripts(self, calls: list[tuple[Sequence[str], list[Any]]]) -> list[Any]:
         if self.cluster or len(calls) == 1:

@@ -153,7 +153,7 @@ class ReplicatedIngestor(Ingestor):
             accepted.append(ok)
             rejections.append(bad)
         events = [e for ok in accepted for _, e in ok]
-        logged = Appended([], frozenset())
+        logged = Appended([], frozenset(), {})
         if events:
             try:
                 logged = self.redis.append_events(events, now)
@@ -192,13 +192,14 @@ class ReplicatedIngestor(Ingestor):
         logged; otherwise the gap between the cursor and the first new entry (other
         replicas' entries) is read from Redis and applied before them.
         """
-        store = self.redis
+        store, ids = self.redis, logged.ids
         own: dict[int, list[tuple[StreamId, Event]]] = {}
-        for event, sid in zip(events, logged.ids, strict=True):
-            if sid is not None:
-                own.setdefault(store.partition(event.user_id), []).append((sid, event))
+        for p, ns in sorted(logged.parts.items()):
+            entries = [(sid, events[n]) for n in ns if (sid := ids[n]) is not None]
+            if entries:  # else only duplicates
+                own[p] = entries
         together: list[int] = []
-        for p, entries in sorted(own.items()):
+        for p, entries in own.items():
             follows = p in logged.follows
             if follows and (entries[-1][1].timestamp or received_at) == received_at:
                 together.append(p)
