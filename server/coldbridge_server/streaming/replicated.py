@@ -6,18 +6,20 @@
                                           validate                XREAD the partitions
                                           append (Lua, per        after the cursors
                                             partition) [+ WAIT]   (blocks while idle)
-                                          catch up: apply the     apply under writer_lock
-                                            streams up to the
-                                            batch's entries
+                                          apply: the batch from   apply under writer_lock
+                                            memory, after the
+                                            others' entries before
+                                            it (read) if any
                                           ack
 
 Every replica applies every partition's stream in stream order through the same
 deterministic :class:`~coldbridge_server.streaming.update.OnlineUpdater`; a user's state
 depends only on their own events, and all of a user's events are in one partition, so each
 replica's states equal the serial replay of the log. The writer acknowledges a batch only
-after its events are durable in Redis (and WAITed for) *and* applied here, by catching up
-the touched partitions up to the batch's last entries (which applies the other replicas'
-earlier entries first). Other replicas apply it within their follow latency.
+after its events are durable in Redis (and WAITed for) *and* applied here, after the other
+replicas' entries that precede them in their partitions (the append script tells whether
+there are any: then that gap is read from Redis first). Other replicas apply it within
+their follow latency.
 
 Both threads apply under :attr:`Ingestor.writer_lock`, so hot reload pauses both. A Redis
 failure in either turns the Events health ``NOT_SERVING``
@@ -141,15 +143,12 @@ class ReplicatedIngestor(Ingestor):
         for pending in batches:
             ok: list[tuple[int, Event]] = []
             bad: list[Rejection] = []
-            if pending.checked is self.bundle:  # validated by the servicer against this bundle
-                ok = list(enumerate(pending.events))
-            else:
-                for index, event in enumerate(pending.events):
-                    problem = validate(event, self.bundle)
-                    if problem is None:
-                        ok.append((index, event))
-                    else:
-                        bad.append(Rejection(index, event.event_id, *problem))
+            for index, event in enumerate(pending.events):
+                problem = None if pending.checked is self.bundle else validate(event, self.bundle)
+                if problem is None:
+                    ok.append((index, event))
+                else:
+                    bad.append(Rejection(index, event.event_id, *problem))
             accepted.append(ok)
             rejections.append(bad)
         events = [e for ok in accepted for _, e in ok]
@@ -188,50 +187,35 @@ class ReplicatedIngestor(Ingestor):
         """Apply the batch's logged ``events`` and, first, what precedes them in each partition.
 
         A partition whose new entries directly follow this replica's cursor (the append
-        script saw it as the stream's last entry) gets the events from memory, as they were
-        logged; otherwise the gap between the cursor and the first new entry (other
-        replicas' entries) is read from Redis and applied before them.
+        script saw it as the stream's last entry) gets its events from memory, as logged;
+        otherwise the gap between the cursor and its first new entry (other replicas'
+        entries) is read from Redis and applied first. The partitions that follow and whose
+        run would be applied at the receive time (its last event's time) are one run: the
+        same, as no user is in two partitions.
         """
-        store, ids = self.redis, logged.ids
-        own: dict[int, list[tuple[StreamId, Event]]] = {}
+        store, ids, together = self.redis, logged.ids, []
         for p, ns in sorted(logged.parts.items()):
-            entries = [(sid, events[n]) for n in ns if (sid := ids[n]) is not None]
-            if entries:  # else only duplicates
-                own[p] = entries
-        together: list[int] = []
-        for p, entries in own.items():
+            own = [(sid, events[n]) for n in ns if (sid := ids[n]) is not None]
+            if not own:
+                continue  # only duplicates
             follows = p in logged.follows
-            if follows and (entries[-1][1].timestamp or received_at) == received_at:
-                together.append(p)
+            if follows and (own[-1][1].timestamp or received_at) == received_at:
+                together.append((p, own))
                 continue
             # as logged (encode_entry): a missing event time is the receive time
             as_logged = [
-                (s, e if e.timestamp else e._replace(timestamp=received_at)) for s, e in entries
+                (s, e if e.timestamp else e._replace(timestamp=received_at)) for s, e in own
             ]
             if follows:
                 self._apply_entries(p, as_logged, evaluate=True, valid=True)
             else:
-                gap = store.read(p, store.cursors[p], _before(entries[0][0]))
+                gap = store.read(p, store.cursors[p], _before(own[0][0]))
                 self._apply_entries(p, chain(gap, as_logged), evaluate=True)
-        if together:
-            self._apply_together(own, together, received_at)
-
-    def _apply_together(
-        self, own: dict[int, list[tuple[StreamId, Event]]], partitions: list[int], now: float
-    ) -> None:
-        """Apply the own entries of ``partitions`` (each directly after its cursor, each
-        ending with an event logged at ``now``) as one run.
-
-        The same as one run per partition (:meth:`_apply_entries`): each of those would
-        apply at its last event's time, ``now``, and no user is in two partitions.
-        """
-        store, run = self.redis, []
-        for p in partitions:
-            entries = own[p]
-            run += [event for _, event in entries]
-            store.cursors[p] = entries[-1][0]
-            store.applied += len(entries)
-        self._apply_run(run, evaluate=True, now=now)
+        run = [event for _, own in together for _, event in own]
+        for p, own in together:
+            store.cursors[p] = own[-1][0]
+        store.applied += len(run)
+        self._apply_run(run, evaluate=True, now=received_at)
 
     def _resolve_logged(
         self,
