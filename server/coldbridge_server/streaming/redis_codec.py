@@ -1,5 +1,5 @@
 """Values of :class:`~coldbridge_server.streaming.redis_store.RedisEventStore`: keys, stream
-entries, stream ids, log positions and user-state blobs.
+entries, the append script's argument, stream ids, log positions and user-state blobs.
 
 Keys of partition ``p`` share the hash tag ``{p<p>}``, so they live in one Redis Cluster slot
 (one Lua script may touch all of them)::
@@ -12,7 +12,8 @@ Keys of partition ``p`` share the hash tag ``{p<p>}``, so they live in one Redis
 
 A stream entry of an event has the fields ``u`` (user id), ``i`` (event id) and ``e`` (JSON
 ``[item_id, domain, kind, value, event_time, received_at]``); an erasure has the field ``x``
-(the erased user id).
+(the erased user id). The append script gets a partition's events in one argument
+(:func:`append_argument`).
 """
 
 from __future__ import annotations
