@@ -12,7 +12,8 @@ server subprocesses (``python -m coldbridge_server``) on a random-weight bundle
 1. **Durable ingest**: the events (target, 2000 users, batches of 500) through
    ``StreamEvents`` into one replica: SQLite (``state_sync=FULL``), Redis with one replica,
    and Redis with a second replica following the log. Events/s from the first batch sent
-   to the last ack.
+   to the last ack; also the CPU time the server (and redis-server) spent per 1000 events
+   of the one-replica runs (Linux ``/proc``), steadier than the rate on a shared machine.
 2. **Freshness A -> B**: ``IngestEvents`` of one event on replica A, then ``GetUserState``
    on replica B until it shows the event: p50 / p99 of ack-on-A -> visible-on-B.
 3. **Recommend**: ``--requests`` calls from ``--concurrency`` client threads against one
@@ -127,6 +128,18 @@ def ingest(port: int, n_events: int, items: int, tag: str) -> float:
     return n_events / wall
 
 
+def cpu_seconds(*procs: subprocess.Popen[bytes]) -> float:
+    """User + system CPU seconds the processes used so far (Linux ``/proc``; NaN elsewhere)."""
+    total = 0.0
+    for proc in procs:
+        try:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def freshness(a: int, b: int, probes: int) -> tuple[float, float]:
     lags = []
     with (
@@ -193,11 +206,16 @@ def main() -> None:
         redis_proc, url = start_redis(work)
         try:
             sqlite, port = start_server(bundle, work / "sqlite", state_sync="FULL")
+            cpu = cpu_seconds(sqlite)
             rate_sqlite = ingest(port, args.events, args.items, "s")
+            cpu_sqlite = (cpu_seconds(sqlite) - cpu) * 1e6 / args.events
             qps_sqlite = qps([port], args.requests, args.concurrency)
             stop(sqlite)
             a, pa = start_server(bundle, work / "a", store="redis", redis_url=url)
+            cpu, cpu_r = cpu_seconds(a), cpu_seconds(redis_proc)
             rate_redis1 = ingest(pa, args.events, args.items, "r1")
+            cpu_redis = (cpu_seconds(a) - cpu) * 1e6 / args.events
+            cpu_server = (cpu_seconds(redis_proc) - cpu_r) * 1e6 / args.events
             qps_redis1 = qps([pa], args.requests, args.concurrency)
             b, pb_ = start_server(bundle, work / "b", store="redis", redis_url=url)
             rate_redis2 = ingest(pa, args.events, args.items, "r2")
@@ -210,6 +228,10 @@ def main() -> None:
         f"durable ingest events/s: sqlite FULL {rate_sqlite:.0f}, redis 1 replica "
         f"{rate_redis1:.0f} ({rate_redis1 / rate_sqlite:.2f}x), redis with a follower "
         f"{rate_redis2:.0f} ({rate_redis2 / rate_sqlite:.2f}x)"
+    )
+    print(
+        f"ingest CPU ms per 1000 events: sqlite server {cpu_sqlite:.0f}, redis server "
+        f"{cpu_redis:.0f} + redis-server {cpu_server:.0f}"
     )
     print(f"freshness ack on A -> visible on B: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     print(
