@@ -14,8 +14,9 @@ server subprocesses (``python -m coldbridge_server``) on a random-weight bundle
    and Redis with a second replica following the log. Events/s from the first batch sent
    to the last ack; also the CPU time the server (and redis-server) spent per 1000 events
    of the one-replica runs (Linux ``/proc``), steadier than the rate on a shared machine.
-2. **Freshness A -> B**: ``IngestEvents`` of one event on replica A, then ``GetUserState``
-   on replica B until it shows the event: p50 / p99 of ack-on-A -> visible-on-B.
+2. **Freshness A -> B**: once B has applied the ingest runs, ``IngestEvents`` of one event
+   on replica A, then ``GetUserState`` on replica B until it shows the event: p50 / p99 of
+   ack-on-A -> visible-on-B.
 3. **Recommend**: ``--requests`` calls from ``--concurrency`` client threads against one
    SQLite server, one Redis replica, and two Redis replicas (threads spread over both);
    ``--no-recommend`` leaves this part out (ingest and freshness only).
@@ -140,6 +141,21 @@ def cpu_seconds(*procs: subprocess.Popen[bytes]) -> float:
     return total
 
 
+def wait_caught_up(a: int, b: int, users: int = 2000) -> None:
+    """Until replica ``b`` shows every ingest user's events that ``a`` shows (its follower
+    has applied the backlog of the ingest run, so freshness measures an idle follower)."""
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{a}") as ca,
+        grpc.insecure_channel(f"127.0.0.1:{b}") as cb,
+    ):
+        ea, eb = events_pb2_grpc.EventsStub(ca), events_pb2_grpc.EventsStub(cb)
+        for n in range(users):
+            request = epb.GetUserStateRequest(user_id=f"new{n}")
+            want = ea.GetUserState(request).target_events
+            while eb.GetUserState(request).target_events < want:
+                time.sleep(0.01)
+
+
 def freshness(a: int, b: int, probes: int) -> tuple[float, float]:
     lags = []
     with (
@@ -219,6 +235,7 @@ def main() -> None:
             qps_redis1 = qps([pa], args.requests, args.concurrency)
             b, pb_ = start_server(bundle, work / "b", store="redis", redis_url=url)
             rate_redis2 = ingest(pa, args.events, args.items, "r2")
+            wait_caught_up(pa, pb_)
             p50, p99 = freshness(pa, pb_, args.probes)
             qps_redis2 = qps([pa, pb_], args.requests, args.concurrency)
             stop(a, b)
