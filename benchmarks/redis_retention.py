@@ -45,7 +45,7 @@ def main() -> None:
                     Event(f"e{n}", f"u{n % 1000}", "v1", Domain.TARGET, Kind.IMPLICIT)
                     for n in range(first, min(first + args.batch, args.events))
                 ]
-                ids = store.append_events(events, time.time())
+                ids = store.append_events(events, time.time()).ids
             append_s = time.perf_counter() - start
             store.cursors[0] = max(i for i in ids if i is not None)
             store.write_partition(0, [], "bench", full=True)

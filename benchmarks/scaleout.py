@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/scaleout.py [--items 10000] [--events 20000] [--requests 3000]
+                                  [--no-recommend]
 
 Starts a redis-server (``--appendonly yes --appendfsync always``, a temporary directory) and
 server subprocesses (``python -m coldbridge_server``) on a random-weight bundle
@@ -11,11 +12,14 @@ server subprocesses (``python -m coldbridge_server``) on a random-weight bundle
 1. **Durable ingest**: the events (target, 2000 users, batches of 500) through
    ``StreamEvents`` into one replica: SQLite (``state_sync=FULL``), Redis with one replica,
    and Redis with a second replica following the log. Events/s from the first batch sent
-   to the last ack.
-2. **Freshness A -> B**: ``IngestEvents`` of one event on replica A, then ``GetUserState``
-   on replica B until it shows the event: p50 / p99 of ack-on-A -> visible-on-B.
+   to the last ack; also the CPU time the server (and redis-server) spent per 1000 events
+   of the one-replica runs (Linux ``/proc``), steadier than the rate on a shared machine.
+2. **Freshness A -> B**: once B has applied the ingest runs, ``IngestEvents`` of one event
+   on replica A, then ``GetUserState`` on replica B until it shows the event: p50 / p99 of
+   ack-on-A -> visible-on-B.
 3. **Recommend**: ``--requests`` calls from ``--concurrency`` client threads against one
-   SQLite server, one Redis replica, and two Redis replicas (threads spread over both).
+   SQLite server, one Redis replica, and two Redis replicas (threads spread over both);
+   ``--no-recommend`` leaves this part out (ingest and freshness only).
 """
 
 from __future__ import annotations
@@ -125,6 +129,33 @@ def ingest(port: int, n_events: int, items: int, tag: str) -> float:
     return n_events / wall
 
 
+def cpu_seconds(*procs: subprocess.Popen[bytes]) -> float:
+    """User + system CPU seconds the processes used so far (Linux ``/proc``; NaN elsewhere)."""
+    total = 0.0
+    for proc in procs:
+        try:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def wait_caught_up(a: int, b: int, users: int = 2000) -> None:
+    """Until replica ``b`` shows every ingest user's events that ``a`` shows (its follower
+    has applied the backlog of the ingest run, so freshness measures an idle follower)."""
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{a}") as ca,
+        grpc.insecure_channel(f"127.0.0.1:{b}") as cb,
+    ):
+        ea, eb = events_pb2_grpc.EventsStub(ca), events_pb2_grpc.EventsStub(cb)
+        for n in range(users):
+            request = epb.GetUserStateRequest(user_id=f"new{n}")
+            want = ea.GetUserState(request).target_events
+            while eb.GetUserState(request).target_events < want:
+                time.sleep(0.01)
+
+
 def freshness(a: int, b: int, probes: int) -> tuple[float, float]:
     lags = []
     with (
@@ -182,23 +213,31 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--probes", type=int, default=200)
+    parser.add_argument("--no-recommend", action="store_true", help="ingest and freshness only")
     args = parser.parse_args()
+    qps = recommend if not args.no_recommend else lambda *_: float("nan")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         bundle = make_bundle(work / "bundle", args.items, 2000, args.dim)
         redis_proc, url = start_redis(work)
         try:
             sqlite, port = start_server(bundle, work / "sqlite", state_sync="FULL")
+            cpu = cpu_seconds(sqlite)
             rate_sqlite = ingest(port, args.events, args.items, "s")
-            qps_sqlite = recommend([port], args.requests, args.concurrency)
+            cpu_sqlite = (cpu_seconds(sqlite) - cpu) * 1e6 / args.events
+            qps_sqlite = qps([port], args.requests, args.concurrency)
             stop(sqlite)
             a, pa = start_server(bundle, work / "a", store="redis", redis_url=url)
+            cpu, cpu_r = cpu_seconds(a), cpu_seconds(redis_proc)
             rate_redis1 = ingest(pa, args.events, args.items, "r1")
-            qps_redis1 = recommend([pa], args.requests, args.concurrency)
+            cpu_redis = (cpu_seconds(a) - cpu) * 1e6 / args.events
+            cpu_server = (cpu_seconds(redis_proc) - cpu_r) * 1e6 / args.events
+            qps_redis1 = qps([pa], args.requests, args.concurrency)
             b, pb_ = start_server(bundle, work / "b", store="redis", redis_url=url)
             rate_redis2 = ingest(pa, args.events, args.items, "r2")
+            wait_caught_up(pa, pb_)
             p50, p99 = freshness(pa, pb_, args.probes)
-            qps_redis2 = recommend([pa, pb_], args.requests, args.concurrency)
+            qps_redis2 = qps([pa, pb_], args.requests, args.concurrency)
             stop(a, b)
         finally:
             stop(redis_proc)
@@ -206,6 +245,10 @@ def main() -> None:
         f"durable ingest events/s: sqlite FULL {rate_sqlite:.0f}, redis 1 replica "
         f"{rate_redis1:.0f} ({rate_redis1 / rate_sqlite:.2f}x), redis with a follower "
         f"{rate_redis2:.0f} ({rate_redis2 / rate_sqlite:.2f}x)"
+    )
+    print(
+        f"ingest CPU ms per 1000 events: sqlite server {cpu_sqlite:.0f}, redis server "
+        f"{cpu_redis:.0f} + redis-server {cpu_server:.0f}"
     )
     print(f"freshness ack on A -> visible on B: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     print(

@@ -177,7 +177,7 @@ def test_a_read_across_a_trim_raises_instead_of_skipping(tmp_path: Path) -> None
         reader = RedisEventStore(redis.url, partitions=1)
         try:
             events = [Event(f"e{n}", "u", "v1", Domain.TARGET, Kind.IMPLICIT) for n in range(30)]
-            ids = writer.append_events(events, 0.0)
+            ids = writer.append_events(events, 0.0).ids
             writer.cursors[0] = max(i for i in ids if i is not None)
             assert writer.write_partition(0, [], "v", full=True) == "ok"
             chunks = reader.read(0, (0, 0), count=10)

@@ -1,5 +1,5 @@
 """Values of :class:`~coldbridge_server.streaming.redis_store.RedisEventStore`: keys, stream
-entries, stream ids, log positions and user-state blobs.
+entries, the append script's argument, stream ids, log positions and user-state blobs.
 
 Keys of partition ``p`` share the hash tag ``{p<p>}``, so they live in one Redis Cluster slot
 (one Lua script may touch all of them)::
@@ -13,15 +13,18 @@ Keys of partition ``p`` share the hash tag ``{p<p>}``, so they live in one Redis
 
 A stream entry of an event has the fields ``u`` (user id), ``i`` (event id) and ``e`` (JSON
 ``[item_id, domain, kind, value, event_time, received_at]``); an erasure has the field ``x``
-(the erased user id).
+(the erased user id). The append script gets a partition's events in one argument
+(:func:`append_argument`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from json.encoder import encode_basestring_ascii
 
 from coldbridge_server.core import UserState
 from coldbridge_server.streaming.sqlite_codec import decode_state, encode_state, event_row
@@ -30,6 +33,7 @@ from coldbridge_server.streaming.validate import Domain, Event, Kind
 __all__ = [
     "PARTITIONS_KEY",
     "StreamId",
+    "append_argument",
     "decode_blob",
     "decode_entry",
     "encode_blob",
@@ -47,6 +51,8 @@ PARTITIONS_KEY = "cb:partitions"
 StreamId = tuple[int, int]
 """A stream id ``(milliseconds, sequence)``; ``(0, 0)`` is before every entry."""
 _HEADER = struct.Struct("<ii")
+_DOMAINS = {d.value: d for d in Domain}
+_KINDS = {k.value: k for k in Kind}
 
 
 def keys(p: int) -> tuple[str, str, str, str]:
@@ -88,8 +94,33 @@ def unposition(pos: int) -> tuple[int, StreamId]:
 
 def encode_entry(event: Event, received_at: float) -> str:
     """The ``e`` field of a validated event: the value columns of its SQLite row
-    (:func:`~.sqlite_codec.event_row`, after the position and the two ids)."""
-    return json.dumps(event_row(0, event, received_at)[3:])
+    (:func:`~.sqlite_codec.event_row`, after the position and the two ids) as JSON.
+
+    Formatted directly (one per logged event; about 2x faster than ``json.dumps`` of the
+    row, and the same text for float values: ``tests/streaming/test_redis_codec.py``).
+    """
+    value, event_time = float(event.value), float(event.timestamp or received_at)
+    if not (math.isfinite(value) and math.isfinite(event_time)):  # JSON's NaN / Infinity
+        return json.dumps(event_row(0, event, received_at)[3:])
+    return (
+        f"[{encode_basestring_ascii(event.item_id)}, "
+        f'"{"target" if event.domain is Domain.TARGET else "source"}", '
+        f'"{"implicit" if event.kind is Kind.IMPLICIT else "rating"}", '
+        f"{value!r}, {event_time!r}, {float(received_at)!r}]"
+    )
+
+
+def append_argument(events: Iterable[Event], received_at: float) -> str:
+    """The events argument of the append script (:data:`~.redis_scripts.APPEND`): per event
+    ``"<n> <n> <n> "`` (the UTF-8 lengths of its id, user id and :func:`encode_entry`),
+    then those three, all in one string."""
+    parts = []
+    for event in events:
+        eid, uid, payload = event.event_id, event.user_id, encode_entry(event, received_at)
+        ne = len(eid) if eid.isascii() else len(eid.encode("utf-8"))
+        nu = len(uid) if uid.isascii() else len(uid.encode("utf-8"))
+        parts.append(f"{ne} {nu} {len(payload)} {eid}{uid}{payload}")  # payload is ASCII
+    return "".join(parts)
 
 
 def decode_entry(fields: Mapping[bytes, bytes]) -> Event | str:
@@ -102,8 +133,8 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> Event | str:
         fields[b"i"].decode("utf-8"),
         fields[b"u"].decode("utf-8"),
         item,
-        Domain(domain),
-        Kind(kind),
+        _DOMAINS[domain],
+        _KINDS[kind],
         value,
         event_time,
     )

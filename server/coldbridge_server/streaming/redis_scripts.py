@@ -15,20 +15,34 @@ from __future__ import annotations
 __all__ = ["APPEND", "ERASE", "READ", "SNAPSHOT", "TRIM"]
 
 APPEND = """
--- KEYS: log, ids; ARGV: (event_id, user_id, payload) per event.
--- Returns per event its new stream id, or '' for an event id already logged.
-local out = {}
-for i = 1, #ARGV, 3 do
-  local eid = ARGV[i]
-  if redis.call('HEXISTS', KEYS[2], eid) == 1 then
+-- KEYS: log, ids; ARGV: the caller's cursor, then its events in one string (one argument:
+-- redis-py packs a command's arguments one by one, slowly), per event
+-- '<bytes of event_id> <bytes of user_id> <bytes of payload> ' .. event_id .. user_id ..
+-- payload (redis_codec.append_argument).
+-- Returns {1 if the stream's last entry before this call is the caller's cursor (nothing
+-- it has not applied precedes the new entries) else 0, the new stream id of each event or
+-- '' for an event id already logged, joined by ','}.
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local follows = 0
+if (last[1] and last[1][1] or '0-0') == ARGV[1] then follows = 1 end
+local s, at, events, out = ARGV[2], 1, {}, {}
+while at <= #s do  -- parse all first: a malformed argument fails before any write
+  local _, stop, ne, nu, np = string.find(s, '^(%d+) (%d+) (%d+) ', at)
+  ne, nu, np = tonumber(ne), tonumber(nu), tonumber(np)
+  at = stop + ne + nu + np + 1
+  events[#events + 1] = {string.sub(s, stop + 1, stop + ne),
+    string.sub(s, stop + ne + 1, stop + ne + nu), string.sub(s, stop + ne + nu + 1, at - 1)}
+end
+for _, ev in ipairs(events) do
+  if redis.call('HEXISTS', KEYS[2], ev[1]) == 1 then
     out[#out + 1] = ''
   else
-    local sid = redis.call('XADD', KEYS[1], '*', 'u', ARGV[i + 1], 'i', eid, 'e', ARGV[i + 2])
-    redis.call('HSET', KEYS[2], eid, sid)
+    local sid = redis.call('XADD', KEYS[1], '*', 'u', ev[2], 'i', ev[1], 'e', ev[3])
+    redis.call('HSET', KEYS[2], ev[1], sid)
     out[#out + 1] = sid
   end
 end
-return out
+return {follows, table.concat(out, ',')}
 """
 
 ERASE = """

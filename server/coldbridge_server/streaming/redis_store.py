@@ -37,7 +37,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from redis.backoff import NoBackoff
@@ -50,10 +50,10 @@ from coldbridge_server.streaming import redis_scripts
 from coldbridge_server.streaming.redis_codec import (
     PARTITIONS_KEY,
     StreamId,
+    append_argument,
     decode_blob,
     decode_entry,
     encode_blob,
-    encode_entry,
     fmt_id,
     keys,
     parse_id,
@@ -64,7 +64,7 @@ from coldbridge_server.streaming.redis_codec import (
 from coldbridge_server.streaming.store import EventStore
 from coldbridge_server.streaming.validate import Event
 
-__all__ = ["Entry", "LogTrimmed", "RedisEventStore", "connect"]
+__all__ = ["Appended", "Entry", "LogTrimmed", "RedisEventStore", "connect"]
 
 logger = logging.getLogger(__name__)
 Entry = tuple[StreamId, Event | str]
@@ -87,6 +87,18 @@ def _gap(partition: int, point: StreamId) -> Iterator[Entry]:
     """Entries that cannot be read: iterating raises :class:`LogTrimmed`."""
     raise LogTrimmed(partition, point)
     yield  # pragma: no cover  (makes this a generator)
+
+
+class Appended(NamedTuple):
+    """What :meth:`RedisEventStore.append_events` logged."""
+
+    ids: list[StreamId | None]
+    """Per event its stream id, or ``None`` if its event id was already logged."""
+    follows: frozenset[int]
+    """The partitions whose new entries directly follow :attr:`RedisEventStore.cursors`: no
+    entry this replica has not applied precedes them."""
+    parts: dict[int, list[int]]
+    """Per partition, the indexes of its events in the batch (in batch order)."""
 
 
 def connect(url: str, timeout: float) -> redis.Redis | RedisCluster:
@@ -195,8 +207,9 @@ class RedisEventStore(EventStore):
         """The number of log entries this replica applied (see :attr:`last_seq`)."""
         return self.applied
 
-    def append_events(self, events: Sequence[Event], received_at: float) -> list[StreamId | None]:
-        """Log ``events``: per event its stream id, or ``None`` if its id is already logged.
+    def append_events(self, events: Sequence[Event], received_at: float) -> Appended:
+        """Log ``events``: per event its stream id (``None`` if its id is already logged),
+        and the partitions whose new entries directly follow :attr:`cursors`.
 
         One script per partition (pipelined on a single node); each partition's part is
         all-or-nothing. Raises :class:`StorageError` if Redis fails (parts of the batch
@@ -206,30 +219,26 @@ class RedisEventStore(EventStore):
         for n, event in enumerate(events):
             parts[self.partition(event.user_id)].append(n)
         results: list[StreamId | None] = [None] * len(events)
+        follows: set[int] = set()
+        calls: list[tuple[Sequence[str], list[Any]]] = [
+            (self._keys[p][:2], self._append_args(p, events, ns, received_at))
+            for p, ns in parts.items()
+        ]
         with _translated("append"):
-            replies = self._run_scripts(
-                [
-                    (
-                        self._keys[p][:2],
-                        [
-                            a
-                            for n in ns
-                            for a in (
-                                events[n].event_id,
-                                events[n].user_id,
-                                encode_entry(events[n], received_at),
-                            )
-                        ],
-                    )
-                    for p, ns in parts.items()
-                ],
-            )
-            for ns, reply in zip(parts.values(), replies, strict=True):
-                for n, sid in zip(ns, reply, strict=True):
-                    results[n] = parse_id(sid) if sid else None
+            replies = self._run_scripts(calls)
             if self.wait_replicas:
                 self._wait(list(parts))
-        return results
+        for (p, ns), (follow, sids) in zip(parts.items(), replies, strict=True):
+            if follow:
+                follows.add(p)
+            for n, sid in zip(ns, sids.split(b","), strict=True):
+                results[n] = parse_id(sid) if sid else None
+        return Appended(results, frozenset(follows), parts)
+
+    def _append_args(
+        self, p: int, events: Sequence[Event], ns: list[int], received_at: float
+    ) -> list[str]:
+        return [fmt_id(self.cursors[p]), append_argument((events[n] for n in ns), received_at)]
 
     def _run_scripts(self, calls: list[tuple[Sequence[str], list[Any]]]) -> list[Any]:
         if self.cluster or len(calls) == 1:

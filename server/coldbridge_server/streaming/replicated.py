@@ -6,18 +6,20 @@
                                           validate                XREAD the partitions
                                           append (Lua, per        after the cursors
                                             partition) [+ WAIT]   (blocks while idle)
-                                          catch up: apply the     apply under writer_lock
-                                            streams up to the
-                                            batch's entries
+                                          apply: the batch from   apply under writer_lock
+                                            memory, after the
+                                            others' entries before
+                                            it (read) if any
                                           ack
 
 Every replica applies every partition's stream in stream order through the same
 deterministic :class:`~coldbridge_server.streaming.update.OnlineUpdater`; a user's state
 depends only on their own events, and all of a user's events are in one partition, so each
 replica's states equal the serial replay of the log. The writer acknowledges a batch only
-after its events are durable in Redis (and WAITed for) *and* applied here, by catching up
-the touched partitions up to the batch's last entries (which applies the other replicas'
-earlier entries first). Other replicas apply it within their follow latency.
+after its events are durable in Redis (and WAITed for) *and* applied here, after the other
+replicas' entries that precede them in their partitions (the append script tells whether
+there are any: then that gap is read from Redis first). Other replicas apply it within
+their follow latency.
 
 Both threads apply under :attr:`Ingestor.writer_lock`, so hot reload pauses both. A Redis
 failure in either turns the Events health ``NOT_SERVING``
@@ -38,13 +40,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 from coldbridge_server.errors import ColdbridgeError, StorageError
 from coldbridge_server.streaming.ingest import Ingestor
 from coldbridge_server.streaming.redis_codec import StreamId
 from coldbridge_server.streaming.redis_retention import read_snapshot, trim
-from coldbridge_server.streaming.redis_store import Entry, LogTrimmed, RedisEventStore
+from coldbridge_server.streaming.redis_store import Appended, Entry, LogTrimmed, RedisEventStore
 from coldbridge_server.streaming.store import EventStore
 from coldbridge_server.streaming.update import OnlineUpdater
 from coldbridge_server.streaming.validate import Event, Reason, Rejection, validate
@@ -55,6 +58,12 @@ __all__ = ["ReplicatedIngestor"]
 logger = logging.getLogger(__name__)
 _DUPLICATE = (Reason.DUPLICATE_EVENT, "event_id was already applied")
 _ATTEMPTS = 10
+
+
+def _before(sid: StreamId) -> StreamId:
+    """The greatest stream id below ``sid`` (an inclusive end that stops before ``sid``)."""
+    ms, seq = sid
+    return (ms, seq - 1) if seq else (ms - 1, (1 << 64) - 1)
 
 
 class ReplicatedIngestor(Ingestor):
@@ -145,7 +154,7 @@ class ReplicatedIngestor(Ingestor):
             ok: list[tuple[int, Event]] = []
             bad: list[Rejection] = []
             for index, event in enumerate(pending.events):
-                problem = validate(event, self.bundle)
+                problem = None if pending.checked is self.bundle else validate(event, self.bundle)
                 if problem is None:
                     ok.append((index, event))
                 else:
@@ -153,15 +162,16 @@ class ReplicatedIngestor(Ingestor):
             accepted.append(ok)
             rejections.append(bad)
         events = [e for ok in accepted for _, e in ok]
-        ids: list[StreamId | None] = []
+        logged = Appended([], frozenset(), {})
         if events:
             try:
-                ids = self.redis.append_events(events, now)
+                logged = self.redis.append_events(events, now)
             except Exception as exc:  # not acknowledged: the client resends
                 return self._append_failed(batches, exc)
             self.health.succeeded("append", "probe")
+        ids = logged.ids
         try:
-            self._catch_up(events, ids)
+            self._catch_up(events, logged, now)
         except StorageError as exc:  # logged, applied later by the follower: not acked now
             self.health.failed("follow", exc)
             return self._fail(batches, exc)
@@ -183,17 +193,39 @@ class ReplicatedIngestor(Ingestor):
         logger.error("a batch failed in the Redis log: %s", exc, exc_info=exc)
         return self._fail(batches, ColdbridgeError(f"ingest failed: {exc}"))
 
-    def _catch_up(self, events: Sequence[Event], ids: Sequence[StreamId | None]) -> None:
-        """Apply every partition's stream up to the last of ``ids`` (of ``events``) in it."""
-        store = self.redis
-        upto: dict[int, StreamId] = {}
-        for event, sid in zip(events, ids, strict=True):
-            p = store.partition(event.user_id)
-            if sid is not None and sid > upto.get(p, (0, 0)):
-                upto[p] = sid
-        for p, sid in sorted(upto.items()):
-            if sid > store.cursors[p]:
-                self._apply_entries(p, store.read(p, store.cursors[p], sid), evaluate=True)
+    def _catch_up(self, events: Sequence[Event], logged: Appended, received_at: float) -> None:
+        """Apply the batch's logged ``events`` and, first, what precedes them in each partition.
+
+        A partition whose new entries directly follow this replica's cursor (the append
+        script saw it as the stream's last entry) gets its events from memory, as logged;
+        otherwise the gap between the cursor and its first new entry (other replicas'
+        entries) is read from Redis and applied first. The partitions that follow and whose
+        run would be applied at the receive time (its last event's time) are one run: the
+        same, as no user is in two partitions.
+        """
+        store, ids, together = self.redis, logged.ids, []
+        for p, ns in sorted(logged.parts.items()):
+            own = [(sid, events[n]) for n in ns if (sid := ids[n]) is not None]
+            if not own:
+                continue  # only duplicates
+            follows = p in logged.follows
+            if follows and (own[-1][1].timestamp or received_at) == received_at:
+                together.append((p, own))
+                continue
+            # as logged (encode_entry): a missing event time is the receive time
+            as_logged = [
+                (s, e if e.timestamp else e._replace(timestamp=received_at)) for s, e in own
+            ]
+            if follows:
+                self._apply_entries(p, as_logged, evaluate=True, valid=True)
+            else:
+                gap = store.read(p, store.cursors[p], _before(own[0][0]))
+                self._apply_entries(p, chain(gap, as_logged), evaluate=True)
+        run = [event for _, own in together for _, event in own]
+        for p, own in together:
+            store.cursors[p] = own[-1][0]
+        store.applied += len(run)
+        self._apply_run(run, evaluate=True, now=received_at)
 
     def _resolve_logged(
         self,
@@ -248,14 +280,17 @@ class ReplicatedIngestor(Ingestor):
                 reset = True
         raise StorageError(f"partition {p} was trimmed faster than it could be loaded")
 
-    def _apply_entries(self, p: int, entries: Iterable[Entry], *, evaluate: bool) -> int:
+    def _apply_entries(
+        self, p: int, entries: Iterable[Entry], *, evaluate: bool, valid: bool = False
+    ) -> int:
         """Apply the entries of partition ``p`` after its cursor, in order; return how many.
 
-        If some were deleted by retention before this replica applied them, re-bootstrap the
+        ``valid``: the events were validated against the served bundle already. If some
+        entries were deleted by retention before this replica applied them, re-bootstrap the
         partition instead (:meth:`bootstrap_partition`).
         """
         try:
-            return self._apply_log(p, entries, evaluate=evaluate)
+            return self._apply_log(p, entries, evaluate=evaluate, valid=valid)
         except LogTrimmed as gap:
             logger.warning(
                 "%s after this replica's cursor: re-bootstrapping the partition from its snapshot",
@@ -265,7 +300,9 @@ class ReplicatedIngestor(Ingestor):
                 self.on_rebootstrap()
             return self.bootstrap_partition(p)
 
-    def _apply_log(self, p: int, entries: Iterable[Entry], *, evaluate: bool) -> int:
+    def _apply_log(
+        self, p: int, entries: Iterable[Entry], *, evaluate: bool, valid: bool = False
+    ) -> int:
         store, applied = self.redis, 0
         run: list[Event] = []
         for sid, entry in entries:
@@ -276,16 +313,18 @@ class ReplicatedIngestor(Ingestor):
                 run = []
                 self._forgotten[entry] = self.updater.forget(entry)
                 self._dirty.discard(entry)
-            elif validate(entry, self.bundle) is None:  # items of another bundle: skipped
+            elif valid or validate(entry, self.bundle) is None:  # another bundle's: skipped
                 run.append(entry)
             store.cursors[p] = sid
             store.applied += 1
         return applied + self._apply_run(run, evaluate)
 
-    def _apply_run(self, events: list[Event], evaluate: bool) -> int:
+    def _apply_run(self, events: list[Event], evaluate: bool, now: float | None = None) -> int:
+        """Apply ``events`` at ``now`` (default: the last event's logged time)."""
         if not events:
             return 0
-        updates = self.updater.apply_many(events, events[-1].timestamp, evaluate=evaluate)
+        now = events[-1].timestamp if now is None else now
+        updates = self.updater.apply_many(events, now, evaluate=evaluate)
         self._dirty.update(event.user_id for event in events)
         self._since_snapshot += len(events)
         if self.metrics is not None:
