@@ -57,7 +57,7 @@ from coldbridge_server.streaming.redis_codec import (
     position,
     unposition,
 )
-from coldbridge_server.streaming.store import EventStore
+from coldbridge_server.streaming.store import EventStore, Logged
 from coldbridge_server.streaming.validate import Event
 
 __all__ = ["Entry", "RedisEventStore", "connect"]
@@ -334,6 +334,27 @@ class RedisEventStore(EventStore):
             for sid, entry in self.read(p, after if p == first else _ZERO, self.cursors[p]):
                 if not isinstance(entry, str):
                     yield position(p, sid), entry
+
+    def read_chunk(self, cursor: Any, limit: int | None) -> tuple[list[Logged], Any]:
+        """Up to ``limit`` events this replica applied after ``cursor`` (per partition, the
+        stream id read up to; ``None``: nothing read yet), and the cursor after them.
+
+        Every partition is read from its own point up to :attr:`cursors`, so entries the
+        follower applies between two calls, in partitions already read, are found by the next
+        call (a single partition-major position would skip them). ``received_at`` is the
+        event's time, as the follower applies it.
+        """
+        done: list[StreamId] = [_ZERO] * self.partitions if cursor is None else list(cursor)
+        rows: list[Logged] = []
+        for p in range(self.partitions):
+            entries = self.read(p, done[p], self.cursors[p]) if done[p] < self.cursors[p] else ()
+            for sid, entry in entries:
+                done[p] = sid
+                if not isinstance(entry, str):  # erased events are deleted from the log
+                    rows.append((entry, entry.timestamp))
+                if limit is not None and len(rows) >= limit:
+                    return rows, done
+        return rows, done
 
     def snapshot_info(self) -> tuple[str, int]:
         """``(bundle version of partition 0's snapshot, 0)``: snapshots are per partition."""

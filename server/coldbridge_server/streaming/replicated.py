@@ -37,6 +37,7 @@ from typing import Any
 from coldbridge_server.errors import ColdbridgeError, StorageError
 from coldbridge_server.streaming.ingest import Ingestor
 from coldbridge_server.streaming.redis_codec import StreamId
+from coldbridge_server.streaming.redis_fleet import FleetBeacon
 from coldbridge_server.streaming.redis_store import Entry, RedisEventStore
 from coldbridge_server.streaming.store import EventStore
 from coldbridge_server.streaming.update import OnlineUpdater
@@ -78,6 +79,8 @@ class ReplicatedIngestor(Ingestor):
         self._forgotten: dict[str, bool] = {}
         self.last_caught_up = time.time()
         """When the follower last saw the end of the log (for the lag gauge)."""
+        self.beacon: FleetBeacon | None = None
+        """Announces the served bundle version in Redis while started (see ``redis_fleet``)."""
 
     @property
     def redis(self) -> RedisEventStore:
@@ -94,9 +97,13 @@ class ReplicatedIngestor(Ingestor):
             target=self._follow, name="coldbridge-follow", daemon=True
         )
         self._follower.start()
+        if self.beacon is not None:
+            self.beacon.start()
 
     def close(self) -> None:
-        """Stop the follower, then as :meth:`Ingestor.close`."""
+        """Stop the follower and the beacon, then as :meth:`Ingestor.close`."""
+        if self.beacon is not None:
+            self.beacon.close()
         self._following.clear()
         if self._follower is not None:
             self._follower.join()
