@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -22,6 +22,7 @@ from coldbridge.v1 import admin_pb2, admin_pb2_grpc, recommender_pb2_grpc
 from coldbridge.v1 import events_pb2 as epb
 from coldbridge.v1 import recommender_pb2 as pb
 from coldbridge_bundle import write
+from coldbridge_server.streaming.redis_fleet import FleetBeacon
 from conftest import TinyBundle, make_tiny_arrays, tiny_content
 from eventlib import SOURCE, TARGET, batch, event
 from prometheus_client.parser import text_string_to_metric_families
@@ -84,10 +85,10 @@ class Replica:
         return status.version, info.bundle_version
 
 
-def until(what: str, check: object) -> None:
+def until(what: str, check: Callable[[], bool]) -> None:
     """Wait for a condition (the deadline only stops a hang: no timing assertion)."""
     deadline = time.monotonic() + 60
-    while not check():  # type: ignore[operator]
+    while not check():
         assert time.monotonic() < deadline, f"still not {what}"
         time.sleep(0.05)
 
@@ -237,7 +238,6 @@ def test_a_restart_after_a_rollout_starts_from_the_snapshot_of_its_version(
         a = Replica(v1.path, tmp_path / "a", redis)
         b = Replica(v1.path, tmp_path / "b", redis)
         try:
-            a.process.channel  # noqa: B018
             for n in range(3):
                 Streamer(a, f"x{n}-", minimum=10).finish()
             a.admin.ReloadBundle(admin_pb2.ReloadBundleRequest(path=str(v2.path)))
@@ -261,3 +261,24 @@ def test_a_restart_after_a_rollout_starts_from_the_snapshot_of_its_version(
                 assert replayed is not None and replayed < total, (bundle.version, replayed)
             finally:
                 again.process.kill()
+
+
+def test_the_fleet_view_drops_dead_replicas_and_cleanly_stopped_ones(tmp_path: Path) -> None:
+    """A replica that stops beating leaves the view after three heartbeats; one that stops
+    cleanly leaves it at once (real redis-server, the Lua script the server runs)."""
+    views: list[dict[str, int]] = []
+    with redis_server(tmp_path) as redis:
+
+        def beacon(version: str) -> FleetBeacon:
+            return FleetBeacon(redis.client, lambda: version, 0.1, views.append)
+
+        dead, alive = beacon("v1"), beacon("v2")
+        assert dead.beat() == {"v1": 1}
+        assert alive.beat() == {"v1": 1, "v2": 1}  # dead never beats again
+        until("the dead replica expired", lambda: alive.beat() == {"v2": 1})
+        clean = beacon("v3")
+        clean.start()
+        until("registered", lambda: alive.beat() == {"v2": 1, "v3": 1})
+        clean.close()
+        assert alive.beat() == {"v2": 1}
+        assert views[-1] == {"v2": 1}

@@ -91,6 +91,7 @@ class FleetBeacon:
         on_view: Callable[[dict[str, int]], None],
     ) -> None:
         self._connect = connect
+        self.client: Any = None
         self._beat: Any = None
         self.version = version
         self.interval = interval
@@ -101,6 +102,9 @@ class FleetBeacon:
 
     def beat(self, version: str | None = None) -> dict[str, int]:
         """Record a heartbeat (``version`` default: the served one); return the fleet view."""
+        if self._beat is None:
+            self.client = self._connect()
+            self._beat = self.client.register_script(BEAT)
         served = self.version() if version is None else version
         ttl = _LIVE_BEATS * self.interval
         reply = self._beat(keys=[FLEET_KEY], args=[self.replica_id, served, ttl])
@@ -109,9 +113,7 @@ class FleetBeacon:
         return view
 
     def start(self) -> None:
-        """Connect, then beat in a daemon thread until :meth:`close` (errors are logged)."""
-        self.client = self._connect()
-        self._beat = self.client.register_script(BEAT)
+        """Beat in a daemon thread until :meth:`close` (errors are logged)."""
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="coldbridge-fleet", daemon=True)
         self._thread.start()
@@ -119,10 +121,11 @@ class FleetBeacon:
     def close(self) -> None:
         """Stop beating and unregister (best effort: otherwise the entry expires)."""
         self._stop.set()
-        if self._thread is None:  # never started: nothing registered
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self.client is None:  # never connected: nothing registered
             return
-        self._thread.join()
-        self._thread = None
         try:
             self._beat(keys=[FLEET_KEY], args=[self.replica_id, "", 1])
         except Exception as exc:  # Redis down at shutdown: the entry expires by itself

@@ -111,12 +111,12 @@ class ReplicatedIngestor(Ingestor):
         super().close()
 
     def recover(self) -> int:
-        """Per partition: load its snapshot (if of this bundle), apply the stream after it."""
+        """Per partition: load this bundle's snapshot (if any), apply the stream after it."""
         store, bundle, replayed = self.redis, self.bundle, 0
         for p in range(store.partitions):
-            version, cursor = store.snapshot_meta(p)
-            if cursor is not None and version == bundle.version:
-                for state in store.partition_states(p):
+            _, cursor = store.snapshot_meta(p, bundle.version)
+            if cursor is not None:  # this bundle's snapshot (each version keeps its own)
+                for state in store.partition_states(p, bundle.version):
                     self.updater.restore(state)
                 store.cursors[p] = store.bases[p] = cursor
             else:  # no snapshot, or another bundle's: the whole stream, then a full snapshot
