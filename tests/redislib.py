@@ -193,8 +193,8 @@ def start_server(bundle: Path, state_dir: Path, **settings: str) -> ServerProces
         COLDBRIDGE_METRICS_PORT="-1",
         COLDBRIDGE_GRACE_SECONDS="1",
         COLDBRIDGE_DRAIN_SECONDS="0",
-        **{f"COLDBRIDGE_{k.upper()}": v for k, v in settings.items()},
     )
+    env.update({f"COLDBRIDGE_{k.upper()}": v for k, v in settings.items()})  # may override
     process = subprocess.Popen(
         [sys.executable, "-m", "coldbridge_server"],
         env=env,

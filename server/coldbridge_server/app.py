@@ -67,6 +67,7 @@ __all__ = [
     "build_engine",
     "build_generation",
     "build_ingestor",
+    "build_updater",
     "client_address",
     "create_server",
     "serve",
@@ -311,8 +312,34 @@ def build_generation(
 ) -> Generation:
     """Build a (hot-reloaded) bundle's serving engine and online updater over ``states``."""
     engine = build_engine(settings, bundle, strategies, metrics, states)
-    return Generation(
-        bundle, engine, build_ingestor(settings, engine.resolver, states, metrics).updater
+    return Generation(bundle, engine, build_updater(settings, engine.resolver, states, metrics))
+
+
+def build_updater(
+    settings: Settings, model: UserResolver, states: UserStates, metrics: Metrics | None = None
+) -> OnlineUpdater:
+    """The learner and online updater of ``model``'s bundle over ``states`` (no store: a
+    hot reload builds one per bundle, while the ingestor, its store and gauges stay)."""
+    bundle = model.bundle
+    learner = ColdStartEmbeddings(
+        bundle.target_item_embeddings,
+        bundle.target_item_bias,
+        optimizer=optim.SGD(settings.online_learning_rate),
+        l2=settings.online_l2,
+        n_negatives=settings.online_negatives,
+        release_after=settings.warm_threshold,
+        seed=0,
+    )
+    observe = None if metrics is None else metrics.observe_prequential
+    return OnlineUpdater(
+        bundle,
+        model,
+        states,
+        learner,
+        warm_threshold=settings.warm_threshold,
+        prequential_k=settings.prequential_k,
+        prequential_sample_rate=settings.prequential_sample_rate,
+        observe=observe,
     )
 
 
@@ -329,27 +356,7 @@ def build_ingestor(
     ConfigError
         If the state directory cannot be created.
     """
-    bundle = model.bundle
-    learner = ColdStartEmbeddings(
-        bundle.target_item_embeddings,
-        bundle.target_item_bias,
-        optimizer=optim.SGD(settings.online_learning_rate),
-        l2=settings.online_l2,
-        n_negatives=settings.online_negatives,
-        release_after=settings.warm_threshold,
-        seed=0,
-    )
-    observe = None if metrics is None else metrics.observe_prequential
-    updater = OnlineUpdater(
-        bundle,
-        model,
-        states,
-        learner,
-        warm_threshold=settings.warm_threshold,
-        prequential_k=settings.prequential_k,
-        prequential_sample_rate=settings.prequential_sample_rate,
-        observe=observe,
-    )
+    updater = build_updater(settings, model, states, metrics)
     if settings.store == "redis":
         return build_replicated(settings, updater, metrics)
     try:

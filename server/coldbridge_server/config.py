@@ -309,6 +309,12 @@ class Settings:
         "Longest block of a replica's XREAD on the log (single-node Redis; it returns as soon "
         "as another replica appends); with a Redis Cluster, the pause between two polls.",
     )
+    replica_heartbeat_seconds: float = _setting(
+        5.0,
+        "Every this many seconds a replica records its bundle version in Redis; replicas "
+        "silent for three heartbeats drop out of coldbridge_fleet_bundle_versions "
+        "(docs/scaling.md, 'Rolling out a bundle').",
+    )
 
     # --- security (TLS, tokens, exposure) ---
     tls_cert_file: str = _setting(
@@ -478,7 +484,11 @@ def _check_scaleout(s: Settings) -> None:
         raise ConfigError("redis_partitions", f"must be in 1..16384, got {s.redis_partitions}")
     _at_least(s, 0, "redis_wait_replicas")
     _at_least(s, 1, "redis_follow_ms")
-    for name in ("redis_wait_timeout_seconds", "redis_timeout_seconds"):
+    for name in (
+        "redis_wait_timeout_seconds",
+        "redis_timeout_seconds",
+        "replica_heartbeat_seconds",
+    ):
         if not 0 < getattr(s, name) < float("inf"):
             raise ConfigError(name, f"must be > 0, got {getattr(s, name)}")
     if s.store != "redis":

@@ -12,7 +12,8 @@ from prometheus_client import Counter, Gauge
 
 from coldbridge_server.config import Settings
 from coldbridge_server.observability.metrics import Metrics
-from coldbridge_server.streaming.redis_store import RedisEventStore
+from coldbridge_server.streaming.redis_fleet import FleetBeacon
+from coldbridge_server.streaming.redis_store import RedisEventStore, connect
 from coldbridge_server.streaming.replicated import ReplicatedIngestor
 from coldbridge_server.streaming.store import EventStore
 from coldbridge_server.streaming.update import OnlineUpdater
@@ -64,4 +65,40 @@ def build_replicated(
             registry=metrics.registry,
         )
         lag.set_function(lambda: time.time() - ingestor.last_caught_up)
+        ingestor.beacon = _fleet_beacon(settings, ingestor, metrics)
     return ingestor
+
+
+def _fleet_beacon(
+    settings: Settings, ingestor: ReplicatedIngestor, metrics: Metrics
+) -> FleetBeacon:
+    """The heartbeat of this replica's bundle version, and the fleet view's gauges."""
+    versions = Gauge(
+        "coldbridge_fleet_bundle_versions",
+        "Store redis: distinct bundle versions served by the live replicas of the keyspace "
+        "(from their heartbeats in Redis); above 1 during a roll-out's mixed-version window.",
+        registry=metrics.registry,
+    )
+    replicas = Gauge(
+        "coldbridge_fleet_replicas",
+        "Store redis: live replicas of the keyspace per bundle version they serve.",
+        ("version",),
+        registry=metrics.registry,
+    )
+    shown: set[str] = set()
+
+    def show(view: dict[str, int]) -> None:
+        versions.set(len(view))
+        for version, count in view.items():
+            replicas.labels(version).set(count)
+        for gone in shown - view.keys():
+            replicas.remove(gone)
+        shown.clear()
+        shown.update(view)
+
+    return FleetBeacon(
+        lambda: connect(settings.redis_url, settings.redis_timeout_seconds),
+        lambda: ingestor.bundle.version,
+        settings.replica_heartbeat_seconds,
+        show,
+    )

@@ -197,3 +197,24 @@ def test_a_read_across_a_trim_raises_instead_of_skipping(tmp_path: Path) -> None
         finally:
             writer.close()
             reader.close()
+
+
+def test_trimming_keeps_what_every_kept_versions_snapshot_needs(tmp_path: Path) -> None:
+    """During a roll-out each bundle version has its own snapshot: a trim goes no further
+    than the oldest of them, so a restart on the old version still finds its tail."""
+    with redis_server(tmp_path) as redis:
+        store = RedisEventStore(redis.url, partitions=1)
+        try:
+            events = [Event(f"e{n}", "u", "v1", Domain.TARGET, Kind.IMPLICIT) for n in range(30)]
+            ids = [i for i in store.append_events(events, 0.0).ids if i is not None]
+            store.cursors[0] = ids[9]
+            assert store.write_partition(0, [], "old", full=True) == "ok"
+            store.cursors[0] = ids[29]
+            assert store.write_partition(0, [], "new", full=True) == "ok"
+            assert trim(store, 0, "other", keep=1) == 0  # no snapshot of its own: no trim
+            assert trim(store, 0, "new", keep=1) == 10  # up to the old version's cursor only
+            assert [sid for sid, _ in store.read(0, ids[9], checked=False)] == ids[10:]
+            log, ids_key = keys(0)[:2]
+            assert store.client.xlen(log) == 20 and store.client.hlen(ids_key) == 20
+        finally:
+            store.close()

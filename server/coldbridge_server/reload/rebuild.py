@@ -18,12 +18,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import islice
+from typing import Any
 
 from coldbridge_server.errors import NotReadyError
 from coldbridge_server.streaming.ingest import Ingestor
+from coldbridge_server.streaming.store import Logged
 from coldbridge_server.streaming.update import OnlineUpdater
-from coldbridge_server.streaming.validate import Event, validate
+from coldbridge_server.streaming.validate import validate
 
 __all__ = ["CHUNK", "Replay", "replay_log"]
 
@@ -36,11 +37,13 @@ at most 1 / (1 + YIELD) of the time, so request threads keep their latency."""
 
 @dataclass
 class Replay:
-    """Progress of a rebuild: applied and skipped events, the last log position read."""
+    """Progress of a rebuild: applied and skipped events, and where the log was read up to
+    (the store's opaque cursor of :meth:`EventStore.read_chunk
+    <coldbridge_server.streaming.store.EventStore.read_chunk>`)."""
 
     applied: int = 0
     skipped: int = 0
-    seq: int = 0
+    cursor: Any = None
 
 
 @contextmanager
@@ -65,10 +68,10 @@ def replay_log(
     progress = Replay()
     while True:
         with paused(ingestor):
-            chunk = _read(ingestor, progress.seq, CHUNK)
+            chunk = _read(ingestor, progress, CHUNK)
             if len(chunk) < CHUNK:  # the tail: finish and swap with the writer paused
                 _apply(updater, chunk, progress)
-                _apply(updater, _read(ingestor, progress.seq, None), progress)
+                _apply(updater, _read(ingestor, progress, None), progress)
                 swap(progress)
                 return progress
         start = time.perf_counter()
@@ -76,24 +79,15 @@ def replay_log(
         time.sleep(YIELD * (time.perf_counter() - start))
 
 
-_Logged = tuple[int, Event, float]
+def _read(ingestor: Ingestor, progress: Replay, limit: int | None) -> list[Logged]:
+    chunk, progress.cursor = ingestor.store.read_chunk(progress.cursor, limit)
+    return chunk
 
 
-def _read(ingestor: Ingestor, seq: int, limit: int | None) -> list[_Logged]:
-    events = ingestor.store.received_after(seq)
-    try:
-        return list(islice(events, limit))
-    finally:
-        close = getattr(events, "close", None)
-        if close is not None:  # a generator: release its cursor now
-            close()
-
-
-def _apply(updater: OnlineUpdater, chunk: list[_Logged], progress: Replay) -> None:
+def _apply(updater: OnlineUpdater, chunk: list[Logged], progress: Replay) -> None:
     if not chunk:
         return
-    progress.seq = chunk[-1][0]
-    valid = [row for row in chunk if validate(row[1], updater.bundle) is None]
+    valid = [row for row in chunk if validate(row[0], updater.bundle) is None]
     progress.skipped += len(chunk) - len(valid)
     progress.applied += len(valid)
     if not valid:
@@ -101,8 +95,8 @@ def _apply(updater: OnlineUpdater, chunk: list[_Logged], progress: Replay) -> No
     # one apply_many for the chunk (the rebuild must outpace the live writer, which applies
     # whole groups), then each user's last_update set to their last event's received_at:
     # what recovery's per-event apply leaves
-    updater.apply_many([event for _, event, _ in valid], valid[-1][2], evaluate=False)
-    logged = {event.user_id: received_at for _, event, received_at in valid}
+    updater.apply_many([event for event, _ in valid], valid[-1][1], evaluate=False)
+    logged = {event.user_id: received_at for event, received_at in valid}
     for user_id, received_at in logged.items():
         state = updater.states.get(user_id)
         if state is not None and state.last_update != received_at:

@@ -6,10 +6,16 @@ Keys of partition ``p`` share the hash tag ``{p<p>}``, so they live in one Redis
 
     cb:{p7}:log    stream: the partition's event log, one entry per event (or erasure)
     cb:{p7}:ids    hash: event_id -> stream id (idempotency)
-    cb:{p7}:snap   hash: user_id -> state blob (the snapshot's user states)
-    cb:{p7}:meta   hash: cursor (stream id the snapshot covers), version (bundle), floor
-                   (stream id of the last erasure: no older snapshot may be written),
-                   trimmed (stream id of the last entry retention deleted)
+    cb:{p7}:snap:<version>  hash: user_id -> state blob (the snapshot of one bundle version)
+    cb:{p7}:meta   hash: cursor:<version> (stream id that version's snapshot covers),
+                   written:<version> (order of its last write), cursor / version (the
+                   snapshot written last), floor (stream id of the last erasure: no older
+                   snapshot may be written), trimmed (stream id of the last entry retention
+                   deleted)
+
+Each bundle version keeps its own snapshot, so replicas serving different versions during a
+roll-out do not overwrite each other's; the two most recently written are kept
+(:func:`version_key`, :data:`~.redis_scripts.SNAPSHOT`).
 
 A stream entry of an event has the fields ``u`` (user id), ``i`` (event id) and ``e`` (JSON
 ``[item_id, domain, kind, value, event_time, received_at]``); an erasure has the field ``x``
@@ -44,6 +50,7 @@ __all__ = [
     "partition_of",
     "position",
     "unposition",
+    "version_key",
 ]
 
 PARTITIONS_KEY = "cb:partitions"
@@ -59,6 +66,11 @@ def keys(p: int) -> tuple[str, str, str, str]:
     """``(log, ids, snap, meta)`` keys of partition ``p``."""
     tag = f"cb:{{p{p}}}"
     return f"{tag}:log", f"{tag}:ids", f"{tag}:snap", f"{tag}:meta"
+
+
+def version_key(snap: str, version: str) -> str:
+    """The snapshot hash of bundle ``version`` in the partition of ``snap`` (same hash tag)."""
+    return f"{snap}:{version}"
 
 
 def partition_of(user_id: str, partitions: int) -> int:

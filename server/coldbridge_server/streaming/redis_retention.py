@@ -3,8 +3,9 @@
 Retention (``event_retention_seconds`` / ``event_retention_events``) trims each partition's
 stream with :data:`~.redis_scripts.TRIM`, run by whichever replica just wrote a snapshot:
 
-* only entries the stored snapshot covers (ids up to its cursor, snapshot of the trimming
-  replica's bundle version), so start-up (snapshot + the stream after it) still finds every
+* only entries every stored snapshot covers (ids up to the lowest cursor of the bundle
+  versions a partition keeps snapshots of, one of them the trimming replica's), so start-up
+  on either version of a roll-out (its snapshot + the stream after it) still finds every
   event;
 * of those, the entries beyond the newest ``keep`` of the partition, or whose stream id
   (Redis's millisecond clock when it logged them) is older than ``max_age_ms``;
@@ -24,7 +25,13 @@ from __future__ import annotations
 
 from coldbridge_server.core import UserState
 from coldbridge_server.errors import StorageError
-from coldbridge_server.streaming.redis_codec import StreamId, decode_blob, keys, parse_id
+from coldbridge_server.streaming.redis_codec import (
+    StreamId,
+    decode_blob,
+    keys,
+    parse_id,
+    version_key,
+)
 from coldbridge_server.streaming.redis_scripts import TRIM
 from coldbridge_server.streaming.redis_store import RedisEventStore, _translated
 
@@ -63,13 +70,14 @@ def trim(
     return deleted
 
 
-def read_snapshot(store: RedisEventStore, p: int) -> tuple[str, StreamId | None, list[UserState]]:
-    """``(bundle version, cursor, user states)`` of partition ``p``'s snapshot, consistent.
+def read_snapshot(
+    store: RedisEventStore, p: int, version: str
+) -> tuple[StreamId | None, list[UserState]]:
+    """``(cursor, user states)`` of partition ``p``'s snapshot of bundle ``version``, consistent.
 
-    The states are read in chunks (HSCAN) between two reads of the snapshot's cursor and
-    version; another replica's snapshot written meanwhile changes them (every snapshot write
-    moves the cursor or changes the version), and the read is repeated. ``("", None, [])``:
-    no snapshot.
+    The states are read in chunks (HSCAN) between two reads of that snapshot's cursor and
+    write order; a snapshot of this version written meanwhile changes them, and the read is
+    repeated. ``(None, [])``: no snapshot of this version.
 
     Raises
     ------
@@ -77,16 +85,16 @@ def read_snapshot(store: RedisEventStore, p: int) -> tuple[str, StreamId | None,
         If Redis fails, or snapshots kept changing during ten reads.
     """
     _, _, snap, meta = keys(p)
+    fields = [f"cursor:{version}", f"written:{version}"]
     for _ in range(_ATTEMPTS):
         with _translated("recover"):
-            before = store.client.hmget(meta, ["cursor", "version"])
-            rows = list(store.client.hscan_iter(snap, count=_CHUNK))
-            after = store.client.hmget(meta, ["cursor", "version"])
+            before = store.client.hmget(meta, fields)
+            rows = list(store.client.hscan_iter(version_key(snap, version), count=_CHUNK))
+            after = store.client.hmget(meta, fields)
         if before != after:
             continue
-        cursor, version = before
-        if cursor is None:
-            return "", None, []
+        if before[0] is None:
+            return None, []
         states = [decode_blob(user.decode("utf-8"), blob) for user, blob in rows]
-        return (version or b"").decode(), parse_id(cursor), states
+        return parse_id(before[0]), states
     raise StorageError(f"recover failed: the snapshot of partition {p} kept changing")

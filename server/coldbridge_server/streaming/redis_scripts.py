@@ -70,33 +70,59 @@ while true do
   start = '(' .. entries[#entries][1]
 end
 redis.call('HDEL', KEYS[3], ARGV[1])
+-- and from each bundle version's snapshot (meta 'cursor:<version>'; same hash tag, same slot)
+for _, field in ipairs(redis.call('HKEYS', KEYS[4])) do
+  local version = string.match(field, '^cursor:(.*)$')
+  if version then redis.call('HDEL', KEYS[3] .. ':' .. version, ARGV[1]) end
+end
 local sid = redis.call('XADD', KEYS[1], '*', 'x', ARGV[1])
 redis.call('HSET', KEYS[4], 'floor', sid)
 return {sid, deleted}
 """
 
 SNAPSHOT = """
--- KEYS: snap, meta; ARGV: cursor, bundle version, mode ('full' | 'inc'), base cursor,
--- then (user_id, state blob) pairs. Returns 'ok', 'skip' (a snapshot of this version at
--- this cursor or later is stored), 'stale' (older than the last erasure) or 'full' (an
--- incremental write does not apply to the stored snapshot: write all users instead).
+-- KEYS: the version's snap hash, meta, the partition's snap key (prefix of every version's);
+-- ARGV: cursor, bundle version, mode ('full' | 'inc'), base cursor, keep (versions whose
+-- snapshots are kept), then (user_id, state blob) pairs.
+-- Each bundle version has its own snapshot: snap key '<snap>:<version>', meta fields
+-- 'cursor:<version>' and 'written:<version>' (order of the last write); 'cursor' and
+-- 'version' name the snapshot written last. A full write drops the snapshots of all but the
+-- `keep` most recently written versions.
+-- Returns 'ok', 'skip' (a snapshot of this version at this cursor or later is stored),
+-- 'stale' (older than the last erasure) or 'full' (an incremental write does not apply to
+-- the stored snapshot of this version: write all users instead).
 local function lt(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')
   local bm, bs = string.match(b, '^(%d+)-(%d+)$')
   am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
   return am < bm or (am == bm and as < bs)
 end
-local m = redis.call('HMGET', KEYS[2], 'cursor', 'version', 'floor')
-local cursor, version, floor = m[1], m[2], m[3]
+local version = ARGV[2]
+local m = redis.call('HMGET', KEYS[2], 'cursor:' .. version, 'floor')
+local cursor, floor = m[1], m[2]
 if floor and lt(ARGV[1], floor) then return 'stale' end
-local same = cursor and version == ARGV[2]
-if same and not lt(cursor, ARGV[1]) then return 'skip' end
-if ARGV[3] == 'inc' and not (same and not lt(cursor, ARGV[4])) then return 'full' end
+if cursor and not lt(cursor, ARGV[1]) then return 'skip' end
+if ARGV[3] == 'inc' and not (cursor and not lt(cursor, ARGV[4])) then return 'full' end
 if ARGV[3] == 'full' then redis.call('DEL', KEYS[1]) end
-for i = 5, #ARGV, 200 do
+for i = 6, #ARGV, 200 do
   redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 199, #ARGV)))
 end
-redis.call('HSET', KEYS[2], 'cursor', ARGV[1], 'version', ARGV[2])
+local n = redis.call('HINCRBY', KEYS[2], 'writes', 1)
+redis.call('HSET', KEYS[2], 'cursor:' .. version, ARGV[1], 'written:' .. version, n,
+  'cursor', ARGV[1], 'version', version)
+if ARGV[3] == 'full' then
+  local written = {}
+  for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
+    local v = string.match(field, '^written:(.*)$')
+    if v then written[#written + 1] = {v, tonumber(redis.call('HGET', KEYS[2], field))} end
+  end
+  table.sort(written, function(a, b) return a[2] > b[2] end)
+  for i = tonumber(ARGV[5]) + 1, #written do
+    local v = written[i][1]
+    redis.call('DEL', KEYS[3] .. ':' .. v)
+    redis.call('HDEL', KEYS[2], 'cursor:' .. v, 'written:' .. v)
+  end
+end
 return 'ok'
 """
 
@@ -121,17 +147,25 @@ TRIM = (
     """
 -- KEYS: log, ids, meta; ARGV: bundle version, keep (newest entries kept; 0 = no limit),
 -- max age in ms (0 = none), limit (most entries deleted by this call).
--- Deletes the oldest entries that the stored snapshot (of this bundle version) covers and
--- that are beyond the newest `keep` or older than the max age (stream ids are Redis's ms
--- clock), the event ids that point to them, and records the last deleted id as the
--- partition's trim point. Returns {events deleted (erasure entries not counted), 1 if
--- the limit stopped it else 0}.
+-- Deletes the oldest entries that every stored snapshot covers (the lowest 'cursor:<v>' of
+-- the kept bundle versions, and only if this bundle version has one: a replica of either
+-- version of a roll-out still starts from its own snapshot) and that are beyond the newest
+-- `keep` or older than the max age (stream ids are Redis's ms clock), the event ids that
+-- point to them, and records the last deleted id as the partition's trim point. Returns
+-- {events deleted (erasure entries not counted), 1 if the limit stopped it else 0}.
 """
     + _LT
     + """
-local m = redis.call('HMGET', KEYS[3], 'cursor', 'version')
-local cursor, version = m[1], m[2]
-if not cursor or version ~= ARGV[1] then return {0, 0} end
+local meta = redis.call('HGETALL', KEYS[3])
+local cursor, own = nil, false
+for i = 1, #meta, 2 do
+  local v = string.match(meta[i], '^cursor:(.*)$')
+  if v then
+    if v == ARGV[1] then own = true end
+    if not cursor or lt(meta[i + 1], cursor) then cursor = meta[i + 1] end
+  end
+end
+if not own then return {0, 0} end
 local keep, age, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local excess = 0
 if keep > 0 then excess = math.max(redis.call('XLEN', KEYS[1]) - keep, 0) end

@@ -18,7 +18,8 @@ Differences from the SQLite contract of :class:`EventStore` (docs/scaling.md):
   ``(partition, stream id)`` into one integer (:func:`~.redis_codec.position`) and yields the
   events this replica has applied (up to :attr:`cursors`), partition after partition.
   :attr:`last_seq` and :attr:`count` count the entries this replica applied.
-* **Snapshots** are per partition and cover this replica's :attr:`cursors`.
+* **Snapshots** are per partition and bundle version and cover this replica's
+  :attr:`cursors`.
 * **Idempotency** is per partition: a resent event (same user) is always recognised.
 * **Retention** trims each stream below its snapshot's cursor
   (:mod:`~coldbridge_server.streaming.redis_retention`); :meth:`read` raises
@@ -60,8 +61,9 @@ from coldbridge_server.streaming.redis_codec import (
     partition_of,
     position,
     unposition,
+    version_key,
 )
-from coldbridge_server.streaming.store import EventStore
+from coldbridge_server.streaming.store import EventStore, Logged
 from coldbridge_server.streaming.validate import Event
 
 __all__ = ["Appended", "Entry", "LogTrimmed", "RedisEventStore", "connect"]
@@ -72,6 +74,9 @@ Entry = tuple[StreamId, Event | str]
 _ZERO: StreamId = (0, 0)
 _CHUNK = 1000
 _TRIM_CHECK_SECONDS = 1.0
+SNAPSHOT_VERSIONS = 2
+"""Bundle versions whose snapshots a partition keeps (the served one and the one before:
+a roll-out's window, or a roll-back); older ones are dropped at the next full snapshot."""
 
 
 class LogTrimmed(Exception):  # noqa: N818 (a signal to re-bootstrap, not an error)
@@ -349,18 +354,25 @@ class RedisEventStore(EventStore):
             sid, deleted = self._erase(keys=self._keys[self.partition(user_id)], args=[user_id])
         return parse_id(sid), [d.decode() for d in deleted]
 
-    def snapshot_meta(self, p: int) -> tuple[str, StreamId | None]:
-        """``(bundle version, cursor)`` of partition ``p``'s snapshot (``("", None)``: none)."""
+    def snapshot_meta(self, p: int, version: str | None = None) -> tuple[str, StreamId | None]:
+        """``(bundle version, cursor)`` of partition ``p``'s snapshot of ``version`` (default:
+        the snapshot written last, of any version); ``("", None)``: none."""
         with _translated("recover"):
-            cursor, version = self.client.hmget(self._keys[p][3], ["cursor", "version"])
+            if version is None:
+                cursor, stored = self.client.hmget(self._keys[p][3], ["cursor", "version"])
+                version = (stored or b"").decode()
+            else:
+                cursor = self.client.hget(self._keys[p][3], f"cursor:{version}")
         if cursor is None:
             return "", None
-        return (version or b"").decode(), parse_id(cursor)
+        return version, parse_id(cursor)
 
-    def partition_states(self, p: int) -> Iterator[UserState]:
-        """The user states of partition ``p``'s snapshot (``vector`` left ``None``)."""
+    def partition_states(self, p: int, version: str) -> Iterator[UserState]:
+        """The user states of partition ``p``'s snapshot of ``version`` (``vector`` left
+        ``None``)."""
+        snap = version_key(self._keys[p][2], version)
         with _translated("recover"):
-            rows = list(self.client.hscan_iter(self._keys[p][2], count=_CHUNK))
+            rows = list(self.client.hscan_iter(snap, count=_CHUNK))
         for user, blob in rows:
             yield decode_blob(user.decode("utf-8"), blob)
 
@@ -376,11 +388,12 @@ class RedisEventStore(EventStore):
         if not full and base is None:
             return "full"
         args: list[Any] = [fmt_id(cursor), version, "full" if full else "inc"]
-        args.append(fmt_id(base or _ZERO))
+        args += (fmt_id(base or _ZERO), SNAPSHOT_VERSIONS)
         for state in states:
             args += (state.user_id, encode_blob(state))
+        _, _, snap, meta = self._keys[p]
         with _translated("snapshot"):
-            answer = self._snapshot(keys=self._keys[p][2:], args=args)
+            answer = self._snapshot(keys=[version_key(snap, version), meta, snap], args=args)
         result = answer.decode() if isinstance(answer, bytes) else str(answer)
         if result in ("ok", "skip"):
             self.bases[p] = cursor
@@ -411,14 +424,38 @@ class RedisEventStore(EventStore):
                 if not isinstance(entry, str):
                     yield position(p, sid), entry
 
+    def read_chunk(self, cursor: Any, limit: int | None) -> tuple[list[Logged], Any]:
+        """Up to ``limit`` events this replica applied after ``cursor`` (per partition, the
+        stream id read up to; ``None``: nothing read yet), and the cursor after them.
+
+        Every partition is read from its own point up to :attr:`cursors`, so entries the
+        follower applies between two calls, in partitions already read, are found by the next
+        call (a single partition-major position would skip them). ``received_at`` is the
+        event's time, as the follower applies it.
+        """
+        done: list[StreamId] = [_ZERO] * self.partitions if cursor is None else list(cursor)
+        rows: list[Logged] = []
+        for p in range(self.partitions):
+            entries = self.read(p, done[p], self.cursors[p]) if done[p] < self.cursors[p] else ()
+            for sid, entry in entries:
+                done[p] = sid
+                if not isinstance(entry, str):  # erased events are deleted from the log
+                    rows.append((entry, entry.timestamp))
+                if limit is not None and len(rows) >= limit:
+                    return rows, done
+        return rows, done
+
     def snapshot_info(self) -> tuple[str, int]:
-        """``(bundle version of partition 0's snapshot, 0)``: snapshots are per partition."""
+        """``(bundle version of partition 0's last snapshot, 0)``: snapshots are per partition
+        and per version (:meth:`snapshot_meta`)."""
         return self.snapshot_meta(0)[0], 0
 
     def load_states(self) -> Iterator[UserState]:
-        """The user states of every partition's snapshot."""
+        """The user states of every partition's snapshot written last."""
         for p in range(self.partitions):
-            yield from self.partition_states(p)
+            version, cursor = self.snapshot_meta(p)
+            if cursor is not None:
+                yield from self.partition_states(p, version)
 
     def write_snapshot(
         self, states: Iterable[UserState], seq: int, bundle_version: str, *, replace: bool = False

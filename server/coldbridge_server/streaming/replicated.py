@@ -46,6 +46,7 @@ from typing import Any
 from coldbridge_server.errors import ColdbridgeError, StorageError
 from coldbridge_server.streaming.ingest import Ingestor
 from coldbridge_server.streaming.redis_codec import StreamId
+from coldbridge_server.streaming.redis_fleet import FleetBeacon
 from coldbridge_server.streaming.redis_retention import read_snapshot, trim
 from coldbridge_server.streaming.redis_store import Appended, Entry, LogTrimmed, RedisEventStore
 from coldbridge_server.streaming.store import EventStore
@@ -100,6 +101,8 @@ class ReplicatedIngestor(Ingestor):
         self._forgotten: dict[str, bool] = {}
         self.last_caught_up = time.time()
         """When the follower last saw the end of the log (for the lag gauge)."""
+        self.beacon: FleetBeacon | None = None
+        """Announces the served bundle version in Redis while started (see ``redis_fleet``)."""
 
     @property
     def redis(self) -> RedisEventStore:
@@ -120,9 +123,13 @@ class ReplicatedIngestor(Ingestor):
             target=self._follow, name="coldbridge-follow", daemon=True
         )
         self._follower.start()
+        if self.beacon is not None:
+            self.beacon.start()
 
     def close(self) -> None:
-        """Stop the follower, then as :meth:`Ingestor.close`."""
+        """Stop the follower and the beacon, then as :meth:`Ingestor.close`."""
+        if self.beacon is not None:
+            self.beacon.close()
         self._following.clear()
         if self._follower is not None:
             self._follower.join()
@@ -130,7 +137,7 @@ class ReplicatedIngestor(Ingestor):
         super().close()
 
     def recover(self) -> int:
-        """Per partition: load its snapshot (if of this bundle), apply the stream after it."""
+        """Per partition: load this bundle's snapshot (if any), apply the stream after it."""
         store, replayed = self.redis, 0
         for p in range(store.partitions):
             replayed += self.bootstrap_partition(p, reset=False)
@@ -261,17 +268,17 @@ class ReplicatedIngestor(Ingestor):
         """
         store = self.redis
         for _ in range(_ATTEMPTS):
-            version, cursor, states = read_snapshot(store, p)
+            cursor, states = read_snapshot(store, p, self.bundle.version)
             if reset:
                 for uid in [s.user_id for s in self.updater.states]:
                     if store.partition(uid) == p:
                         self.updater.forget(uid)
                         self._dirty.discard(uid)
-            if cursor is not None and version == self.bundle.version:
+            if cursor is not None:  # this bundle's snapshot (each version keeps its own)
                 for state in states:
                     self.updater.restore(state)
                 store.cursors[p] = store.bases[p] = cursor
-            else:  # no snapshot, or another bundle's: what the log kept, then a full snapshot
+            else:  # no snapshot of this bundle: what the log kept, then a full snapshot
                 self._full_snapshot = True
                 store.cursors[p], store.bases[p] = store.trim_points()[p] or (0, 0), None
             try:

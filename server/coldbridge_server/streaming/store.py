@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from typing import Any
 
 from coldbridge_server.core import UserState
 from coldbridge_server.streaming.validate import Event
 
-__all__ = ["EventStore"]
+__all__ = ["EventStore", "Logged"]
+
+Logged = tuple[Event, float]
+"""A logged event and the server time it was appended at (``received_at``)."""
 
 
 class EventStore(abc.ABC):
@@ -104,6 +109,24 @@ class EventStore(abc.ABC):
         """
         for position, event in self.events_after(seq):
             yield position, event, event.timestamp
+
+    def read_chunk(self, cursor: Any, limit: int | None) -> tuple[list[Logged], Any]:
+        """Up to ``limit`` (``None``: all) logged events after ``cursor``, and the cursor
+        after them: what a hot reload's state rebuild reads, a chunk at a time.
+
+        ``cursor`` is opaque: ``None`` for the beginning of the log, else what the previous
+        call returned. Between two calls the writer may log and apply more; every event it
+        applied by the time of a call is returned by that call or a later one, once. This
+        default follows the positions of :meth:`received_after`.
+        """
+        rows = self.received_after(0 if cursor is None else cursor)
+        try:
+            chunk = list(islice(rows, limit))
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:  # a generator: release its cursor now
+                close()
+        return [(event, at) for _, event, at in chunk], chunk[-1][0] if chunk else cursor
 
     @abc.abstractmethod
     def snapshot_info(self) -> tuple[str, int]:
