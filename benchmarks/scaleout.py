@@ -251,6 +251,8 @@ def main() -> None:
         f"{cpu_redis:.0f} + redis-server {cpu_server:.0f}"
     )
     print(f"freshness ack on A -> visible on B: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    if args.no_recommend:
+        return
     print(
         f"Recommend QPS: sqlite 1 {qps_sqlite:.0f}, redis 1 {qps_redis1:.0f} "
         f"({qps_redis1 / qps_sqlite:.2f}x), redis 2 replicas {qps_redis2:.0f} "

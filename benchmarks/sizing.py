@@ -55,12 +55,13 @@ def rss_bytes(pid: int) -> int:
 
 
 def redis_key_bytes(url: str, kind: str) -> int:
-    """``MEMORY USAGE`` (every element counted) of all partitions' ``kind`` keys."""
+    """``MEMORY USAGE`` (every element counted) of all partitions' ``kind`` keys (``snap``: of
+    every bundle version)."""
     client = redis.Redis.from_url(url)
     try:
         return sum(
             int(client.memory_usage(key, samples=0) or 0)
-            for key in client.scan_iter(f"cb:*:{kind}")
+            for key in client.scan_iter(f"cb:*:{kind}*")
         )
     finally:
         client.close()
