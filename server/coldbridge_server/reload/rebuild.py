@@ -5,10 +5,17 @@ a chunk at a time, each read under the ingest writer's lock (the store is used b
 at a time); the chunk is applied outside the lock, so the old bundle keeps ingesting and
 answering meanwhile. When a read comes back short, the log tail is read and applied under
 the lock, and the caller swaps before releasing it: no event acknowledged in between is
-missed or applied twice. As in start-up recovery (:mod:`coldbridge_server.streaming.replay`),
-events of items the new bundle lacks are skipped (and counted here), and a user's
-``last_update`` is the time their last event was logged at (``received_at``, the live apply's
-time), so a rebuilt state equals the one a restart on the new bundle recovers.
+missed or applied twice. Under an ingest rate the rebuild cannot outpace, reads never come
+back short: after catching up ``ROUNDS`` times with where the log ended when the round
+began, the rest is applied with the writer paused (the pause is what arrived during the
+last round), so a rebuild always ends. Users erased meanwhile
+(:attr:`~coldbridge_server.streaming.ingest.Ingestor.erased_during_rebuild`) are forgotten
+before the next chunk: their events read earlier are gone from the log, later ones follow.
+
+As in start-up recovery (:mod:`coldbridge_server.streaming.replay`), events of items the new
+bundle lacks are skipped (and counted here), and a user's ``last_update`` is the time their
+last event was logged at (``received_at``, the live apply's time), so a rebuilt state equals
+the one a restart on the new bundle recovers.
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ from coldbridge_server.streaming.store import Logged
 from coldbridge_server.streaming.update import OnlineUpdater
 from coldbridge_server.streaming.validate import validate
 
-__all__ = ["CHUNK", "Replay", "replay_log"]
+__all__ = ["CHUNK", "ROUNDS", "Replay", "replay_log"]
 
 CHUNK = 512
 """Events read per lock hold (bounds the writer's pause and the chunk's memory)."""
+ROUNDS = 3
+"""Catch-ups with the log end, with ingest running, before the rest is read with it paused."""
 YIELD = 1.0
 """After applying a chunk, sleep this many times its apply time: the rebuild holds the GIL
 at most 1 / (1 + YIELD) of the time, so request threads keep their latency."""
@@ -65,18 +74,30 @@ def replay_log(
     NotReadyError
         If the ingest stops during the rebuild (nothing is swapped).
     """
-    progress = Replay()
-    while True:
-        with paused(ingestor):
-            chunk = _read(ingestor, progress, CHUNK)
-            if len(chunk) < CHUNK:  # the tail: finish and swap with the writer paused
-                _apply(updater, chunk, progress)
-                _apply(updater, _read(ingestor, progress, None), progress)
-                swap(progress)
-                return progress
-        start = time.perf_counter()
-        _apply(updater, chunk, progress)
-        time.sleep(YIELD * (time.perf_counter() - start))
+    progress, rounds = Replay(), 1
+    with paused(ingestor):
+        end = ingestor.store.read_end()
+        ingestor.erased_during_rebuild = erased = set()
+    try:
+        while True:
+            with paused(ingestor):
+                for user_id in erased:
+                    updater.forget(user_id)
+                erased.clear()
+                chunk = _read(ingestor, progress, CHUNK)
+                if len(chunk) < CHUNK or rounds >= ROUNDS:  # the tail: finish, swap, paused
+                    _apply(updater, chunk, progress)
+                    _apply(updater, _read(ingestor, progress, None), progress)
+                    swap(progress)
+                    return progress
+                if ingestor.store.read_covers(progress.cursor, end):
+                    rounds, end = rounds + 1, ingestor.store.read_end()
+            start = time.perf_counter()
+            _apply(updater, chunk, progress)
+            time.sleep(YIELD * (time.perf_counter() - start))
+    finally:
+        with ingestor.writer_lock:
+            ingestor.erased_during_rebuild = None
 
 
 def _read(ingestor: Ingestor, progress: Replay, limit: int | None) -> list[Logged]:

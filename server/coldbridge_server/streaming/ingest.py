@@ -101,6 +101,8 @@ class Ingestor(Writer):
         self._dirty: set[str] = set()
         self._since_snapshot = 0
         self._full_snapshot = False  # the next snapshot replaces all states (bundle change)
+        self.erased_during_rebuild: set[str] | None = None
+        """Set by a hot reload's state rebuild: users erased since it last looked."""
 
     @property
     def store(self) -> EventStore:
@@ -108,6 +110,13 @@ class Ingestor(Writer):
         if self._store is None:
             self._store = self._open_store()
         return self._store
+
+    def forget(self, user_id: str) -> bool:
+        """Erase ``user_id``'s online state (under :attr:`writer_lock`); return whether there
+        was one. A state rebuild in progress is told (:attr:`erased_during_rebuild`)."""
+        if self.erased_during_rebuild is not None:
+            self.erased_during_rebuild.add(user_id)
+        return self.updater.forget(user_id)
 
     def degraded_reason(self) -> str:
         """Why answers may miss acknowledged events now (``""``: they do not).
@@ -274,7 +283,7 @@ class Ingestor(Writer):
         self.health.succeeded("delete")
         self._event_ids.difference_update(ids)
         self._dirty.discard(uid)
-        erasure.had_state = self.updater.forget(uid)
+        erasure.had_state = self.forget(uid)
         erasure.result = len(ids)
         logger.info("user erased: %d events deleted", len(ids))
         if self.metrics is not None:

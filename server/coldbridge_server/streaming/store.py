@@ -128,6 +128,16 @@ class EventStore(abc.ABC):
                 close()
         return [(event, at) for _, event, at in chunk], chunk[-1][0] if chunk else cursor
 
+    def read_end(self) -> Any:
+        """The cursor :meth:`read_chunk` reaches once it has returned every event applied so
+        far (called with the writer paused): how a rebuild knows it caught up with the log."""
+        return self.last_seq
+
+    def read_covers(self, cursor: Any, end: Any) -> bool:
+        """Whether ``cursor`` (of :meth:`read_chunk`) is at or past ``end`` (of
+        :meth:`read_end`)."""
+        return cursor is not None and cursor >= end
+
     @abc.abstractmethod
     def snapshot_info(self) -> tuple[str, int]:
         """``(bundle_version, snapshot_seq)`` of the stored snapshot (``("", 0)`` if none)."""
