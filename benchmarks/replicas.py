@@ -42,20 +42,16 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from coldbridge.v1 import recommender_pb2 as pb  # noqa: E402
-from scaleout import start_redis, start_server, stop  # noqa: E402
+from scaleout import cpu_seconds, start_redis, start_server, stop  # noqa: E402
 from serving import METHOD, free_port, make_bundle, start, wait_serving  # noqa: E402
 
 CONFIGS = ("echo", "sqlite", "redis1", "redis2")
 
 
-def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+def cpu_split(pids: list[int]) -> tuple[float, float]:
     """User + system CPU seconds so far of this process and of ``pids`` together."""
     own = resource.getrusage(resource.RUSAGE_SELF)
-    total = 0.0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return own.ru_utime + own.ru_stime, total
+    return own.ru_utime + own.ru_stime, cpu_seconds(*pids)
 
 
 def pin(pid: int, core: int) -> None:
@@ -104,9 +100,9 @@ def closed_loop(
     the wall time of the load.
     """
     target = "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in ports)
-    (client, servers), began = cpu_seconds(pids or []), time.perf_counter()
+    (client, servers), began = cpu_split(pids or []), time.perf_counter()
     qps, p99 = asyncio.run(_closed_loop(target, requests, inflight))
-    (client_end, servers_end), wall = cpu_seconds(pids or []), time.perf_counter() - began
+    (client_end, servers_end), wall = cpu_split(pids or []), time.perf_counter() - began
     return qps, p99, (client_end - client) / wall, (servers_end - servers) / wall
 
 

@@ -129,12 +129,12 @@ def ingest(port: int, n_events: int, items: int, tag: str) -> float:
     return n_events / wall
 
 
-def cpu_seconds(*procs: subprocess.Popen[bytes]) -> float:
+def cpu_seconds(*pids: int) -> float:
     """User + system CPU seconds the processes used so far (Linux ``/proc``; NaN elsewhere)."""
     total = 0.0
-    for proc in procs:
+    for pid in pids:
         try:
-            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             return float("nan")
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -222,16 +222,16 @@ def main() -> None:
         redis_proc, url = start_redis(work)
         try:
             sqlite, port = start_server(bundle, work / "sqlite", state_sync="FULL")
-            cpu = cpu_seconds(sqlite)
+            cpu = cpu_seconds(sqlite.pid)
             rate_sqlite = ingest(port, args.events, args.items, "s")
-            cpu_sqlite = (cpu_seconds(sqlite) - cpu) * 1e6 / args.events
+            cpu_sqlite = (cpu_seconds(sqlite.pid) - cpu) * 1e6 / args.events
             qps_sqlite = qps([port], args.requests, args.concurrency)
             stop(sqlite)
             a, pa = start_server(bundle, work / "a", store="redis", redis_url=url)
-            cpu, cpu_r = cpu_seconds(a), cpu_seconds(redis_proc)
+            cpu, cpu_r = cpu_seconds(a.pid), cpu_seconds(redis_proc.pid)
             rate_redis1 = ingest(pa, args.events, args.items, "r1")
-            cpu_redis = (cpu_seconds(a) - cpu) * 1e6 / args.events
-            cpu_server = (cpu_seconds(redis_proc) - cpu_r) * 1e6 / args.events
+            cpu_redis = (cpu_seconds(a.pid) - cpu) * 1e6 / args.events
+            cpu_server = (cpu_seconds(redis_proc.pid) - cpu_r) * 1e6 / args.events
             qps_redis1 = qps([pa], args.requests, args.concurrency)
             b, pb_ = start_server(bundle, work / "b", store="redis", redis_url=url)
             rate_redis2 = ingest(pa, args.events, args.items, "r2")

@@ -42,8 +42,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from coldbridge.v1 import events_pb2 as epb  # noqa: E402
 from coldbridge.v1 import events_pb2_grpc  # noqa: E402
-from replicas import closed_loop, cpu_seconds, pin, requests_for  # noqa: E402
-from scaleout import start_redis, start_server, stop  # noqa: E402
+from replicas import closed_loop, pin, requests_for  # noqa: E402
+from scaleout import cpu_seconds, start_redis, start_server, stop  # noqa: E402
 from serving import make_bundle  # noqa: E402
 
 
@@ -67,10 +67,6 @@ def redis_key_bytes(url: str, kind: str) -> int:
         client.close()
 
 
-def process_cpu(pid: int) -> float:
-    return cpu_seconds([pid])[1]
-
-
 def recommend_cost(items: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
     bundle = make_bundle(work / f"bundle{items}", items, 10_000, args.dim)
     server, port = start_server(bundle, work / f"rec{items}")
@@ -78,9 +74,9 @@ def recommend_cost(items: int, args: argparse.Namespace, work: Path) -> dict[str
         pin(server.pid, 0)
         requests = requests_for(10_000, args.requests, 10)
         closed_loop([port], requests[:500], 64)  # warm-up
-        before = process_cpu(server.pid)
+        before = cpu_seconds(server.pid)
         qps, _, _, _ = closed_loop([port], requests, 64)
-        cpu = process_cpu(server.pid) - before
+        cpu = cpu_seconds(server.pid) - before
         return {
             "cpu_per_request": cpu / len(requests),
             "qps_per_core": qps,
@@ -127,7 +123,7 @@ def ingest_cost(items: int, args: argparse.Namespace, work: Path) -> dict[str, f
         sent = batches(args.users, args.events_per_user, items)
         n_events = args.users * args.events_per_user
         rss_b = rss_bytes(b.pid)
-        cpu = {name: process_cpu(p.pid) for name, p in (("a", a), ("b", b), ("redis", redis))}
+        cpu = {name: cpu_seconds(p.pid) for name, p in (("a", a), ("b", b), ("redis", redis))}
         with grpc.insecure_channel(f"127.0.0.1:{port_a}") as channel:
             acks = list(events_pb2_grpc.EventsStub(channel).StreamEvents(iter(sent)))
         assert sum(ack.accepted for ack in acks) == n_events
@@ -141,7 +137,7 @@ def ingest_cost(items: int, args: argparse.Namespace, work: Path) -> dict[str, f
                 time.sleep(0.01)
         time.sleep(1.0)  # the last snapshot
         spent = {
-            name: process_cpu(p.pid) - cpu[name]
+            name: cpu_seconds(p.pid) - cpu[name]
             for name, p in (("a", a), ("b", b), ("redis", redis))
         }
         return {
