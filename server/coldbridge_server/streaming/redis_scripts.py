@@ -15,16 +15,18 @@ from __future__ import annotations
 __all__ = ["APPEND", "ERASE", "READ", "SNAPSHOT", "TRIM"]
 
 APPEND = """
--- KEYS: log, ids; ARGV: the caller's cursor, then its events in one string (one argument:
+-- KEYS: log, ids, meta; ARGV: the caller's cursor, then its events in one string (one argument:
 -- redis-py packs a command's arguments one by one, slowly), per event
 -- '<bytes of event_id> <bytes of user_id> <bytes of payload> ' .. event_id .. user_id ..
 -- payload (redis_codec.append_argument).
 -- Returns {1 if the stream's last entry before this call is the caller's cursor (nothing
 -- it has not applied precedes the new entries) else 0, the new stream id of each event or
--- '' for an event id already logged, joined by ','}.
+-- '' for an event id already logged, joined by ','}. A stream that retention trimmed empty
+-- ends at its trim point, not at '0-0': a caller that applied nothing did miss entries.
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+last = last[1] and last[1][1] or redis.call('HGET', KEYS[3], 'trimmed') or '0-0'
 local follows = 0
-if (last[1] and last[1][1] or '0-0') == ARGV[1] then follows = 1 end
+if last == ARGV[1] then follows = 1 end
 local s, at, events, out = ARGV[2], 1, {}, {}
 while at <= #s do  -- parse all first: a malformed argument fails before any write
   local _, stop, ne, nu, np = string.find(s, '^(%d+) (%d+) (%d+) ', at)

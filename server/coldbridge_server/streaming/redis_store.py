@@ -182,6 +182,7 @@ class RedisEventStore(EventStore):
         self.applied = 0
         self._keys = [keys(p) for p in range(partitions)]
         self._partition = {k[0].encode(): p for p, k in enumerate(self._keys)}
+        self._append_keys = [(log, ids, meta) for log, ids, _, meta in self._keys]
         self._append = self.client.register_script(redis_scripts.APPEND)
         self._erase = self.client.register_script(redis_scripts.ERASE)
         self._snapshot = self.client.register_script(redis_scripts.SNAPSHOT)
@@ -226,7 +227,7 @@ class RedisEventStore(EventStore):
         results: list[StreamId | None] = [None] * len(events)
         follows: set[int] = set()
         calls: list[tuple[Sequence[str], list[Any]]] = [
-            (self._keys[p][:2], self._append_args(p, events, ns, received_at))
+            (self._append_keys[p], self._append_args(p, events, ns, received_at))
             for p, ns in parts.items()
         ]
         with _translated("append"):
