@@ -82,7 +82,17 @@ redis.call('HSET', KEYS[4], 'floor', sid)
 return {sid, deleted}
 """
 
-SNAPSHOT = """
+_LT = """
+local function lt(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+"""
+
+SNAPSHOT = (
+    """
 -- KEYS: the version's snap hash, meta, the partition's snap key (prefix of every version's);
 -- ARGV: cursor, bundle version, mode ('full' | 'inc'), base cursor, keep (versions whose
 -- snapshots are kept), then (user_id, state blob) pairs.
@@ -93,12 +103,9 @@ SNAPSHOT = """
 -- Returns 'ok', 'skip' (a snapshot of this version at this cursor or later is stored),
 -- 'stale' (older than the last erasure) or 'full' (an incremental write does not apply to
 -- the stored snapshot of this version: write all users instead).
-local function lt(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am < bm or (am == bm and as < bs)
-end
+"""
+    + _LT
+    + """
 local version = ARGV[2]
 local m = redis.call('HMGET', KEYS[2], 'cursor:' .. version, 'floor')
 local cursor, floor = m[1], m[2]
@@ -127,15 +134,7 @@ if ARGV[3] == 'full' then
 end
 return 'ok'
 """
-
-_LT = """
-local function lt(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am < bm or (am == bm and as < bs)
-end
-"""
+)
 
 READ = """
 -- KEYS: log, meta; ARGV: after (exclusive), end (inclusive, or '+'), count.
