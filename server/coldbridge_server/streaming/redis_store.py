@@ -74,6 +74,7 @@ Entry = tuple[StreamId, Event | str]
 _ZERO: StreamId = (0, 0)
 _CHUNK = 1000
 _TRIM_CHECK_SECONDS = 1.0
+_ATTEMPTS = 10
 SNAPSHOT_VERSIONS = 2
 """Bundle versions whose snapshots a partition keeps (the served one and the one before:
 a roll-out's window, or a roll-back); older ones are dropped at the next full snapshot."""
@@ -355,27 +356,42 @@ class RedisEventStore(EventStore):
             sid, deleted = self._erase(keys=self._keys[self.partition(user_id)], args=[user_id])
         return parse_id(sid), [d.decode() for d in deleted]
 
-    def snapshot_meta(self, p: int, version: str | None = None) -> tuple[str, StreamId | None]:
-        """``(bundle version, cursor)`` of partition ``p``'s snapshot of ``version`` (default:
-        the snapshot written last, of any version); ``("", None)``: none."""
+    def snapshot_meta(self, p: int) -> tuple[str, StreamId | None]:
+        """``(bundle version, cursor)`` of partition ``p``'s snapshot written last (of any
+        version); ``("", None)``: none."""
         with _translated("recover"):
-            if version is None:
-                cursor, stored = self.client.hmget(self._keys[p][3], ["cursor", "version"])
-                version = (stored or b"").decode()
-            else:
-                cursor = self.client.hget(self._keys[p][3], f"cursor:{version}")
+            cursor, version = self.client.hmget(self._keys[p][3], ["cursor", "version"])
         if cursor is None:
             return "", None
-        return version, parse_id(cursor)
+        return (version or b"").decode(), parse_id(cursor)
 
-    def partition_states(self, p: int, version: str) -> Iterator[UserState]:
-        """The user states of partition ``p``'s snapshot of ``version`` (``vector`` left
-        ``None``)."""
-        snap = version_key(self._keys[p][2], version)
-        with _translated("recover"):
-            rows = list(self.client.hscan_iter(snap, count=_CHUNK))
-        for user, blob in rows:
-            yield decode_blob(user.decode("utf-8"), blob)
+    def read_snapshot(self, p: int, version: str) -> tuple[StreamId | None, list[UserState]]:
+        """``(cursor, user states)`` of partition ``p``'s snapshot of bundle ``version``,
+        consistent (``vector`` left ``None``).
+
+        The states are read in chunks (HSCAN) between two reads of that snapshot's cursor and
+        write order; a snapshot of this version written meanwhile changes them, and the read is
+        repeated. ``(None, [])``: no snapshot of this version.
+
+        Raises
+        ------
+        StorageError
+            If Redis fails, or snapshots kept changing during ten reads.
+        """
+        _, _, snap, meta = self._keys[p]
+        fields = [f"cursor:{version}", f"written:{version}"]
+        for _ in range(_ATTEMPTS):
+            with _translated("recover"):
+                before = self.client.hmget(meta, fields)
+                rows = list(self.client.hscan_iter(version_key(snap, version), count=_CHUNK))
+                after = self.client.hmget(meta, fields)
+            if before != after:
+                continue
+            if before[0] is None:
+                return None, []
+            states = [decode_blob(user.decode("utf-8"), blob) for user, blob in rows]
+            return parse_id(before[0]), states
+        raise StorageError(f"recover failed: the snapshot of partition {p} kept changing")
 
     def write_partition(
         self, p: int, states: Iterable[UserState], version: str, *, full: bool
@@ -454,9 +470,7 @@ class RedisEventStore(EventStore):
     def load_states(self) -> Iterator[UserState]:
         """The user states of every partition's snapshot written last."""
         for p in range(self.partitions):
-            version, cursor = self.snapshot_meta(p)
-            if cursor is not None:
-                yield from self.partition_states(p, version)
+            yield from self.read_snapshot(p, self.snapshot_meta(p)[0])[1]
 
     def write_snapshot(
         self, states: Iterable[UserState], seq: int, bundle_version: str, *, replace: bool = False
