@@ -248,3 +248,22 @@ def test_an_append_to_a_stream_trimmed_empty_does_not_follow_a_fresh_cursor(
         finally:
             writer.close()
             fresh.close()
+
+
+def test_a_reload_rebuild_reads_what_retention_kept(tmp_path: Path) -> None:
+    """Hot reload's rebuild (``read_chunk`` from the start of every stream) reads the entries
+    retention kept, like ``events_after``, instead of failing on the trimmed head."""
+    with redis_server(tmp_path) as redis:
+        store = RedisEventStore(redis.url, partitions=1)
+        try:
+            events = [Event(f"e{n}", "u", "v1", Domain.TARGET, Kind.IMPLICIT) for n in range(30)]
+            ids = [i for i in store.append_events(events, 0.0).ids if i is not None]
+            store.cursors[0] = ids[-1]
+            assert store.write_partition(0, [], "v", full=True) == "ok"
+            assert trim(store, 0, "v", keep=5) == 25
+            rows, cursor = store.read_chunk(None, 2)
+            more, _ = store.read_chunk(cursor, None)
+            assert [e.event_id for e, _ in rows + more] == [e.event_id for e in events[25:]]
+            assert [e for _, e in store.events_after(0)] == [e for e, _ in rows + more]
+        finally:
+            store.close()

@@ -448,12 +448,17 @@ class RedisEventStore(EventStore):
         Every partition is read from its own point up to :attr:`cursors`, so entries the
         follower applies between two calls, in partitions already read, are found by the next
         call (a single partition-major position would skip them). ``received_at`` is the
-        event's time, as the follower applies it.
+        event's time, as the follower applies it. Like :meth:`events_after`, it reads what
+        retention kept (unchecked: the trimmed head is not an error here).
         """
         done: list[StreamId] = [_ZERO] * self.partitions if cursor is None else list(cursor)
         rows: list[Logged] = []
         for p in range(self.partitions):
-            entries = self.read(p, done[p], self.cursors[p]) if done[p] < self.cursors[p] else ()
+            entries = (
+                self.read(p, done[p], self.cursors[p], checked=False)
+                if done[p] < self.cursors[p]
+                else ()
+            )
             for sid, entry in entries:
                 done[p] = sid
                 if not isinstance(entry, str):  # erased events are deleted from the log
