@@ -23,9 +23,10 @@ and the stream after it (:meth:`~.replicated.ReplicatedIngestor.bootstrap_partit
 
 from __future__ import annotations
 
+from coldbridge_server.streaming.redis_client import translated
 from coldbridge_server.streaming.redis_codec import keys
 from coldbridge_server.streaming.redis_scripts import TRIM
-from coldbridge_server.streaming.redis_store import RedisEventStore, _translated
+from coldbridge_server.streaming.redis_store import RedisEventStore
 
 __all__ = ["trim"]
 
@@ -53,7 +54,7 @@ def trim(
     script = store.client.register_script(TRIM)
     deleted = 0
     for _ in range(calls):
-        with _translated("compact"):
+        with translated("compact"):
             n, more = script(keys=[log, ids, meta], args=[version, keep, max_age_ms, limit])
         deleted += int(n)
         if not more:

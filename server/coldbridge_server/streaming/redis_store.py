@@ -40,14 +40,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-import redis
-from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
-from redis.retry import Retry
 
 from coldbridge_server.core import UserState
-from coldbridge_server.errors import ConfigError, StorageError, StorageFullError
+from coldbridge_server.errors import ConfigError, StorageError
 from coldbridge_server.streaming import redis_scripts
+from coldbridge_server.streaming.redis_client import connect, translated
 from coldbridge_server.streaming.redis_codec import (
     PARTITIONS_KEY,
     StreamId,
@@ -107,38 +105,6 @@ class Appended(NamedTuple):
     """Per partition, the indexes of its events in the batch (in batch order)."""
 
 
-def connect(url: str, timeout: float) -> redis.Redis | RedisCluster:
-    """A client of ``url``; ``redis+cluster://`` (or ``rediss+cluster://``) is a Redis Cluster.
-
-    Commands are not retried (a retried append could report its own events as
-    duplicates): a failure is reported at once and the writer or follower tries again.
-    """
-    options: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "retry": Retry(NoBackoff(), 0),
-    }
-    for scheme in ("redis+cluster://", "rediss+cluster://"):
-        if url.startswith(scheme):
-            return RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
-    return redis.Redis.from_url(url, **options)
-
-
-@contextlib.contextmanager
-def _translated(what: str) -> Iterator[None]:
-    """Redis errors -> :class:`StorageError` / :class:`StorageFullError` with the cause."""
-    try:
-        yield
-    except redis.exceptions.ResponseError as exc:
-        if str(exc).startswith("OOM"):
-            raise StorageFullError(f"{what} failed: Redis out of memory ({exc})") from exc
-        if str(exc).startswith(("LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")):
-            raise StorageError(f"{what} failed: Redis unavailable ({exc})") from exc
-        raise
-    except (redis.exceptions.RedisError, OSError) as exc:
-        raise StorageError(f"{what} failed: Redis unavailable ({exc})") from exc
-
-
 class RedisEventStore(EventStore):
     """The partitioned event log, idempotency ids and snapshots in Redis.
 
@@ -189,7 +155,7 @@ class RedisEventStore(EventStore):
         self._snapshot = self.client.register_script(redis_scripts.SNAPSHOT)
         self._read = self.client.register_script(redis_scripts.READ)
         self._trim_checked = 0.0  # time.monotonic() of read_new's last look at trim points
-        with _translated("connect"):
+        with translated("connect"):
             self.client.set(PARTITIONS_KEY, partitions, nx=True)
             stored = int(self.client.get(PARTITIONS_KEY) or partitions)
         if stored != partitions:
@@ -231,7 +197,7 @@ class RedisEventStore(EventStore):
             (self._append_keys[p], self._append_args(p, events, ns, received_at))
             for p, ns in parts.items()
         ]
-        with _translated("append"):
+        with translated("append"):
             replies = self._run_scripts(calls)
             if self.wait_replicas:
                 self._wait(list(parts))
@@ -292,7 +258,7 @@ class RedisEventStore(EventStore):
         end = "+" if upto is None else fmt_id(upto)
         start = after
         while True:
-            with _translated("read"):
+            with translated("read"):
                 if checked:
                     point, raw = self._read(keys=[log, meta], args=[fmt_id(start), end, count])
                     if point and parse_id(point) > start:
@@ -316,7 +282,7 @@ class RedisEventStore(EventStore):
         """
         found: dict[int, Iterable[Entry]] = {}
         cursors = list(self.cursors)
-        with _translated("follow"):
+        with translated("follow"):
             if self.cluster:
                 replies: Any = []
                 for p, (log, *_) in enumerate(self._keys):
@@ -339,7 +305,7 @@ class RedisEventStore(EventStore):
 
     def trim_points(self) -> list[StreamId | None]:
         """Per partition, the id of the last entry retention deleted (``None``: none)."""
-        with _translated("follow"):
+        with translated("follow"):
             if self.cluster:
                 points = [self.client.hget(k[3], "trimmed") for k in self._keys]
             else:
@@ -352,14 +318,14 @@ class RedisEventStore(EventStore):
     def erase(self, user_id: str) -> tuple[StreamId, list[str]]:
         """Delete the user's entries, ids and snapshot state, append an erasure entry;
         return its stream id and the deleted event ids (atomic per partition)."""
-        with _translated("delete"):
+        with translated("delete"):
             sid, deleted = self._erase(keys=self._keys[self.partition(user_id)], args=[user_id])
         return parse_id(sid), [d.decode() for d in deleted]
 
     def snapshot_meta(self, p: int) -> tuple[str, StreamId | None]:
         """``(bundle version, cursor)`` of partition ``p``'s snapshot written last (of any
         version); ``("", None)``: none."""
-        with _translated("recover"):
+        with translated("recover"):
             cursor, version = self.client.hmget(self._keys[p][3], ["cursor", "version"])
         if cursor is None:
             return "", None
@@ -381,7 +347,7 @@ class RedisEventStore(EventStore):
         _, _, snap, meta = self._keys[p]
         fields = [f"cursor:{version}", f"written:{version}"]
         for _ in range(_ATTEMPTS):
-            with _translated("recover"):
+            with translated("recover"):
                 before = self.client.hmget(meta, fields)
                 rows = list(self.client.hscan_iter(version_key(snap, version), count=_CHUNK))
                 after = self.client.hmget(meta, fields)
@@ -409,7 +375,7 @@ class RedisEventStore(EventStore):
         for state in states:
             args += (state.user_id, encode_blob(state))
         _, _, snap, meta = self._keys[p]
-        with _translated("snapshot"):
+        with translated("snapshot"):
             answer = self._snapshot(keys=[version_key(snap, version), meta, snap], args=args)
         result = answer.decode() if isinstance(answer, bytes) else str(answer)
         if result in ("ok", "skip"):
@@ -426,7 +392,7 @@ class RedisEventStore(EventStore):
     def event_ids(self) -> Iterator[str]:
         """Every logged event id (all partitions)."""
         for _, ids, _, _ in self._keys:
-            with _translated("read"):
+            with translated("read"):
                 rows = list(self.client.hscan_iter(ids, count=_CHUNK))
             yield from (eid.decode() for eid, _ in rows)
 
@@ -509,7 +475,7 @@ class RedisEventStore(EventStore):
 
     def probe(self) -> None:
         """Write and delete 64 KiB (raises while Redis is down or out of memory)."""
-        with _translated("probe"):
+        with translated("probe"):
             self.client.set("cb:probe", b"\0" * 65536)
             self.client.delete("cb:probe")
 
