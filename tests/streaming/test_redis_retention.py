@@ -218,3 +218,52 @@ def test_trimming_keeps_what_every_kept_versions_snapshot_needs(tmp_path: Path) 
             assert store.client.xlen(log) == 20 and store.client.hlen(ids_key) == 20
         finally:
             store.close()
+
+
+def test_an_append_to_a_stream_trimmed_empty_does_not_follow_a_fresh_cursor(
+    tmp_path: Path,
+) -> None:
+    """A replica that applied nothing (cursor 0-0) appends to a partition whose every entry
+    was trimmed: the empty stream must not read as "nothing precedes your entries" (the
+    replica would apply its own from memory and never see the trimmed ones)."""
+    with redis_server(tmp_path) as redis:
+        writer = RedisEventStore(redis.url, partitions=1)
+        fresh = RedisEventStore(redis.url, partitions=1)
+        try:
+            events = [Event(f"e{n}", "u", "v1", Domain.TARGET, Kind.IMPLICIT) for n in range(5)]
+            ids = writer.append_events(events, 0.0).ids
+            writer.cursors[0] = max(i for i in ids if i is not None)
+            assert writer.write_partition(0, [], "v", full=True) == "ok"
+            assert trim(writer, 0, "v", max_age_ms=1) == 5  # logged at time 0: all too old
+            assert writer.client.xlen(keys(0)[0]) == 0
+            mine = [Event("f0", "w", "v1", Domain.TARGET, Kind.IMPLICIT)]
+            assert fresh.append_events(mine, 1.0).follows == frozenset()
+            # a replica at the trim point of a stream trimmed empty does follow
+            writer.cursors[0] = [sid for sid, _ in fresh.read(0, (0, 0), checked=False)][-1]
+            assert writer.write_partition(0, [], "v", full=True) == "ok"
+            time.sleep(0.01)
+            assert trim(writer, 0, "v", max_age_ms=1) == 1
+            more = [Event("f1", "w", "v1", Domain.TARGET, Kind.IMPLICIT)]
+            assert writer.append_events(more, 1.0).follows == frozenset({0})
+        finally:
+            writer.close()
+            fresh.close()
+
+
+def test_a_reload_rebuild_reads_what_retention_kept(tmp_path: Path) -> None:
+    """Hot reload's rebuild (``read_chunk`` from the start of every stream) reads the entries
+    retention kept, like ``events_after``, instead of failing on the trimmed head."""
+    with redis_server(tmp_path) as redis:
+        store = RedisEventStore(redis.url, partitions=1)
+        try:
+            events = [Event(f"e{n}", "u", "v1", Domain.TARGET, Kind.IMPLICIT) for n in range(30)]
+            ids = [i for i in store.append_events(events, 0.0).ids if i is not None]
+            store.cursors[0] = ids[-1]
+            assert store.write_partition(0, [], "v", full=True) == "ok"
+            assert trim(store, 0, "v", keep=5) == 25
+            rows, cursor = store.read_chunk(None, 2)
+            more, _ = store.read_chunk(cursor, None)
+            assert [e.event_id for e, _ in rows + more] == [e.event_id for e in events[25:]]
+            assert [e for _, e in store.events_after(0)] == [e for e, _ in rows + more]
+        finally:
+            store.close()

@@ -1,4 +1,4 @@
-"""Event-log retention of the Redis store, and reading a partition's snapshot consistently.
+"""Event-log retention of the Redis store.
 
 Retention (``event_retention_seconds`` / ``event_retention_events``) trims each partition's
 stream with :data:`~.redis_scripts.TRIM`, run by whichever replica just wrote a snapshot:
@@ -23,22 +23,14 @@ and the stream after it (:meth:`~.replicated.ReplicatedIngestor.bootstrap_partit
 
 from __future__ import annotations
 
-from coldbridge_server.core import UserState
-from coldbridge_server.errors import StorageError
-from coldbridge_server.streaming.redis_codec import (
-    StreamId,
-    decode_blob,
-    keys,
-    parse_id,
-    version_key,
-)
+from coldbridge_server.streaming.redis_client import translated
+from coldbridge_server.streaming.redis_codec import keys
 from coldbridge_server.streaming.redis_scripts import TRIM
-from coldbridge_server.streaming.redis_store import RedisEventStore, _translated
+from coldbridge_server.streaming.redis_store import RedisEventStore
 
-__all__ = ["read_snapshot", "trim"]
+__all__ = ["trim"]
 
 _CHUNK = 1000
-_ATTEMPTS = 10
 
 
 def trim(
@@ -62,39 +54,9 @@ def trim(
     script = store.client.register_script(TRIM)
     deleted = 0
     for _ in range(calls):
-        with _translated("compact"):
+        with translated("compact"):
             n, more = script(keys=[log, ids, meta], args=[version, keep, max_age_ms, limit])
         deleted += int(n)
         if not more:
             break
     return deleted
-
-
-def read_snapshot(
-    store: RedisEventStore, p: int, version: str
-) -> tuple[StreamId | None, list[UserState]]:
-    """``(cursor, user states)`` of partition ``p``'s snapshot of bundle ``version``, consistent.
-
-    The states are read in chunks (HSCAN) between two reads of that snapshot's cursor and
-    write order; a snapshot of this version written meanwhile changes them, and the read is
-    repeated. ``(None, [])``: no snapshot of this version.
-
-    Raises
-    ------
-    StorageError
-        If Redis fails, or snapshots kept changing during ten reads.
-    """
-    _, _, snap, meta = keys(p)
-    fields = [f"cursor:{version}", f"written:{version}"]
-    for _ in range(_ATTEMPTS):
-        with _translated("recover"):
-            before = store.client.hmget(meta, fields)
-            rows = list(store.client.hscan_iter(version_key(snap, version), count=_CHUNK))
-            after = store.client.hmget(meta, fields)
-        if before != after:
-            continue
-        if before[0] is None:
-            return None, []
-        states = [decode_blob(user.decode("utf-8"), blob) for user, blob in rows]
-        return parse_id(before[0]), states
-    raise StorageError(f"recover failed: the snapshot of partition {p} kept changing")

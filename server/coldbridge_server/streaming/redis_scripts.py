@@ -15,16 +15,18 @@ from __future__ import annotations
 __all__ = ["APPEND", "ERASE", "READ", "SNAPSHOT", "TRIM"]
 
 APPEND = """
--- KEYS: log, ids; ARGV: the caller's cursor, then its events in one string (one argument:
+-- KEYS: log, ids, meta; ARGV: the caller's cursor, then its events in one string (one argument:
 -- redis-py packs a command's arguments one by one, slowly), per event
 -- '<bytes of event_id> <bytes of user_id> <bytes of payload> ' .. event_id .. user_id ..
 -- payload (redis_codec.append_argument).
 -- Returns {1 if the stream's last entry before this call is the caller's cursor (nothing
 -- it has not applied precedes the new entries) else 0, the new stream id of each event or
--- '' for an event id already logged, joined by ','}.
+-- '' for an event id already logged, joined by ','}. A stream that retention trimmed empty
+-- ends at its trim point, not at '0-0': a caller that applied nothing did miss entries.
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+last = last[1] and last[1][1] or redis.call('HGET', KEYS[3], 'trimmed') or '0-0'
 local follows = 0
-if (last[1] and last[1][1] or '0-0') == ARGV[1] then follows = 1 end
+if last == ARGV[1] then follows = 1 end
 local s, at, events, out = ARGV[2], 1, {}, {}
 while at <= #s do  -- parse all first: a malformed argument fails before any write
   local _, stop, ne, nu, np = string.find(s, '^(%d+) (%d+) (%d+) ', at)
@@ -80,7 +82,17 @@ redis.call('HSET', KEYS[4], 'floor', sid)
 return {sid, deleted}
 """
 
-SNAPSHOT = """
+_LT = """
+local function lt(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+"""
+
+SNAPSHOT = (
+    """
 -- KEYS: the version's snap hash, meta, the partition's snap key (prefix of every version's);
 -- ARGV: cursor, bundle version, mode ('full' | 'inc'), base cursor, keep (versions whose
 -- snapshots are kept), then (user_id, state blob) pairs.
@@ -91,12 +103,9 @@ SNAPSHOT = """
 -- Returns 'ok', 'skip' (a snapshot of this version at this cursor or later is stored),
 -- 'stale' (older than the last erasure) or 'full' (an incremental write does not apply to
 -- the stored snapshot of this version: write all users instead).
-local function lt(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am < bm or (am == bm and as < bs)
-end
+"""
+    + _LT
+    + """
 local version = ARGV[2]
 local m = redis.call('HMGET', KEYS[2], 'cursor:' .. version, 'floor')
 local cursor, floor = m[1], m[2]
@@ -125,15 +134,7 @@ if ARGV[3] == 'full' then
 end
 return 'ok'
 """
-
-_LT = """
-local function lt(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am < bm or (am == bm and as < bs)
-end
-"""
+)
 
 READ = """
 -- KEYS: log, meta; ARGV: after (exclusive), end (inclusive, or '+'), count.

@@ -40,14 +40,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-import redis
-from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
-from redis.retry import Retry
 
 from coldbridge_server.core import UserState
-from coldbridge_server.errors import ConfigError, StorageError, StorageFullError
+from coldbridge_server.errors import ConfigError, StorageError
 from coldbridge_server.streaming import redis_scripts
+from coldbridge_server.streaming.redis_client import connect, translated
 from coldbridge_server.streaming.redis_codec import (
     PARTITIONS_KEY,
     StreamId,
@@ -74,6 +72,7 @@ Entry = tuple[StreamId, Event | str]
 _ZERO: StreamId = (0, 0)
 _CHUNK = 1000
 _TRIM_CHECK_SECONDS = 1.0
+_ATTEMPTS = 10
 SNAPSHOT_VERSIONS = 2
 """Bundle versions whose snapshots a partition keeps (the served one and the one before:
 a roll-out's window, or a roll-back); older ones are dropped at the next full snapshot."""
@@ -104,38 +103,6 @@ class Appended(NamedTuple):
     entry this replica has not applied precedes them."""
     parts: dict[int, list[int]]
     """Per partition, the indexes of its events in the batch (in batch order)."""
-
-
-def connect(url: str, timeout: float) -> redis.Redis | RedisCluster:
-    """A client of ``url``; ``redis+cluster://`` (or ``rediss+cluster://``) is a Redis Cluster.
-
-    Commands are not retried (a retried append could report its own events as
-    duplicates): a failure is reported at once and the writer or follower tries again.
-    """
-    options: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "retry": Retry(NoBackoff(), 0),
-    }
-    for scheme in ("redis+cluster://", "rediss+cluster://"):
-        if url.startswith(scheme):
-            return RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
-    return redis.Redis.from_url(url, **options)
-
-
-@contextlib.contextmanager
-def _translated(what: str) -> Iterator[None]:
-    """Redis errors -> :class:`StorageError` / :class:`StorageFullError` with the cause."""
-    try:
-        yield
-    except redis.exceptions.ResponseError as exc:
-        if str(exc).startswith("OOM"):
-            raise StorageFullError(f"{what} failed: Redis out of memory ({exc})") from exc
-        if str(exc).startswith(("LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")):
-            raise StorageError(f"{what} failed: Redis unavailable ({exc})") from exc
-        raise
-    except (redis.exceptions.RedisError, OSError) as exc:
-        raise StorageError(f"{what} failed: Redis unavailable ({exc})") from exc
 
 
 class RedisEventStore(EventStore):
@@ -182,12 +149,13 @@ class RedisEventStore(EventStore):
         self.applied = 0
         self._keys = [keys(p) for p in range(partitions)]
         self._partition = {k[0].encode(): p for p, k in enumerate(self._keys)}
+        self._append_keys = [(log, ids, meta) for log, ids, _, meta in self._keys]
         self._append = self.client.register_script(redis_scripts.APPEND)
         self._erase = self.client.register_script(redis_scripts.ERASE)
         self._snapshot = self.client.register_script(redis_scripts.SNAPSHOT)
         self._read = self.client.register_script(redis_scripts.READ)
         self._trim_checked = 0.0  # time.monotonic() of read_new's last look at trim points
-        with _translated("connect"):
+        with translated("connect"):
             self.client.set(PARTITIONS_KEY, partitions, nx=True)
             stored = int(self.client.get(PARTITIONS_KEY) or partitions)
         if stored != partitions:
@@ -226,10 +194,10 @@ class RedisEventStore(EventStore):
         results: list[StreamId | None] = [None] * len(events)
         follows: set[int] = set()
         calls: list[tuple[Sequence[str], list[Any]]] = [
-            (self._keys[p][:2], self._append_args(p, events, ns, received_at))
+            (self._append_keys[p], self._append_args(p, events, ns, received_at))
             for p, ns in parts.items()
         ]
-        with _translated("append"):
+        with translated("append"):
             replies = self._run_scripts(calls)
             if self.wait_replicas:
                 self._wait(list(parts))
@@ -290,7 +258,7 @@ class RedisEventStore(EventStore):
         end = "+" if upto is None else fmt_id(upto)
         start = after
         while True:
-            with _translated("read"):
+            with translated("read"):
                 if checked:
                     point, raw = self._read(keys=[log, meta], args=[fmt_id(start), end, count])
                     if point and parse_id(point) > start:
@@ -314,7 +282,7 @@ class RedisEventStore(EventStore):
         """
         found: dict[int, Iterable[Entry]] = {}
         cursors = list(self.cursors)
-        with _translated("follow"):
+        with translated("follow"):
             if self.cluster:
                 replies: Any = []
                 for p, (log, *_) in enumerate(self._keys):
@@ -337,7 +305,7 @@ class RedisEventStore(EventStore):
 
     def trim_points(self) -> list[StreamId | None]:
         """Per partition, the id of the last entry retention deleted (``None``: none)."""
-        with _translated("follow"):
+        with translated("follow"):
             if self.cluster:
                 points = [self.client.hget(k[3], "trimmed") for k in self._keys]
             else:
@@ -350,31 +318,46 @@ class RedisEventStore(EventStore):
     def erase(self, user_id: str) -> tuple[StreamId, list[str]]:
         """Delete the user's entries, ids and snapshot state, append an erasure entry;
         return its stream id and the deleted event ids (atomic per partition)."""
-        with _translated("delete"):
+        with translated("delete"):
             sid, deleted = self._erase(keys=self._keys[self.partition(user_id)], args=[user_id])
         return parse_id(sid), [d.decode() for d in deleted]
 
-    def snapshot_meta(self, p: int, version: str | None = None) -> tuple[str, StreamId | None]:
-        """``(bundle version, cursor)`` of partition ``p``'s snapshot of ``version`` (default:
-        the snapshot written last, of any version); ``("", None)``: none."""
-        with _translated("recover"):
-            if version is None:
-                cursor, stored = self.client.hmget(self._keys[p][3], ["cursor", "version"])
-                version = (stored or b"").decode()
-            else:
-                cursor = self.client.hget(self._keys[p][3], f"cursor:{version}")
+    def snapshot_meta(self, p: int) -> tuple[str, StreamId | None]:
+        """``(bundle version, cursor)`` of partition ``p``'s snapshot written last (of any
+        version); ``("", None)``: none."""
+        with translated("recover"):
+            cursor, version = self.client.hmget(self._keys[p][3], ["cursor", "version"])
         if cursor is None:
             return "", None
-        return version, parse_id(cursor)
+        return (version or b"").decode(), parse_id(cursor)
 
-    def partition_states(self, p: int, version: str) -> Iterator[UserState]:
-        """The user states of partition ``p``'s snapshot of ``version`` (``vector`` left
-        ``None``)."""
-        snap = version_key(self._keys[p][2], version)
-        with _translated("recover"):
-            rows = list(self.client.hscan_iter(snap, count=_CHUNK))
-        for user, blob in rows:
-            yield decode_blob(user.decode("utf-8"), blob)
+    def read_snapshot(self, p: int, version: str) -> tuple[StreamId | None, list[UserState]]:
+        """``(cursor, user states)`` of partition ``p``'s snapshot of bundle ``version``,
+        consistent (``vector`` left ``None``).
+
+        The states are read in chunks (HSCAN) between two reads of that snapshot's cursor and
+        write order; a snapshot of this version written meanwhile changes them, and the read is
+        repeated. ``(None, [])``: no snapshot of this version.
+
+        Raises
+        ------
+        StorageError
+            If Redis fails, or snapshots kept changing during ten reads.
+        """
+        _, _, snap, meta = self._keys[p]
+        fields = [f"cursor:{version}", f"written:{version}"]
+        for _ in range(_ATTEMPTS):
+            with translated("recover"):
+                before = self.client.hmget(meta, fields)
+                rows = list(self.client.hscan_iter(version_key(snap, version), count=_CHUNK))
+                after = self.client.hmget(meta, fields)
+            if before != after:
+                continue
+            if before[0] is None:
+                return None, []
+            states = [decode_blob(user.decode("utf-8"), blob) for user, blob in rows]
+            return parse_id(before[0]), states
+        raise StorageError(f"recover failed: the snapshot of partition {p} kept changing")
 
     def write_partition(
         self, p: int, states: Iterable[UserState], version: str, *, full: bool
@@ -392,7 +375,7 @@ class RedisEventStore(EventStore):
         for state in states:
             args += (state.user_id, encode_blob(state))
         _, _, snap, meta = self._keys[p]
-        with _translated("snapshot"):
+        with translated("snapshot"):
             answer = self._snapshot(keys=[version_key(snap, version), meta, snap], args=args)
         result = answer.decode() if isinstance(answer, bytes) else str(answer)
         if result in ("ok", "skip"):
@@ -409,7 +392,7 @@ class RedisEventStore(EventStore):
     def event_ids(self) -> Iterator[str]:
         """Every logged event id (all partitions)."""
         for _, ids, _, _ in self._keys:
-            with _translated("read"):
+            with translated("read"):
                 rows = list(self.client.hscan_iter(ids, count=_CHUNK))
             yield from (eid.decode() for eid, _ in rows)
 
@@ -431,12 +414,17 @@ class RedisEventStore(EventStore):
         Every partition is read from its own point up to :attr:`cursors`, so entries the
         follower applies between two calls, in partitions already read, are found by the next
         call (a single partition-major position would skip them). ``received_at`` is the
-        event's time, as the follower applies it.
+        event's time, as the follower applies it. Like :meth:`events_after`, it reads what
+        retention kept (unchecked: the trimmed head is not an error here).
         """
         done: list[StreamId] = [_ZERO] * self.partitions if cursor is None else list(cursor)
         rows: list[Logged] = []
         for p in range(self.partitions):
-            entries = self.read(p, done[p], self.cursors[p]) if done[p] < self.cursors[p] else ()
+            entries = (
+                self.read(p, done[p], self.cursors[p], checked=False)
+                if done[p] < self.cursors[p]
+                else ()
+            )
             for sid, entry in entries:
                 done[p] = sid
                 if not isinstance(entry, str):  # erased events are deleted from the log
@@ -453,9 +441,7 @@ class RedisEventStore(EventStore):
     def load_states(self) -> Iterator[UserState]:
         """The user states of every partition's snapshot written last."""
         for p in range(self.partitions):
-            version, cursor = self.snapshot_meta(p)
-            if cursor is not None:
-                yield from self.partition_states(p, version)
+            yield from self.read_snapshot(p, self.snapshot_meta(p)[0])[1]
 
     def write_snapshot(
         self, states: Iterable[UserState], seq: int, bundle_version: str, *, replace: bool = False
@@ -489,7 +475,7 @@ class RedisEventStore(EventStore):
 
     def probe(self) -> None:
         """Write and delete 64 KiB (raises while Redis is down or out of memory)."""
-        with _translated("probe"):
+        with translated("probe"):
             self.client.set("cb:probe", b"\0" * 65536)
             self.client.delete("cb:probe")
 

@@ -47,7 +47,7 @@ from coldbridge_server.errors import ColdbridgeError, StorageError
 from coldbridge_server.streaming.ingest import Ingestor
 from coldbridge_server.streaming.redis_codec import StreamId
 from coldbridge_server.streaming.redis_fleet import FleetBeacon
-from coldbridge_server.streaming.redis_retention import read_snapshot, trim
+from coldbridge_server.streaming.redis_retention import trim
 from coldbridge_server.streaming.redis_store import Appended, Entry, LogTrimmed, RedisEventStore
 from coldbridge_server.streaming.store import EventStore
 from coldbridge_server.streaming.update import OnlineUpdater
@@ -268,7 +268,7 @@ class ReplicatedIngestor(Ingestor):
         """
         store = self.redis
         for _ in range(_ATTEMPTS):
-            cursor, states = read_snapshot(store, p, self.bundle.version)
+            cursor, states = store.read_snapshot(p, self.bundle.version)
             if reset:
                 for uid in [s.user_id for s in self.updater.states]:
                     if store.partition(uid) == p:
