@@ -74,10 +74,10 @@ def replay_log(
     NotReadyError
         If the ingest stops during the rebuild (nothing is swapped).
     """
-    progress, rounds = Replay(), 1
+    progress, rounds, erased = Replay(), 1, set[str]()
     with paused(ingestor):
         end = ingestor.store.read_end()
-        ingestor.erased_during_rebuild = erased = set()
+        ingestor.erased_during_rebuild = erased
     try:
         while True:
             with paused(ingestor):

@@ -425,13 +425,23 @@ class RedisEventStore(EventStore):
                 if done[p] < self.cursors[p]
                 else ()
             )
+            end = self.cursors[p]
             for sid, entry in entries:
                 done[p] = sid
                 if not isinstance(entry, str):  # erased events are deleted from the log
                     rows.append((entry, entry.timestamp))
                 if limit is not None and len(rows) >= limit:
                     return rows, done
+            done[p] = max(done[p], end)  # read up to the cursor, even past deleted entries
         return rows, done
+
+    def read_end(self) -> list[StreamId]:
+        """Where :meth:`read_chunk` stands once it returned everything applied so far."""
+        return list(self.cursors)
+
+    def read_covers(self, cursor: Any, end: Any) -> bool:
+        """Whether every partition of ``cursor`` is at or past ``end``'s."""
+        return cursor is not None and all(c >= e for c, e in zip(cursor, end, strict=True))
 
     def snapshot_info(self) -> tuple[str, int]:
         """``(bundle version of partition 0's last snapshot, 0)``: snapshots are per partition

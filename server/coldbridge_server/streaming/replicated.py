@@ -318,7 +318,7 @@ class ReplicatedIngestor(Ingestor):
             if isinstance(entry, str):  # an erasure: the events before it first
                 applied += self._apply_run(run, evaluate)
                 run = []
-                self._forgotten[entry] = self.updater.forget(entry)
+                self._forgotten[entry] = self.forget(entry)
                 self._dirty.discard(entry)
             elif valid or validate(entry, self.bundle) is None:  # another bundle's: skipped
                 run.append(entry)
