@@ -3,6 +3,7 @@ stays erased (real server on a loopback port, real SQLite, real onnxruntime and 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from coldbridge.v1 import events_pb2 as epb
 from coldbridge_client import ClientError
 from coldbridge_server.reload import rebuild
 from eventlib import replayed_vectors
+from redislib import redis_server
 from reloadlib import serving, version
 
 
@@ -31,12 +33,14 @@ def _same(a: dict[str, np.ndarray | None], b: dict[str, np.ndarray | None]) -> b
     return a.keys() == b.keys() and all(np.array_equal(a[u], b[u]) for u in a)
 
 
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
 def test_a_rebuild_slower_than_the_ingest_still_ends(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str
 ) -> None:
     """Tiny chunks and long pauses make the rebuild far slower than a client streaming as
     fast as it can: every read comes back full, so without a bound on the catch-up rounds the
-    reload would only end when the stream stops (it never does here before the reload)."""
+    reload would only end when the stream stops (it never does here before the reload).
+    Each store says when the rebuild caught up (``read_end`` / ``read_covers``)."""
     monkeypatch.setattr(rebuild, "CHUNK", 4)
     monkeypatch.setattr(rebuild, "YIELD", 20.0)
     monkeypatch.setattr(rebuild, "ROUNDS", 2)
@@ -50,7 +54,12 @@ def test_a_rebuild_slower_than_the_ingest_still_ends(
             yield epb.EventBatch(sequence=n // 20 + 1, events=[_event(n + j) for j in range(20)])
             n += 20
 
-    with serving(bundles, state, snapshot_every_events=10_000) as s:
+    with contextlib.ExitStack() as stack:
+        settings: dict[str, Any] = {"snapshot_every_events": 10_000}
+        if store == "redis":
+            redis = stack.enter_context(redis_server(tmp_path))
+            settings.update(store="redis", redis_url=redis.url, redis_partitions=4)
+        s = stack.enter_context(serving(bundles, state, **settings))
         s.client.ingest([_event(-1 - n) for n in range(200)])
         v2 = version(bundles, "v2", seed=1)
         stream = threading.Thread(
@@ -70,7 +79,12 @@ def test_a_rebuild_slower_than_the_ingest_still_ends(
         assert accepted == 20 * len(acks) and accepted > 0
         assert s.server.ingestor is not None and s.server.ingestor.store.count == accepted + 200
         served = s.vectors()
-    assert _same(served, replayed_vectors(v2.path, state, tmp_path))
+        for user in {_event(n).user_id for n in range(9)}:  # every event applied once
+            expected = sum(1 for n in range(accepted) if _event(n).user_id == user)
+            expected += sum(1 for n in range(200) if _event(-1 - n).user_id == user)
+            assert s.client.user_state(user).target_events == expected
+    if store == "sqlite":  # the log on disk, replayed serially on v2
+        assert _same(served, replayed_vectors(v2.path, state, tmp_path))
 
 
 def test_a_user_erased_during_the_rebuild_stays_erased(

@@ -408,32 +408,33 @@ class RedisEventStore(EventStore):
                     yield position(p, sid), entry
 
     def read_chunk(self, cursor: Any, limit: int | None) -> tuple[list[Logged], Any]:
-        """Up to ``limit`` events this replica applied after ``cursor`` (per partition, the
-        stream id read up to; ``None``: nothing read yet), and the cursor after them.
+        """Up to ``limit`` events this replica applied after ``cursor``, and the cursor after
+        them: ``(per partition the stream id read up to, the partition to start the next call
+        from)``; ``None``: nothing read yet.
 
         Every partition is read from its own point up to :attr:`cursors`, so entries the
         follower applies between two calls, in partitions already read, are found by the next
-        call (a single partition-major position would skip them). ``received_at`` is the
-        event's time, as the follower applies it. Like :meth:`events_after`, it reads what
-        retention kept (unchecked: the trimmed head is not an error here).
+        call (a single partition-major position would skip them). Each call starts at the
+        partition after the one the previous call stopped in, so a partition that keeps
+        receiving events cannot starve the others. ``received_at`` is the event's time, as the
+        follower applies it. Like :meth:`events_after`, it reads what retention kept
+        (unchecked: the trimmed head is not an error here).
         """
-        done: list[StreamId] = [_ZERO] * self.partitions if cursor is None else list(cursor)
+        done, first = ([_ZERO] * self.partitions, 0) if cursor is None else cursor
+        done = list(done)
         rows: list[Logged] = []
-        for p in range(self.partitions):
-            entries = (
-                self.read(p, done[p], self.cursors[p], checked=False)
-                if done[p] < self.cursors[p]
-                else ()
-            )
+        for k in range(self.partitions):
+            p = (first + k) % self.partitions
             end = self.cursors[p]
+            entries = self.read(p, done[p], end, checked=False) if done[p] < end else ()
             for sid, entry in entries:
                 done[p] = sid
                 if not isinstance(entry, str):  # erased events are deleted from the log
                     rows.append((entry, entry.timestamp))
                 if limit is not None and len(rows) >= limit:
-                    return rows, done
+                    return rows, (done, (p + 1) % self.partitions)
             done[p] = max(done[p], end)  # read up to the cursor, even past deleted entries
-        return rows, done
+        return rows, (done, first)
 
     def read_end(self) -> list[StreamId]:
         """Where :meth:`read_chunk` stands once it returned everything applied so far."""
@@ -441,7 +442,7 @@ class RedisEventStore(EventStore):
 
     def read_covers(self, cursor: Any, end: Any) -> bool:
         """Whether every partition of ``cursor`` is at or past ``end``'s."""
-        return cursor is not None and all(c >= e for c, e in zip(cursor, end, strict=True))
+        return cursor is not None and all(c >= e for c, e in zip(cursor[0], end, strict=True))
 
     def snapshot_info(self) -> tuple[str, int]:
         """``(bundle version of partition 0's last snapshot, 0)``: snapshots are per partition
